@@ -1,0 +1,28 @@
+// What run.ts needs from each thing it benchmarks: start it, know its port and pid, stop it.
+import type { ManagedProcess } from './proc.js';
+
+export interface TargetContext {
+  /** Port of the shared bench upstream (hello world). */
+  upstreamPort: number;
+  /** A fresh temporary directory for this start (configs, pid files, logs). */
+  dir: string;
+  /** Repository root (for bin/wisp.js and filters/build). */
+  root: string;
+  /** Expected peak client connections, so peers size their connection limits. */
+  connections: number;
+}
+
+export interface RunningTarget {
+  /** The port the load goes to. */
+  port: number;
+  /** The process whose tree RSS is sampled; null for targets whose memory is not the point. */
+  proc: ManagedProcess | null;
+  stop(): Promise<void>;
+}
+
+export interface Target {
+  name: string;
+  /** Null when the target can run here, else why it is skipped. */
+  unavailable(ctx: Pick<TargetContext, 'root'>): string | null;
+  start(ctx: TargetContext): Promise<RunningTarget>;
+}

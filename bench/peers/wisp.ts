@@ -1,0 +1,71 @@
+// Wisp as a target: `node bin/wisp.js --config <tmp>/wisp.yaml`, optionally with wasm filters
+// on the route. A variant whose filter .wasm has not been built is skipped, not failed.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { ManagedProcess, waitReady } from './proc.js';
+import { freePort } from '../../test/helpers/net.js';
+import type { RunningTarget, Target, TargetContext } from './target.js';
+
+export interface BenchFilter {
+  name: string;
+  /** Path relative to the repository root, e.g. filters/build/noop.wasm. */
+  wasm: string;
+  config?: Record<string, unknown>;
+}
+
+export interface WispConfigOptions {
+  root: string;
+  adminPort: number;
+  listenPort: number;
+  upstreamPort: number;
+  filters: BenchFilter[];
+}
+
+export function wispConfig(o: WispConfigOptions): string {
+  const route: Record<string, unknown> = { match: { prefix: '/' }, cluster: 'up' };
+  if (o.filters.length > 0) route.filters = o.filters.map((f) => f.name);
+  const doc: Record<string, unknown> = {
+    admin: { address: `127.0.0.1:${o.adminPort}` },
+    listeners: [{ name: 'bench', address: `127.0.0.1:${o.listenPort}`, routes: [route] }],
+    clusters: [{ name: 'up', endpoints: [`127.0.0.1:${o.upstreamPort}`] }],
+  };
+  if (o.filters.length > 0) {
+    doc.filters = o.filters.map((f) => {
+      const entry: Record<string, unknown> = { name: f.name, wasm: join(o.root, f.wasm) };
+      if (f.config) entry.config = f.config;
+      return entry;
+    });
+  }
+  return stringify(doc);
+}
+
+export const WISP_BIN = 'bin/wisp.js';
+
+/** A Wisp run with these filters on its one route (none: the plain forwarding path). */
+export function wispTarget(name: string, filters: BenchFilter[] = []): Target {
+  return {
+    name,
+    unavailable(ctx) {
+      if (!existsSync(join(ctx.root, WISP_BIN))) return `${WISP_BIN} does not exist yet`;
+      for (const f of filters) {
+        if (!existsSync(join(ctx.root, f.wasm))) return `${f.wasm} not built (npm run build:filters)`;
+      }
+      return null;
+    },
+    async start(ctx: TargetContext): Promise<RunningTarget> {
+      const [listenPort, adminPort] = [await freePort(), await freePort()];
+      mkdirSync(ctx.dir, { recursive: true });
+      const conf = join(ctx.dir, 'wisp.yaml');
+      writeFileSync(conf, wispConfig({ root: ctx.root, adminPort, listenPort, upstreamPort: ctx.upstreamPort, filters }));
+      const proc = new ManagedProcess(name, process.execPath, [join(ctx.root, WISP_BIN), '--config', conf], { cwd: ctx.root });
+      try {
+        await waitReady(proc, listenPort, 15_000);
+      } catch (err) {
+        await proc.stop();
+        throw err;
+      }
+      return { port: listenPort, proc, stop: () => proc.stop(5000) };
+    },
+  };
+}
