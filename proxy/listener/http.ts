@@ -1,0 +1,153 @@
+// An HTTP/1.1 (or HTTPS) listener on uWebSockets.js. It owns the uWS app and listen
+// socket; the per-request work is in http/request-path.ts. The active ListenerState is
+// read once at the start of each request, so a reload swaps it without touching requests
+// already running.
+import uWS from 'uWebSockets.js';
+import { randomUUID } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { ListenerConfig } from '../config/types.js';
+import { checkRequest } from '../http/request-validation.js';
+import { ProxyRequest } from '../http/request-path.js';
+import { forwardRequestHeaders } from '../http/headers.js';
+import { statusLine } from '../http/status.js';
+import { headerValue, hostWithoutPort, type CompiledRoute } from '../router/match.js';
+import { inflight, type ListenerState } from './state.js';
+
+// req.forEach gives (name, value); collect into the array of the request being read.
+let collecting: string[] = [];
+function collectHeader(name: string, value: string): void {
+  collecting.push(name, value);
+}
+
+const METHODS: Record<string, string> = {
+  get: 'GET', post: 'POST', put: 'PUT', delete: 'DELETE', head: 'HEAD', options: 'OPTIONS', patch: 'PATCH', trace: 'TRACE', connect: 'CONNECT',
+};
+function upperMethod(m: string): string {
+  return METHODS[m] ?? m.toUpperCase();
+}
+
+/** A client-supplied x-request-id is kept when it is sane; otherwise one is made. */
+function requestIdFrom(headers: readonly string[]): string {
+  const v = headerValue(headers, 'x-request-id');
+  if (v !== undefined && v.length > 0 && v.length <= 200) return v;
+  return randomUUID();
+}
+
+/** Addresses as uWS reports them; IPv4-mapped IPv6 is shown as IPv4. */
+function clientAddressOf(res: HttpResponse): string {
+  const text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+  if (text.startsWith('0000:0000:0000:0000:0000:ffff:')) {
+    const hex = text.slice(30).replace(':', '');
+    const n = parseInt(hex, 16);
+    return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+  }
+  return text;
+}
+
+export class HttpListener {
+  private app: TemplatedApp;
+  private listenSocket: us_listen_socket | null = null;
+  port = 0;
+
+  constructor(public state: ListenerState) {
+    const cfg = state.config;
+    this.app = cfg.tls ? makeTlsApp(cfg) : uWS.App();
+    const handler = (res: HttpResponse, req: HttpRequest) => this.handle(res, req);
+    this.app.any('/*', handler);
+    for (const sni of cfg.tls?.sni ?? []) {
+      // uWS keeps a router per server name: the handler must be attached to each.
+      this.app
+        .addServerName(sni.hostname, { cert_file_name: sni.cert, key_file_name: sni.key, passphrase: sni.passphrase })
+        .domain(sni.hostname)
+        .any('/*', handler);
+    }
+  }
+
+  get config(): ListenerConfig {
+    return this.state.config;
+  }
+
+  listen(): Promise<number> {
+    const { host, port, name } = this.state.config;
+    return new Promise((resolve, reject) => {
+      this.app.listen(host, port, (ls) => {
+        if (!ls) return reject(new Error(`listener "${name}": cannot listen on ${host}:${port} (address in use or not available)`));
+        this.listenSocket = ls;
+        this.port = uWS.us_socket_local_port(ls);
+        resolve(this.port);
+      });
+    });
+  }
+
+  /** Stop accepting; established connections finish what they are doing. */
+  close(): void {
+    if (this.listenSocket !== null) {
+      uWS.us_listen_socket_close(this.listenSocket);
+      this.listenSocket = null;
+    }
+  }
+
+  private handle(res: HttpResponse, req: HttpRequest): void {
+    const st = this.state;
+    collecting = [];
+    req.forEach(collectHeader);
+    const headers = collecting;
+    const method = upperMethod(req.getMethod());
+    const url = req.getUrl();
+    const query = req.getQuery() ?? '';
+    const check = st.check;
+    if (!checkRequest(method, url, query, headers, st.config.limits, check)) {
+      return plainResponse(res, check.status, check.reason, requestIdFrom(headers), true);
+    }
+    const requestId = requestIdFrom(headers);
+    const host = hostWithoutPort(check.host);
+    const route = st.router.match(method, host, url, query, headers);
+    if (route === null) return plainResponse(res, 404, 'no route matched', requestId, check.connectionClose || check.contentLength > 0);
+    const rc = route.config;
+    if (rc.direct_response !== undefined) {
+      const d = rc.direct_response;
+      return directResponse(res, d.status, d.content_type, d.body, requestId, check.connectionClose || check.contentLength > 0);
+    }
+    if (rc.redirect !== undefined) return redirect(res, route, st.scheme, check.host, url, query, requestId);
+
+    const clientAddress = clientAddressOf(res);
+    const upstreamHost = rc.rewrite?.host ?? check.host;
+    const fwd = forwardRequestHeaders(headers, headerValue(headers, 'connection') ?? '', {
+      host: upstreamHost,
+      originalHost: check.host,
+      clientAddress,
+      proto: st.scheme,
+      requestId,
+      via: st.config.via,
+    });
+    const path = query === '' ? route.rewritePath(url) : `${route.rewritePath(url)}?${query}`;
+    inflight.count++;
+    const pr = new ProxyRequest(res, st, route, method, clientAddress, requestId, fwd, check.host, check.contentLength);
+    pr.start(path);
+  }
+}
+
+function makeTlsApp(cfg: ListenerConfig): TemplatedApp {
+  const tls = cfg.tls!;
+  return uWS.SSLApp({ cert_file_name: tls.cert, key_file_name: tls.key, passphrase: tls.passphrase });
+}
+
+/** Wisp's own short answers (errors, 404). Closing is for requests whose body we did not read. */
+function plainResponse(res: HttpResponse, status: number, reason: string, requestId: string, close: boolean): void {
+  res
+    .writeStatus(statusLine(status))
+    .writeHeader('content-type', 'text/plain; charset=utf-8')
+    .writeHeader('x-request-id', requestId)
+    .end(`${status} ${reason}\n`, close);
+}
+
+function directResponse(res: HttpResponse, status: number, contentType: string, body: string, requestId: string, close: boolean): void {
+  res.writeStatus(statusLine(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', requestId).end(body, close);
+}
+
+function redirect(res: HttpResponse, route: CompiledRoute, scheme: string, host: string, url: string, query: string, requestId: string): void {
+  const r = route.config.redirect!;
+  const path = r.path ?? (r.prefix !== undefined ? r.prefix + url.slice((route.config.match.prefix ?? '').length) : url);
+  const location = `${r.scheme ?? scheme}://${r.host ?? host}${path}${query === '' ? '' : '?' + query}`;
+  res.writeStatus(statusLine(r.status)).writeHeader('location', location).writeHeader('x-request-id', requestId).end();
+}

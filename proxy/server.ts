@@ -1,0 +1,209 @@
+// Wisp: one process = clusters + filter runtime + listeners + admin API, driven by one
+// validated config. apply() is the only way configuration changes, at start and on every
+// reload: everything new is built (and can fail) before anything serving is touched.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ListenerConfig, WispConfig } from './config/types.js';
+import { loadConfigFile, redactConfig } from './config/load.js';
+import { ClusterManager } from './upstream/cluster-manager.js';
+import { HttpListener } from './listener/http.js';
+import { ListenerState, inflight } from './listener/state.js';
+import { AdminServer, type AdminBackend } from './admin/server.js';
+import { Metrics } from './admin/metrics.js';
+import { createFilterRuntime, type ManagedFilterRuntime } from './filters/managed.js';
+import { log } from './log.js';
+
+export interface WispOptions {
+  /** Watch the config file and reload on change (default: true when started from a file). */
+  watch?: boolean;
+}
+
+export class Wisp {
+  config: WispConfig;
+  readonly metrics = new Metrics();
+  readonly clusters = new ClusterManager();
+  filters: ManagedFilterRuntime | null = null;
+  private readonly listeners = new Map<string, HttpListener>();
+  private admin: AdminServer | null = null;
+  private adminPortNo = 0;
+  private watcher: fs.FSWatcher | null = null;
+  private reloadTimer: NodeJS.Timeout | null = null;
+  private reloading: Promise<unknown> = Promise.resolve();
+  private stopping = false;
+
+  private constructor(config: WispConfig) {
+    this.config = config;
+  }
+
+  static async start(config: WispConfig, opts: WispOptions = {}): Promise<Wisp> {
+    const wisp = new Wisp(config);
+    try {
+      await wisp.apply(config, true);
+      wisp.admin = new AdminServer(config.admin, wisp.adminBackend());
+      wisp.adminPortNo = await wisp.admin.listen();
+      wisp.registerMetrics();
+      if (opts.watch) wisp.watch(config.source);
+    } catch (err) {
+      await wisp.stop(0);
+      throw err;
+    }
+    return wisp;
+  }
+
+  listenerPort(name: string): number {
+    const l = this.listeners.get(name);
+    if (!l) throw new Error(`no listener named "${name}"`);
+    return l.port;
+  }
+
+  adminPort(): number {
+    return this.adminPortNo;
+  }
+
+  /** Swap to a new config. Throws (and leaves the old config serving) when any part fails. */
+  async apply(next: WispConfig, initial = false): Promise<void> {
+    // 1. Filters first: a module that fails to load must stop the whole reload.
+    if (next.filters.length > 0 || this.filters !== null) {
+      if (this.filters === null) this.filters = await createFilterRuntime(next, log);
+      await this.filters.apply(next.filters);
+    }
+    // 2. Clusters: unchanged ones (and their pools) are kept.
+    this.clusters.apply(next.clusters);
+    // 3. Listener states (routes, chains) are built before any listener changes.
+    const states = new Map<string, ListenerState>();
+    for (const lc of next.listeners) states.set(lc.name, new ListenerState(lc, this.clusters, this.filters, this.metrics));
+    // 4. Bind new or moved listeners; a bind failure closes what this reload opened.
+    const opened: HttpListener[] = [];
+    try {
+      for (const lc of next.listeners) {
+        const cur = this.listeners.get(lc.name);
+        if (cur === undefined || !sameBinding(cur.config, lc)) {
+          const l = new HttpListener(states.get(lc.name)!);
+          await l.listen();
+          opened.push(l);
+        }
+      }
+    } catch (err) {
+      for (const l of opened) l.close();
+      throw err;
+    }
+    // 5. Commit: swap states, retire listeners that moved or went away.
+    for (const l of opened) {
+      const old = this.listeners.get(l.config.name);
+      if (old !== undefined) old.close();
+      this.listeners.set(l.config.name, l);
+    }
+    for (const lc of next.listeners) this.listeners.get(lc.name)!.state = states.get(lc.name)!;
+    for (const [name, l] of this.listeners) {
+      if (!states.has(name)) {
+        l.close();
+        this.listeners.delete(name);
+      }
+    }
+    this.config = next;
+    if (!initial) log.info('config applied', { source: next.source, listeners: next.listeners.length, clusters: next.clusters.length });
+  }
+
+  /** Re-read the config file and apply it; failures are logged and counted, never thrown. */
+  reload(): Promise<{ ok: boolean; error?: string }> {
+    const run = async (): Promise<{ ok: boolean; error?: string }> => {
+      try {
+        const next = loadConfigFile(this.config.source);
+        await this.apply(next);
+        this.metrics.reloads.ok++;
+        return { ok: true };
+      } catch (err) {
+        this.metrics.reloads.failed++;
+        const error = err instanceof Error ? err.message : String(err);
+        log.error('config reload rejected; the previous config keeps serving', { error });
+        return { ok: false, error };
+      }
+    };
+    // Reloads never overlap: each waits for the one before it.
+    const p = this.reloading.then(run, run);
+    this.reloading = p;
+    return p;
+  }
+
+  private watch(file: string): void {
+    // Watch the directory: editors replace files by rename, which a file watch loses.
+    const dir = path.dirname(file);
+    const base = path.basename(file);
+    this.watcher = fs.watch(dir, (_event, name) => {
+      if (name !== null && name !== base) return;
+      if (this.reloadTimer !== null) clearTimeout(this.reloadTimer);
+      this.reloadTimer = setTimeout(() => {
+        this.reloadTimer = null;
+        void this.reload();
+      }, 200);
+    });
+    this.watcher.unref();
+  }
+
+  /** Stop accepting, let requests in flight finish (up to drainMs), then close everything. */
+  async stop(drainMs = this.config.drain_timeout_ms): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.watcher !== null) this.watcher.close();
+    if (this.reloadTimer !== null) clearTimeout(this.reloadTimer);
+    for (const l of this.listeners.values()) l.close();
+    const deadline = Date.now() + drainMs;
+    while (inflight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.listeners.clear();
+    if (this.admin !== null) await this.admin.close();
+    this.clusters.close();
+    if (this.filters !== null) await this.filters.close();
+  }
+
+  private adminBackend(): AdminBackend {
+    return {
+      ready: () => !this.stopping && this.listeners.size > 0,
+      metrics: () => this.metrics.render(),
+      config: () => redactConfig(this.config),
+      clusters: () => this.clusters.all().map((c) => c.stats()),
+      filters: () => (this.filters === null ? [] : this.filters.list()),
+      reloadConfig: () => this.reload(),
+      putFilter: async (name, wasm) => {
+        if (this.filters === null) throw new Error(`no filter named "${name}" is configured`);
+        return this.filters.loadBytes(name, wasm);
+      },
+      reloadFilter: async (name) => {
+        if (this.filters === null) throw new Error(`no filter named "${name}" is configured`);
+        return this.filters.reload(name);
+      },
+    };
+  }
+
+  private registerMetrics(): void {
+    const m = this.metrics;
+    m.register('wisp_upstream_connections', 'Upstream connections by cluster, endpoint and state', 'gauge', () => {
+      const out = [];
+      for (const c of this.clusters.all()) {
+        for (const e of c.endpoints) {
+          const s = e.pool.stats();
+          out.push({ labels: { cluster: c.name, endpoint: e.key, state: 'busy' }, value: s.busy });
+          out.push({ labels: { cluster: c.name, endpoint: e.key, state: 'idle' }, value: s.idle });
+        }
+      }
+      return out;
+    });
+    m.register('wisp_upstream_pending', 'Requests waiting for an upstream connection', 'gauge', () =>
+      this.clusters.all().flatMap((c) => c.endpoints.map((e) => ({ labels: { cluster: c.name, endpoint: e.key }, value: e.pool.stats().pending }))),
+    );
+    m.register('wisp_endpoint_healthy', 'Endpoint availability (1 = healthy and not ejected)', 'gauge', () => {
+      const now = Date.now();
+      return this.clusters.all().flatMap((c) => c.endpoints.map((e) => ({ labels: { cluster: c.name, endpoint: e.key }, value: e.available(now) ? 1 : 0 })));
+    });
+    m.register('wisp_outlier_ejections_total', 'Outlier ejections by cluster', 'counter', () =>
+      this.clusters.all().map((c) => ({ labels: { cluster: c.name }, value: c.stats().ejections })),
+    );
+    m.register('wisp_inflight_requests', 'Requests in flight', 'gauge', () => [{ labels: {}, value: inflight.count }]);
+    m.register('wisp_filter_metric', 'Metrics defined by wasm filters (proxy_define_metric)', 'gauge', () =>
+      this.filters === null ? [] : this.filters.metricsSnapshot().map((s) => ({ labels: { filter: s.filter, name: s.name, type: s.type }, value: s.value })),
+    );
+  }
+}
+
+function sameBinding(a: ListenerConfig, b: ListenerConfig): boolean {
+  return a.host === b.host && a.port === b.port && JSON.stringify(a.tls) === JSON.stringify(b.tls);
+}
