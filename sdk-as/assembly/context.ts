@@ -1,0 +1,129 @@
+// The classes a filter author extends. RootContext lives as long as the plugin (config,
+// timers, shared state, metrics); one HttpContext per request/response pair. Every callback
+// has a default that does nothing and lets the request through.
+
+import * as host from "./hostcalls";
+import {
+  BufferType, FilterDataStatus, FilterHeadersStatus, FilterTrailersStatus, HeaderPair, LogLevel,
+  MapType, StreamType, WasmResult,
+} from "./types";
+
+export class BaseContext {
+  constructor(public readonly id: u32) {}
+
+  /** The host is done with this context. Return false to keep it alive, then call done(). */
+  onDone(): bool { return true; }
+  /** Final callback before the host releases the context: read anything for access logs. */
+  onLog(): void {}
+  /** The host forgot the context; drop any state kept for it. */
+  onDelete(): void {}
+  /** Answer to an httpCall made by this context. numHeaders == 0 means the call failed. */
+  onHttpCallResponse(token: u32, numHeaders: u32, bodySize: u32, numTrailers: u32): void {}
+
+  /** Tells the host a context that returned false from onDone is finished. */
+  done(): WasmResult { return host.done(); }
+
+  getProperty(path: string[]): ArrayBuffer | null { return host.getProperty(path); }
+  getPropertyString(path: string[]): string | null { return host.getPropertyString(path); }
+  setProperty(path: string[], value: ArrayBuffer): WasmResult { return host.setProperty(path, value); }
+
+  getSharedData(key: string): host.SharedData { return host.getSharedData(key); }
+  setSharedData(key: string, value: ArrayBuffer, cas: u32 = 0): WasmResult { return host.setSharedData(key, value, cas); }
+
+  /** Sends an out-of-band request; the answer arrives in onHttpCallResponse. 0 = failed. */
+  httpCall(cluster: string, headers: HeaderPair[], body: ArrayBuffer | null, trailers: HeaderPair[], timeoutMs: u32): u32 {
+    return host.httpCall(cluster, headers, body, trailers, timeoutMs);
+  }
+  getHttpCallResponseHeaders(): HeaderPair[] { return host.getHeaderMapPairs(MapType.HttpCallResponseHeaders); }
+  getHttpCallResponseHeader(name: string): string | null { return host.getHeaderMapValue(MapType.HttpCallResponseHeaders, name); }
+  getHttpCallResponseBody(start: u32, maxSize: u32): ArrayBuffer | null {
+    return host.getBufferBytes(BufferType.HttpCallResponseBody, start, maxSize);
+  }
+}
+
+export class RootContext extends BaseContext {
+  constructor(id: u32) { super(id); }
+
+  /** Once per VM. Read the VM configuration with getVmConfig(). */
+  onVmStart(vmConfigSize: u32): bool { return true; }
+  /** Plugin (re)configuration. Validate getPluginConfig() here; false refuses the load. */
+  onConfigure(configSize: u32): bool { return true; }
+  /** Every tick period (see setTickPeriod). */
+  onTick(): void {}
+  /** An item was enqueued on a queue this VM registered. */
+  onQueueReady(queueId: u32): void {}
+
+  /** Override to give every request its own context; the default lets all requests pass. */
+  createHttpContext(id: u32): HttpContext { return new HttpContext(id, this); }
+
+  getPluginConfig(): string {
+    const buf = host.getBufferBytes(BufferType.PluginConfiguration, 0, u32.MAX_VALUE);
+    return buf === null ? "" : String.UTF8.decode(buf);
+  }
+  getVmConfig(): string {
+    const buf = host.getBufferBytes(BufferType.VmConfiguration, 0, u32.MAX_VALUE);
+    return buf === null ? "" : String.UTF8.decode(buf);
+  }
+  setTickPeriod(periodMs: u32): WasmResult { return host.setTickPeriodMilliseconds(periodMs); }
+}
+
+export class HttpContext extends BaseContext {
+  constructor(id: u32, public readonly root: RootContext) { super(id); }
+
+  onRequestHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus { return FilterHeadersStatus.Continue; }
+  onRequestBody(bodySize: u32, endOfStream: bool): FilterDataStatus { return FilterDataStatus.Continue; }
+  onRequestTrailers(numTrailers: u32): FilterTrailersStatus { return FilterTrailersStatus.Continue; }
+  onResponseHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus { return FilterHeadersStatus.Continue; }
+  onResponseBody(bodySize: u32, endOfStream: bool): FilterDataStatus { return FilterDataStatus.Continue; }
+  onResponseTrailers(numTrailers: u32): FilterTrailersStatus { return FilterTrailersStatus.Continue; }
+
+  // -- request headers (valid in onRequestHeaders, or while the request is paused; read-only in onLog)
+  getRequestHeader(name: string): string | null { return host.getHeaderMapValue(MapType.HttpRequestHeaders, name); }
+  getRequestHeaders(): HeaderPair[] { return host.getHeaderMapPairs(MapType.HttpRequestHeaders); }
+  setRequestHeaders(headers: HeaderPair[]): WasmResult { return host.setHeaderMapPairs(MapType.HttpRequestHeaders, headers); }
+  /** Adds or replaces. */
+  setRequestHeader(name: string, value: string): WasmResult { return host.replaceHeaderMapValue(MapType.HttpRequestHeaders, name, value); }
+  /** Adds another value, keeping existing ones. */
+  addRequestHeader(name: string, value: string): WasmResult { return host.addHeaderMapValue(MapType.HttpRequestHeaders, name, value); }
+  removeRequestHeader(name: string): WasmResult { return host.removeHeaderMapValue(MapType.HttpRequestHeaders, name); }
+
+  // -- response headers
+  getResponseHeader(name: string): string | null { return host.getHeaderMapValue(MapType.HttpResponseHeaders, name); }
+  getResponseHeaders(): HeaderPair[] { return host.getHeaderMapPairs(MapType.HttpResponseHeaders); }
+  setResponseHeaders(headers: HeaderPair[]): WasmResult { return host.setHeaderMapPairs(MapType.HttpResponseHeaders, headers); }
+  setResponseHeader(name: string, value: string): WasmResult { return host.replaceHeaderMapValue(MapType.HttpResponseHeaders, name, value); }
+  addResponseHeader(name: string, value: string): WasmResult { return host.addHeaderMapValue(MapType.HttpResponseHeaders, name, value); }
+  removeResponseHeader(name: string): WasmResult { return host.removeHeaderMapValue(MapType.HttpResponseHeaders, name); }
+
+  // -- trailers
+  getRequestTrailer(name: string): string | null { return host.getHeaderMapValue(MapType.HttpRequestTrailers, name); }
+  getResponseTrailer(name: string): string | null { return host.getHeaderMapValue(MapType.HttpResponseTrailers, name); }
+
+  // -- bodies (valid in the matching body callback)
+  getRequestBody(start: u32, maxSize: u32): ArrayBuffer | null { return host.getBufferBytes(BufferType.HttpRequestBody, start, maxSize); }
+  getResponseBody(start: u32, maxSize: u32): ArrayBuffer | null { return host.getBufferBytes(BufferType.HttpResponseBody, start, maxSize); }
+
+  /** Answers the request locally; the upstream is not called. Return StopIteration after it. */
+  sendLocalResponse(status: u32, body: string, headers: HeaderPair[], details: string = ""): WasmResult {
+    return host.sendLocalResponse(status, details, body, headers);
+  }
+
+  resumeRequest(): WasmResult { return host.continueStream(StreamType.HttpRequest); }
+  resumeResponse(): WasmResult { return host.continueStream(StreamType.HttpResponse); }
+  resetRequest(): WasmResult { return host.closeStream(StreamType.HttpRequest); }
+  resetResponse(): WasmResult { return host.closeStream(StreamType.HttpResponse); }
+}
+
+// ---- logging helpers --------------------------------------------------------------------
+
+export function log(level: LogLevel, message: string): void { host.log(level, message); }
+export function logTrace(message: string): void { host.log(LogLevel.Trace, message); }
+export function logDebug(message: string): void { host.log(LogLevel.Debug, message); }
+export function logInfo(message: string): void { host.log(LogLevel.Info, message); }
+export function logWarn(message: string): void { host.log(LogLevel.Warn, message); }
+export function logError(message: string): void { host.log(LogLevel.Error, message); }
+export function logCritical(message: string): void { host.log(LogLevel.Critical, message); }
+
+/** Wall clock in milliseconds (hosts may freeze time within one callback). */
+export function nowMs(): u64 { return host.getCurrentTimeNanoseconds() / 1000000; }
+export function nowNanos(): u64 { return host.getCurrentTimeNanoseconds(); }

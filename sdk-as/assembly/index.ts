@@ -1,0 +1,22 @@
+// @wisp/sdk-as — write proxy-wasm (ABI 0.2.1) filters in AssemblyScript.
+// Filter entry file:
+//   export * from "@wisp/sdk-as/assembly/exports";   // the ABI callbacks (one line)
+//   import { RootContext, HttpContext, registerRootContext } from "@wisp/sdk-as/assembly";
+// See README.md.
+
+export * from "./types";
+export * from "./context";
+export * from "./metrics";
+export * from "./json";
+export * from "./util";
+export { registerRootContext, RootFactory } from "./registry";
+export {
+  SharedData, getSharedData, setSharedData, getProperty, getPropertyString, setProperty,
+  getCurrentTimeNanoseconds, setTickPeriodMilliseconds, serializeHeaders, deserializeHeaders,
+  getHeaderMapPairs, setHeaderMapPairs, getHeaderMapValue, addHeaderMapValue, replaceHeaderMapValue,
+  removeHeaderMapValue, getHeaderMapValueBytes, addHeaderMapValueBytes, replaceHeaderMapValueBytes,
+  removeHeaderMapValueBytes, getHeaderMapSize, getBufferBytes, setBufferBytes, sendLocalResponse,
+  sendLocalResponseBytes, continueStream, closeStream, registerSharedQueue, resolveSharedQueue,
+  enqueueSharedQueue, dequeueSharedQueue, httpCall, defineMetric, incrementMetric, recordMetric,
+  getMetric, setEffectiveContext, getLogLevel, utf8Bytes, serializePropertyPath, getPropertyBytes,
+} from "./hostcalls";

@@ -1,0 +1,68 @@
+// Maps proxy-wasm context ids to the author's objects. A root context is chosen by its
+// root_id (the host's `plugin_root_id` property) when several are registered, else the one
+// registered factory is used.
+
+import { HttpContext, RootContext } from "./context";
+import { getPropertyString, log } from "./hostcalls";
+import { LogLevel } from "./types";
+
+export type RootFactory = (id: u32) => RootContext;
+
+class RootRegistration {
+  constructor(public factory: RootFactory, public rootId: string) {}
+}
+
+const registrations = new Array<RootRegistration>();
+const roots = new Map<u32, RootContext>();
+const streams = new Map<u32, HttpContext>();
+
+/** Call once at the top level of the filter's entry file:
+ *  registerRootContext((id: u32): RootContext => new MyRoot(id), "my_filter"); */
+export function registerRootContext(factory: RootFactory, rootId: string = ""): void {
+  registrations.push(new RootRegistration(factory, rootId));
+}
+
+function pickFactory(): RootFactory | null {
+  const n = registrations.length;
+  if (n == 0) return null;
+  if (n == 1) return registrations[0].factory;
+  const wanted = getPropertyString(["plugin_root_id"]);
+  const id = wanted !== null ? wanted : "";
+  for (let i = 0; i < n; i++) {
+    if (registrations[i].rootId == id) return registrations[i].factory;
+  }
+  return registrations[0].factory;
+}
+
+export function createContext(id: u32, parentId: u32): void {
+  if (parentId == 0) {
+    const factory = pickFactory();
+    // A module without registrations still works: every request passes.
+    const root = factory !== null ? factory(id) : new RootContext(id);
+    roots.set(id, root);
+    return;
+  }
+  if (!roots.has(parentId)) {
+    log(LogLevel.Error, "proxy_on_context_create: unknown root context " + parentId.toString());
+    return;
+  }
+  streams.set(id, roots.get(parentId).createHttpContext(id));
+}
+
+export function rootContext(id: u32): RootContext | null {
+  return roots.has(id) ? roots.get(id) : null;
+}
+
+export function httpContext(id: u32): HttpContext | null {
+  return streams.has(id) ? streams.get(id) : null;
+}
+
+export function deleteContext(id: u32): void {
+  if (streams.has(id)) {
+    streams.get(id).onDelete();
+    streams.delete(id);
+  } else if (roots.has(id)) {
+    roots.get(id).onDelete();
+    roots.delete(id);
+  }
+}
