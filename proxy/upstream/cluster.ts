@@ -108,7 +108,7 @@ export class Cluster {
       if (prev !== undefined) {
         for (const old of prev.endpoints) if (ep.adopt(old, keepHealth)) break;
       }
-      ep.useLiteralAddress();
+      ep.initPool();
       return ep;
     });
     this.outlier = new OutlierDetector(config.outlier, this.endpoints, this.counters);

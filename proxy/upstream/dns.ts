@@ -1,17 +1,20 @@
 // DNS for endpoints configured by name. Each such endpoint is resolved on its own timer:
-// resolve4, then resolve6 (both with TTLs, through a resolver with a bounded timeout), then
-// the system's getaddrinfo (dns.lookup) for names only /etc/hosts or nsswitch know, such as
-// `localhost`. The next resolution is due after min(dns_refresh_ms, TTL), at least 1 s.
+// resolve4 and resolve6 (with TTLs, through a resolver with a bounded timeout), falling back
+// to the system's getaddrinfo (dns.lookup) for names only /etc/hosts or nsswitch know;
+// `localhost` goes straight to getaddrinfo. The next resolution is due after
+// min(dns_refresh_ms, TTL), at least 1 s.
 //
 // Address choice: the endpoint keeps its current address while the answer still contains
 // it (a round-robin DNS answer in a new order must not churn pools); otherwise it takes the
-// first address. A change makes a new pool and closes the old one gracefully (Endpoint
+// first IPv4 address, or the first address when there is none (Envoy's V4_PREFERRED: a
+// `localhost` that lists ::1 first must still reach a server bound to 127.0.0.1). A change makes a new pool and closes the old one gracefully (Endpoint
 // .setAddress). A failed resolution keeps the old address and retries sooner. Until the
 // first answer the endpoint is unavailable to the load balancers.
 //
 // One address per endpoint (Envoy's STRICT_DNS makes every address of the answer a host;
 // here a name is one endpoint with one pool, and the weight stays the configured one).
 import dns from 'node:dns';
+import net from 'node:net';
 import type { Endpoint } from './endpoint.js';
 import type { ClusterCounters } from './cluster.js';
 
@@ -27,23 +30,31 @@ export interface Resolution {
 
 const resolver = new dns.promises.Resolver({ timeout: 2000, tries: 2 });
 
-/** Resolve `host` (A, then AAAA, then getaddrinfo). Rejects when all three fail. */
+/** RFC 6761: `localhost` and `*.localhost` are loopback and never go to a DNS server; the
+ * system's getaddrinfo answers them at once (asking DNS first could wait for its timeout). */
+function isLocalhostName(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h.endsWith('.localhost');
+}
+
+/** Resolve `host`: A and AAAA in parallel (A preferred, TTLs kept), then getaddrinfo
+ * (dns.lookup) when DNS has no answer. Rejects when all fail. */
 export async function resolveHost(host: string): Promise<Resolution> {
-  try {
-    const a = await resolver.resolve4(host, { ttl: true });
-    if (a.length > 0) return fromRecords(a);
-  } catch {
-    // fall through to AAAA
-  }
-  try {
-    const aaaa = await resolver.resolve6(host, { ttl: true });
-    if (aaaa.length > 0) return fromRecords(aaaa);
-  } catch {
-    // fall through to getaddrinfo
+  if (!isLocalhostName(host)) {
+    const [a, aaaa] = await Promise.allSettled([resolver.resolve4(host, { ttl: true }), resolver.resolve6(host, { ttl: true })]);
+    if (a.status === 'fulfilled' && a.value.length > 0) return fromRecords(a.value);
+    if (aaaa.status === 'fulfilled' && aaaa.value.length > 0) return fromRecords(aaaa.value);
   }
   const all = await dns.promises.lookup(host, { all: true });
   if (all.length === 0) throw new Error(`no address for ${host}`);
-  return { addresses: all.map((a) => a.address), ttlMs: null };
+  return { addresses: all.map((r) => r.address), ttlMs: null };
+}
+
+/** The current address while still listed, else the first IPv4, else the first. */
+export function chooseAddress(addresses: readonly string[], current: string): string {
+  if (current !== '' && addresses.includes(current)) return current;
+  for (const a of addresses) if (net.isIPv4(a)) return a;
+  return addresses[0];
 }
 
 function fromRecords(records: { address: string; ttl: number }[]): Resolution {
@@ -90,7 +101,7 @@ export class DnsRefresher {
       const res = await resolveHost(ep.host);
       if (this.closed) return;
       this.counters.dnsResolutions++;
-      const next = res.addresses.includes(ep.address) ? ep.address : res.addresses[0];
+      const next = chooseAddress(res.addresses, ep.address);
       if (ep.setAddress(next)) this.counters.dnsChanges++;
       delay = res.ttlMs === null ? this.refreshMs : Math.min(this.refreshMs, res.ttlMs);
     } catch {

@@ -37,8 +37,10 @@ export class Endpoint {
   readonly index: number;
   /** Resolved IP the pool connects to; '' until the first DNS answer. */
   address = '';
-  /** The keep-alive pool for `address`. Only valid once `resolved` is true: the request path
-   * never sees an unresolved endpoint because available() is false for it. */
+  /** The keep-alive pool for `address`. Always set once the endpoint belongs to a cluster
+   * (initPool). Before a DNS name's first answer it is a pool on the name itself (node
+   * resolves it per connection): stats work, and nothing uses it because available() is
+   * false until the name is resolved. */
   pool!: EndpointPool;
   /** True once the endpoint has an address and a pool. */
   resolved = false;
@@ -66,8 +68,9 @@ export class Endpoint {
 
   readonly poolOptions: EndpointPoolOptions;
   listener: OutcomeListener | null = null;
+  private hasPool = false;
   /** False once another Endpoint (a reload's rebuilt cluster) took over this pool. */
-  private ownsPool = true;
+  private ownsPool = false;
 
   constructor(host: string, port: number, weight: number, index: number, poolOptions: EndpointPoolOptions) {
     this.host = host;
@@ -83,10 +86,18 @@ export class Endpoint {
     return literalIp(this.host) === null;
   }
 
-  /** Give a literal-IP endpoint its pool (no-op for DNS names and adopted endpoints). */
-  useLiteralAddress(): void {
+  /** Give the endpoint its pool unless it adopted one: a literal IP is resolved at once; a
+   * DNS name gets a placeholder pool on the name until dns.ts resolves it. */
+  initPool(): void {
+    if (this.hasPool) return;
     const ip = literalIp(this.host);
-    if (ip !== null && !this.resolved) this.setAddress(ip);
+    if (ip !== null) {
+      this.setAddress(ip);
+      return;
+    }
+    this.pool = createPool(this.host, this.port, this.poolOptions);
+    this.hasPool = true;
+    this.ownsPool = true;
   }
 
   /** Request path: a response head with this status arrived for a try. */
@@ -117,10 +128,11 @@ export class Endpoint {
    * gracefully (its in-flight exchanges finish). Returns true when the address changed. */
   setAddress(address: string): boolean {
     if (this.resolved && address === this.address) return false;
-    const old = this.resolved && this.ownsPool ? this.pool : null;
+    const old = this.hasPool && this.ownsPool ? this.pool : null;
     this.pool = createPool(address, this.port, this.poolOptions);
     this.address = address;
     this.resolved = true;
+    this.hasPool = true;
     this.ownsPool = true;
     if (old !== null) old.close();
     return true;
@@ -131,10 +143,11 @@ export class Endpoint {
    * otherwise. `keepHealth`: carry the health verdict (both clusters health-check). */
   adopt(prev: Endpoint, keepHealth: boolean): boolean {
     if (prev.key !== this.key || !prev.resolved || !prev.ownsPool) return false;
-    if (this.resolved || !isDeepStrictEqual(prev.poolOptions, this.poolOptions)) return false;
+    if (this.hasPool || !isDeepStrictEqual(prev.poolOptions, this.poolOptions)) return false;
     this.pool = prev.pool;
     this.address = prev.address;
     this.resolved = true;
+    this.hasPool = true;
     this.ownsPool = true;
     prev.ownsPool = false;
     if (keepHealth) this.healthy = prev.healthy;
@@ -151,13 +164,13 @@ export class Endpoint {
   }
 
   poolStats(): PoolStats | null {
-    return this.resolved ? this.pool.stats() : null;
+    return this.hasPool ? this.pool.stats() : null;
   }
 
   /** Close the pool gracefully unless a newer Endpoint adopted it. */
   close(): void {
     this.listener = null;
-    if (this.resolved && this.ownsPool) {
+    if (this.hasPool && this.ownsPool) {
       this.ownsPool = false;
       this.pool.close();
     }

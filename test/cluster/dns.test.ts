@@ -4,7 +4,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ClusterConfig } from '../../proxy/config/types.js';
 import { Cluster } from '../../proxy/upstream/cluster.js';
-import { resolveHost } from '../../proxy/upstream/dns.js';
+import { resolveHost, chooseAddress } from '../../proxy/upstream/dns.js';
 import type { UpstreamError, UpstreamHandler } from '../../proxy/upstream/types.js';
 import { startUpstream, waitFor } from '../helpers/net.js';
 
@@ -53,6 +53,13 @@ test('resolveHost finds localhost', async () => {
   assert.ok(r.addresses.some((a) => a === '127.0.0.1' || a === '::1'), r.addresses.join(','));
 });
 
+test('chooseAddress keeps the current address, else prefers IPv4', () => {
+  assert.equal(chooseAddress(['::1', '127.0.0.1'], ''), '127.0.0.1');
+  assert.equal(chooseAddress(['10.0.0.2', '10.0.0.1'], '10.0.0.1'), '10.0.0.1');
+  assert.equal(chooseAddress(['10.0.0.2', '10.0.0.3'], '10.0.0.1'), '10.0.0.2');
+  assert.equal(chooseAddress(['::1'], ''), '::1');
+});
+
 test('a localhost endpoint is unavailable until resolved, then serves requests', async () => {
   const up = await startUpstream();
   cleanup.push(() => up.close());
@@ -62,9 +69,13 @@ test('a localhost endpoint is unavailable until resolved, then serves requests',
   assert.equal(ep.key, `localhost:${up.port}`);
   assert.equal(ep.resolved, false, 'resolution is asynchronous');
   assert.equal(c.pick('', null), null, 'no endpoint before the first answer');
+  const placeholder = ep.pool;
+  assert.ok(placeholder, 'a pool exists before resolution (stats never see undefined)');
+  assert.ok(c.stats().endpoints[0].pool);
   await waitFor(() => ep.resolved, 5000, 'localhost resolved');
   assert.equal(c.counters.dnsChanges, 1);
-  // The test upstream listens on 127.0.0.1 only; this test needs localhost to be 127.0.0.1.
+  assert.notEqual(ep.pool, placeholder, 'the resolved address got its own pool');
+  // IPv4 preferred, and the test upstream listens on 127.0.0.1.
   assert.equal(ep.address, '127.0.0.1');
   const picked = c.pick('', null);
   assert.equal(picked, ep);
