@@ -1,7 +1,7 @@
 // `npm run bench`: the same wrk load against the upstream directly, nginx, haproxy and Wisp
 // (plain and with filters), in interleaved rounds, reporting medians and ratios to nginx.
 // See bench/README.md for what each field means.
-import { mkdtempSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -40,6 +40,8 @@ export interface BenchOptions {
   stream: boolean;
   streamBytes: number;
   tool?: 'wrk' | 'autocannon';
+  /** Rewrite the results block of bench/README.md with this run's table. */
+  updateReadme: boolean;
 }
 
 export function parseArgs(argv: string[]): BenchOptions {
@@ -51,27 +53,32 @@ export function parseArgs(argv: string[]): BenchOptions {
     if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
     return v;
   };
-  const num = (name: string, dflt: number): number => {
+  const num = (name: string, dflt: number, min = Number.MIN_VALUE): number => {
     const v = value(name);
     if (v === undefined) return dflt;
     const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${v}`);
+    if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a ${min === 0 ? 'non-negative' : 'positive'} number, got ${v}`);
     return n;
   };
   const only = value('--only');
+  const rounds = Math.floor(num('--rounds', quick ? 1 : 2, 0));
+  const defaultOut = join(ROOT, 'bench', 'results', rounds === 0 ? 'stream.json' : 'latest.json');
   const tool = value('--tool');
   if (tool !== undefined && tool !== 'wrk' && tool !== 'autocannon') throw new Error('--tool must be wrk or autocannon');
   return {
     quick,
-    rounds: Math.floor(num('--rounds', quick ? 1 : 2)),
+    // --rounds 0 skips the load runs (with --stream: only the streaming check), and then
+    // writes bench/results/stream.json so latest.json keeps the last load numbers.
+    rounds,
     durationS: num('--duration', quick ? 3 : 10),
     warmupS: num('--warmup', quick ? 1 : 2),
     connections: Math.floor(num('--connections', 50)),
     only: only ? only.split(',').map((s) => s.trim()).filter(Boolean) : null,
-    out: resolve(value('--out') ?? join(ROOT, 'bench', 'results', 'latest.json')),
+    out: resolve(value('--out') ?? defaultOut),
     stream: argv.includes('--stream'),
     streamBytes: Math.floor(num('--stream-bytes', 1024 * 1024 * 1024)),
     tool,
+    updateReadme: argv.includes('--update-readme'),
   };
 }
 
@@ -287,6 +294,9 @@ export async function runBench(opts: BenchOptions): Promise<number> {
       // Rotate the order each round so no target always runs first (cold machine) or last.
       const order = active.map((_, i) => active[(i + round) % active.length] as Target);
       for (const t of order) {
+        // A target that failed once (crashed, never ready) would most likely fail again and
+        // cost its readiness timeout every round.
+        if (failed.some((f) => f.name === t.name)) continue;
         const ctx: TargetContext = { upstreamPort: upstream.port, dir: join(tmp, `${t.name}-${round}`), root: ROOT, connections: opts.connections };
         let running: RunningTarget | null = null;
         try {
@@ -353,12 +363,54 @@ export async function runBench(opts: BenchOptions): Promise<number> {
   for (const s of skipped) process.stdout.write(`skipped ${s.name}: ${s.reason}\n`);
   for (const f of failed) process.stdout.write(`failed ${f.name}${f.round ? ` (round ${f.round})` : ''}: ${f.error.split('\n')[0]}\n`);
   process.stdout.write(`wrote ${opts.out}\n`);
+  if (opts.updateReadme && runs.length > 0) {
+    const readme = join(ROOT, 'bench', 'README.md');
+    const block = readmeBlock(report.date, report.machine, report.settings, runs, skipped);
+    if (replaceReadmeBlock(readme, block)) process.stdout.write(`updated ${readme}\n`);
+    else process.stdout.write(`${readme} has no ${README_START} … ${README_END} block; not updated\n`);
+  }
   return failed.length > 0 ? 1 : 0;
+}
+
+export const README_START = '<!-- bench:latest:start -->';
+export const README_END = '<!-- bench:latest:end -->';
+
+export function readmeBlock(
+  date: string,
+  m: { cpus: number; model: string; node: string },
+  settings: { tool: string; connections: number; duration_s: number; warmup_s: number; rounds: number; versions: Record<string, string> },
+  runs: RunSummary[],
+  skipped: { name: string; reason: string }[],
+): string {
+  const versions = Object.values(settings.versions).map((v) => v.replace(/ - https?:\S+/, '')).join('; ');
+  const lines = [
+    `${date.slice(0, 16).replace('T', ' ')} UTC, ${m.cpus} × ${m.model}, Node ${m.node}; ${settings.tool} -c${settings.connections}, ` +
+      `${settings.warmup_s} s warm-up + ${settings.duration_s} s, median of ${settings.rounds} round(s). ${versions}.`,
+    '',
+    formatTable(runs),
+  ];
+  for (const s of skipped) lines.push('', `Skipped ${s.name}: ${s.reason}.`);
+  return lines.join('\n');
+}
+
+/** Put `block` between the README's markers; false when the markers are missing. */
+export function replaceReadmeBlock(file: string, block: string): boolean {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return false;
+  }
+  const a = text.indexOf(README_START);
+  const b = text.indexOf(README_END);
+  if (a < 0 || b < a) return false;
+  writeFileSync(file, `${text.slice(0, a + README_START.length)}\n${block}\n${text.slice(b)}`);
+  return true;
 }
 
 const USAGE = `usage: npm run bench -- [--quick] [--rounds R] [--duration S] [--warmup S] [--connections N]
                         [--only name1,name2] [--out file.json] [--stream [--stream-bytes N]]
-                        [--tool wrk|autocannon]
+                        [--tool wrk|autocannon] [--update-readme]
 runs: ${TARGETS.map((t) => t.name).join(', ')}`;
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -48,6 +48,7 @@ export function wispTarget(name: string, filters: BenchFilter[] = []): Target {
     name,
     unavailable(ctx) {
       if (!existsSync(join(ctx.root, WISP_BIN))) return `${WISP_BIN} does not exist yet`;
+      if (!existsSync(join(ctx.root, 'dist', 'proxy', 'cli.js'))) return 'dist/proxy/cli.js missing (npx tsc -p .)';
       for (const f of filters) {
         if (!existsSync(join(ctx.root, f.wasm))) return `${f.wasm} not built (npm run build:filters)`;
       }
