@@ -20,3 +20,6 @@ export {
   enqueueSharedQueue, dequeueSharedQueue, httpCall, defineMetric, incrementMetric, recordMetric,
   getMetric, setEffectiveContext, getLogLevel, utf8Bytes, serializePropertyPath, getPropertyBytes,
 } from "./hostcalls";
+export { Sha256, sha256 } from "./crypto/sha256";
+export { Sha512, sha512, sha384 } from "./crypto/sha512";
+export { HashAlg, HmacKey, hmacSha256, hmacSha384, hmacSha512 } from "./crypto/hmac";

@@ -23,10 +23,22 @@ const OK = 0, NOT_FOUND = 1, BAD_ARGUMENT = 2, CAS_MISMATCH = 8, EMPTY = 7;
 export class SharedStore {
   readonly data = new Map<string, { value: Uint8Array; cas: number }>();
   private nextCas = 1;
-  get(key: string) { return this.data.get(key); }
+  /** Called on every read: lets a test play "another worker wrote in between". */
+  onGet: ((key: string) => void) | null = null;
+  casMismatches = 0;
+  get(key: string) {
+    const v = this.data.get(key);
+    if (this.onGet) this.onGet(key);
+    return v;
+  }
+  /** Rewrites a key with its own bytes and a new cas, as a concurrent writer would. */
+  touch(key: string): void {
+    const cur = this.data.get(key);
+    if (cur) this.data.set(key, { value: cur.value, cas: this.nextCas++ });
+  }
   set(key: string, value: Uint8Array, cas: number): number {
     const cur = this.data.get(key);
-    if (cas !== 0 && (cur === undefined || cur.cas !== cas)) return CAS_MISMATCH;
+    if (cas !== 0 && (cur === undefined || cur.cas !== cas)) { this.casMismatches++; return CAS_MISMATCH; }
     this.data.set(key, { value: value.slice(), cas: this.nextCas++ });
     return OK;
   }

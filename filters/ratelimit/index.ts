@@ -1,0 +1,256 @@
+// ratelimit: a token bucket per key, shared by every worker through proxy-wasm shared data.
+//   {"rate": 100, "per": "1s", "burst": 200, "key": "client_ip", "shadow": false}
+// key: "client_ip" | "route" | "cluster" | "header:<name>" | "property:<a.b>", or several
+// joined with "+" (or given as an array): "client_ip+header:x-api-key".
+// A bucket is 16 bytes in shared data (f64 tokens, u64 last refill ns); each request reads
+// it, refills from the elapsed time, takes a token and writes it back with the CAS value of
+// the read, retrying a bounded number of times when another worker wrote in between.
+export * from "../../sdk-as/assembly/exports";
+import {
+  Counter, FilterHeadersStatus, HeaderPair, HttpContext, MapType, RootContext, WasmResult,
+  addHeaderMapValueBytes, getCurrentTimeNanoseconds, getHeaderMapValue, getPropertyString, getSharedData,
+  logError, logWarn, parseDurationMs, parseJson, registerRootContext, setSharedData, stripPort, utf8Bytes,
+} from "../../sdk-as/assembly/index";
+
+const MAX_CAS_ATTEMPTS = 16;
+const BUCKET_BYTES = 16;
+
+const PART_CLIENT_IP = 0;
+const PART_ROUTE = 1;
+const PART_CLUSTER = 2;
+const PART_HEADER = 3;
+const PART_PROPERTY = 4;
+
+class KeyPart {
+  constructor(public kind: i32, public name: string, public path: string[]) {}
+}
+
+let configError = "";
+
+function parseKeyPart(spec: string): KeyPart | null {
+  const s = spec.trim();
+  if (s == "client_ip" || s == "remote_address") return new KeyPart(PART_CLIENT_IP, "", []);
+  if (s == "route") return new KeyPart(PART_ROUTE, "", []);
+  if (s == "cluster") return new KeyPart(PART_CLUSTER, "", []);
+  if (s.startsWith("header:") && s.length > 7) return new KeyPart(PART_HEADER, s.substring(7).toLowerCase(), []);
+  if (s.startsWith("property:") && s.length > 9) return new KeyPart(PART_PROPERTY, "", s.substring(9).split("."));
+  configError = "key part \"" + s + "\" is not client_ip, route, cluster, header:<name> or property:<path>";
+  return null;
+}
+
+/** FNV-1a of the config text: workers loading the same config share buckets, two
+ * differently configured instances of the filter do not. */
+function fnv1a(s: string): string {
+  let h: u32 = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= <u32>s.charCodeAt(i);
+    h *= 16777619;
+  }
+  return h.toString(16);
+}
+
+class RateLimitRoot extends RootContext {
+  rate: f64 = 0;
+  perMs: f64 = 1000;
+  burst: f64 = 0;
+  shadow: bool = false;
+  keyParts: KeyPart[] = [];
+  namespace: string = "";
+  policyHeader: string = "";
+  allowed: Counter | null = null;
+  limited: Counter | null = null;
+  shadowName: ArrayBuffer = utf8Bytes("x-ratelimit-shadow");
+  shadowValue: ArrayBuffer = utf8Bytes("limited");
+
+  onConfigure(configSize: u32): bool {
+    const text = this.getPluginConfig();
+    const parsed = parseJson(text.trim().length == 0 ? "{}" : text);
+    const cfg = parsed.value;
+    if (cfg === null) return this.refuse("config is not valid JSON: " + parsed.error);
+    if (!cfg.isObject) return this.refuse("config must be an object, got " + cfg.kindName);
+    for (let i = 0; i < cfg.keys.length; i++) {
+      const k = cfg.keys[i];
+      if (k != "rate" && k != "per" && k != "burst" && k != "key" && k != "shadow" && k != "name") {
+        return this.refuse("unknown key \"" + k + "\" (expected rate, per, burst, key, shadow, name)");
+      }
+    }
+    const rate = cfg.get("rate");
+    if (rate === null || !rate.isNumber || !(rate.numberValue > 0)) return this.refuse("rate must be a number > 0");
+    this.rate = rate.numberValue;
+
+    const per = cfg.get("per");
+    if (per !== null) {
+      const ms = parseDurationMs(per);
+      if (!(ms > 0)) return this.refuse("per must be a duration > 0 like \"1s\", \"500ms\", \"1m\" or milliseconds");
+      this.perMs = ms;
+    }
+    const burst = cfg.get("burst");
+    if (burst !== null) {
+      if (!burst.isNumber || !(burst.numberValue >= 1)) return this.refuse("burst must be a number >= 1");
+      this.burst = Math.floor(burst.numberValue);
+    } else {
+      this.burst = Math.max(1, Math.floor(this.rate));
+    }
+    const shadow = cfg.get("shadow");
+    if (shadow !== null) {
+      if (!shadow.isBool) return this.refuse("shadow must be true or false");
+      this.shadow = shadow.boolValue;
+    }
+    const parts = new Array<KeyPart>();
+    const key = cfg.get("key");
+    if (key === null) {
+      parts.push(new KeyPart(PART_CLIENT_IP, "", []));
+    } else if (key.isString) {
+      const specs = key.stringValue.split("+");
+      for (let i = 0; i < specs.length; i++) {
+        const p = parseKeyPart(specs[i]);
+        if (p === null) return this.refuse(configError);
+        parts.push(p);
+      }
+    } else if (key.isArray && key.items.length > 0) {
+      for (let i = 0; i < key.items.length; i++) {
+        const item = key.items[i];
+        if (!item.isString) return this.refuse("key[" + i.toString() + "] must be a string");
+        const p = parseKeyPart(item.stringValue);
+        if (p === null) return this.refuse(configError);
+        parts.push(p);
+      }
+    } else {
+      return this.refuse("key must be a string like \"client_ip\" or \"client_ip+header:x-api-key\", or an array of them");
+    }
+    this.keyParts = parts;
+    const name = cfg.get("name");
+    this.namespace = "wisp.ratelimit." + (name !== null && name.isString ? name.stringValue : fnv1a(text)) + ".";
+    this.policyHeader = (<i64>this.burst).toString() + ";w=" + seconds(this.perMs).toString();
+    this.allowed = new Counter("ratelimit_allowed");
+    this.limited = new Counter("ratelimit_limited");
+    return true;
+  }
+
+  refuse(message: string): bool {
+    logError("ratelimit: " + message);
+    return false;
+  }
+
+  createHttpContext(id: u32): HttpContext {
+    return new RateLimitHttp(id, this);
+  }
+}
+
+function seconds(ms: f64): i64 {
+  return <i64>Math.ceil(ms / 1000);
+}
+
+/** What one take from the bucket decided. */
+class Decision {
+  allowed: bool = true;
+  remaining: f64 = 0;
+  /** ms until one token is back (when limited) */
+  retryAfterMs: f64 = 0;
+  /** ms until the bucket is full again */
+  resetMs: f64 = 0;
+}
+
+class RateLimitHttp extends HttpContext {
+  shadowLimited: bool = false;
+
+  onRequestHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus {
+    const root = changetype<RateLimitRoot>(this.root);
+    const d = this.take(root, root.namespace + this.bucketKey(root));
+    if (d.allowed) {
+      root.allowed!.increment();
+      return FilterHeadersStatus.Continue;
+    }
+    root.limited!.increment();
+    if (root.shadow) {
+      this.shadowLimited = true;
+      addHeaderMapValueBytes(MapType.HttpRequestHeaders, root.shadowName, root.shadowValue);
+      return FilterHeadersStatus.Continue;
+    }
+    const headers = new Array<HeaderPair>();
+    const retry = <i64>Math.max(1, Math.ceil(d.retryAfterMs / 1000));
+    headers.push(new HeaderPair("retry-after", retry.toString()));
+    headers.push(new HeaderPair("ratelimit-policy", root.policyHeader));
+    headers.push(new HeaderPair("ratelimit", "limit=" + (<i64>root.burst).toString() +
+      ", remaining=" + (<i64>Math.floor(d.remaining)).toString() + ", reset=" + retry.toString()));
+    headers.push(new HeaderPair("content-type", "text/plain"));
+    this.sendLocalResponse(429, "rate limited\n", headers, "ratelimit");
+    return FilterHeadersStatus.StopIteration;
+  }
+
+  onResponseHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus {
+    if (this.shadowLimited) {
+      const root = changetype<RateLimitRoot>(this.root);
+      addHeaderMapValueBytes(MapType.HttpResponseHeaders, root.shadowName, root.shadowValue);
+    }
+    return FilterHeadersStatus.Continue;
+  }
+
+  bucketKey(root: RateLimitRoot): string {
+    const parts = root.keyParts;
+    let key = "";
+    for (let i = 0; i < parts.length; i++) {
+      if (i > 0) key += "|";
+      const p = parts[i];
+      let v: string | null = null;
+      if (p.kind == PART_CLIENT_IP) {
+        const addr = getPropertyString(["source", "address"]);
+        v = addr !== null ? stripPort(addr) : null;
+      } else if (p.kind == PART_ROUTE) v = getPropertyString(["route_name"]);
+      else if (p.kind == PART_CLUSTER) v = getPropertyString(["cluster_name"]);
+      else if (p.kind == PART_HEADER) v = getHeaderMapValue(MapType.HttpRequestHeaders, p.name);
+      else v = getPropertyString(p.path);
+      // A missing part (no header sent) still gets a bucket: everyone without it shares one.
+      key += v !== null ? v : "-";
+    }
+    return key;
+  }
+
+  take(root: RateLimitRoot, key: string): Decision {
+    const d = new Decision();
+    const burst = root.burst;
+    const nsPerToken = root.perMs * 1e6 / root.rate;
+    const value = new ArrayBuffer(BUCKET_BYTES);
+    const vp = changetype<usize>(value);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const now = getCurrentTimeNanoseconds();
+      const current = getSharedData(key);
+      let tokens = burst;
+      let last = now;
+      const stored = current.value;
+      if (stored !== null && stored.byteLength == BUCKET_BYTES) {
+        const sp = changetype<usize>(stored);
+        tokens = load<f64>(sp);
+        last = load<u64>(sp, 8);
+        if (now > last) tokens = Math.min(burst, tokens + <f64>(now - last) / nsPerToken);
+        else last = now;
+      }
+      if (tokens < 1) {
+        // Limited: nothing to write, the stored (tokens, last) pair still describes the bucket.
+        d.allowed = false;
+        d.remaining = tokens;
+        d.retryAfterMs = (1 - tokens) * nsPerToken / 1e6;
+        d.resetMs = (burst - tokens) * nsPerToken / 1e6;
+        return d;
+      }
+      tokens -= 1;
+      store<f64>(vp, tokens);
+      store<u64>(vp, now, 8);
+      // cas 0 on a missing key: two workers creating the same bucket at once may lose one take.
+      const r = setSharedData(key, value, current.cas);
+      if (r == WasmResult.Ok) {
+        d.allowed = true;
+        d.remaining = tokens;
+        d.resetMs = (burst - tokens) * nsPerToken / 1e6;
+        return d;
+      }
+      if (r != WasmResult.CasMismatch) break;
+    }
+    // Contention beyond the bound (or a store failure): let the request through rather than
+    // fail closed on a bookkeeping problem, and say so.
+    logWarn("ratelimit: shared bucket update did not settle for key " + key + "; allowing");
+    return d;
+  }
+}
+
+registerRootContext((id: u32): RootContext => new RateLimitRoot(id), "ratelimit");
