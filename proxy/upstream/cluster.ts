@@ -64,6 +64,8 @@ export interface ClusterStats {
   endpoints: EndpointStats[];
 }
 
+const AFTER_EVERY_EJECTION = Number.MAX_SAFE_INTEGER;
+
 export interface ClusterOptions {
   /** The cluster this one replaces (same name): pools, endpoint state and counters are taken over. */
   previous?: Cluster;
@@ -123,7 +125,15 @@ export class Cluster {
   /** Pick an endpoint for a try. hashKey: ring_hash's key ('' otherwise). exclude: the
    * previous try's endpoint; another one is preferred when available. null: none available. */
   pick(hashKey: string, exclude: Endpoint | null): Endpoint | null {
-    return this.lb.pick(hashKey, exclude, Date.now());
+    const outlier = this.outlier;
+    // With no ejection in force any time later than every past deadline gives the same
+    // answers, so the clock is read only while some ejection may still be running.
+    let now = AFTER_EVERY_EJECTION;
+    if (outlier.activeUntil !== 0) {
+      now = Date.now();
+      if (now >= outlier.activeUntil) outlier.activeUntil = 0;
+    }
+    return this.lb.pick(hashKey, exclude, now);
   }
 
   /** max_requests accounting: false means the cluster is full (→ 503), and must not be released. */

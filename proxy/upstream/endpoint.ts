@@ -49,7 +49,8 @@ export class Endpoint {
   /** Active health check verdict; true when the cluster has no health check. */
   healthy = true;
   /** Outlier ejection deadline (Date.now() ms); 0 = never ejected. Left in place after it
-   * passes (ejection ends lazily) so the detector can tell how recent the last one was. */
+   * passes (ejection ends lazily) so the detector can tell how recent the last one was.
+   * Set it only through OutlierDetector.eject (Cluster.pick relies on that). */
   ejectedUntil = 0;
 
   // Outlier detection state (written by outlier.ts).

@@ -25,11 +25,17 @@ export class OutlierDetector implements OutcomeListener {
   private readonly config: OutlierConfig;
   private readonly endpoints: readonly Endpoint[];
   private readonly counters: ClusterCounters;
+  /** The latest ejection deadline handed out; 0 once the clock passed it. While it is 0 no
+   * endpoint is ejected and Cluster.pick skips reading the clock (Date.now() costs about as
+   * much as a whole pick). Every ejection goes through eject() so this stays true. */
+  activeUntil = 0;
 
   constructor(config: OutlierConfig, endpoints: readonly Endpoint[], counters: ClusterCounters) {
     this.config = config;
     this.endpoints = endpoints;
     this.counters = counters;
+    // Ejections taken over from a replaced cluster.
+    for (const ep of endpoints) if (ep.ejectedUntil > this.activeUntil) this.activeUntil = ep.ejectedUntil;
   }
 
   onStatus(ep: Endpoint, status: number): void {
@@ -67,6 +73,7 @@ export class OutlierDetector implements OutcomeListener {
     if (ep.ejectedUntil !== 0 && now - ep.ejectedUntil > cfg.max_ejection_ms) ep.timesEjected = 0;
     ep.timesEjected++;
     ep.ejectedUntil = now + Math.min(cfg.base_ejection_ms * ep.timesEjected, cfg.max_ejection_ms);
+    if (ep.ejectedUntil > this.activeUntil) this.activeUntil = ep.ejectedUntil;
     ep.consecutive5xx = 0;
     ep.consecutiveConnectFailures = 0;
     ep.ejections++;

@@ -62,7 +62,7 @@ test('round_robin skips unavailable endpoints and honours exclude', () => {
   assert.deepEqual(counts(c, 100), [50, 0, 50]);
   const first = c.endpoints[0];
   for (let i = 0; i < 20; i++) assert.notEqual(c.pick('', first), first);
-  c.endpoints[2].ejectedUntil = Date.now() + 60000;
+  assert.ok(c.outlier.eject(c.endpoints[2], Date.now()));
   // The excluded endpoint is the only one left: a retry goes back to it rather than failing.
   assert.equal(c.pick('', first), first);
   c.endpoints[0].healthy = false;
@@ -76,7 +76,7 @@ test('random follows weights 3:1 over 10k picks', () => {
 
 test('random never picks an ejected endpoint', () => {
   const c = cluster('random', [1, 1, 1]);
-  c.endpoints[0].ejectedUntil = Date.now() + 60000;
+  assert.ok(c.outlier.eject(c.endpoints[0], Date.now()));
   const got = counts(c, 3000);
   assert.equal(got[0], 0);
   assertShares([got[1], got[2]], [1, 1], 3000, 0.05);

@@ -47,7 +47,7 @@ test('apply keeps unchanged clusters and their pools, rebuilds changed ones', ()
 
   // a: LB change → new Cluster, same pools (host:port and pool settings unchanged);
   // endpoint 30002 removed, 30004 added. b: connect timeout change → new pool.
-  a.endpoints[0].ejectedUntil = Date.now() + 60000;
+  assert.ok(a.outlier.eject(a.endpoints[0], Date.now()));
   a.endpoints[0].requests = 7;
   m.apply([config('a', [30001, 30004], { lb: 'random', limits: { max_connections: 10, max_pending: 8, max_requests: 2 } }), config('b', [30003], { connect_timeout_ms: 50 })]);
   const a2 = m.get('a')!;
@@ -57,6 +57,7 @@ test('apply keeps unchanged clusters and their pools, rebuilds changed ones', ()
   assert.equal(a2.config.lb, 'random');
   assert.equal(a2.endpoints[0].pool, poolsA[0], '30001 kept its pool');
   assert.ok(a2.endpoints[0].ejected(Date.now()), 'and its ejection');
+  assert.equal(a2.pick('', null), a2.endpoints[1], 'which pick() honours');
   assert.equal(a2.endpoints[0].requests, 7, 'and its counters');
   assert.notEqual(a2.endpoints[1].pool, poolsA[1]);
   assert.notEqual(b2.endpoints[0].pool, poolB, 'pool settings changed → new pool');
