@@ -4,10 +4,149 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { EndpointPool } from '../../proxy/upstream/pool.js';
 import { UpstreamError } from '../../proxy/upstream/types.js';
+import type { EndpointPoolOptions, UpstreamHandler, UpstreamRequestHead } from '../../proxy/upstream/types.js';
 import { startUpstream, waitFor, freePort } from '../helpers/net.js';
-import { POOL_OPTS, RecordingHandler, head, send, startRawUpstream } from './client-helpers.js';
+
+const POOL_OPTS: EndpointPoolOptions = {
+  connectTimeoutMs: 2000,
+  idleTimeoutMs: 30_000,
+  maxIdle: 16,
+  maxConnections: 16,
+  maxPending: 64,
+};
+
+/** Records every callback; `done` settles on end or error. */
+class RecordingHandler implements UpstreamHandler {
+  status = 0;
+  reason = '';
+  headers: string[] = [];
+  contentLength = -2;
+  chunks: Buffer[] = [];
+  bytes = 0;
+  ended = false;
+  error: UpstreamError | null = null;
+  drains = 0;
+  /** Callbacks that arrived after end/error (must stay 0). */
+  lateCalls = 0;
+  /** Keep copies of body chunks (off for big bodies). */
+  keepChunks = true;
+  readonly done: Promise<void>;
+  private settle!: () => void;
+
+  constructor() {
+    this.done = new Promise((r) => (this.settle = r));
+  }
+
+  get finished(): boolean {
+    return this.ended || this.error !== null;
+  }
+
+  onResponseHeaders(status: number, reason: string, headers: string[], contentLength: number): void {
+    if (this.finished) this.lateCalls++;
+    this.status = status;
+    this.reason = reason;
+    this.headers = headers;
+    this.contentLength = contentLength;
+  }
+
+  onResponseData(chunk: Buffer): boolean {
+    if (this.finished) this.lateCalls++;
+    this.bytes += chunk.length;
+    if (this.keepChunks) this.chunks.push(Buffer.from(chunk));
+    return true;
+  }
+
+  onResponseEnd(): void {
+    if (this.finished) this.lateCalls++;
+    this.ended = true;
+    this.settle();
+  }
+
+  onUpstreamError(err: UpstreamError): void {
+    if (this.finished) this.lateCalls++;
+    this.error = err;
+    this.settle();
+  }
+
+  onRequestDrain(): void {
+    this.drains++;
+  }
+
+  body(): string {
+    return Buffer.concat(this.chunks).toString('latin1');
+  }
+
+  header(name: string): string | undefined {
+    for (let i = 0; i < this.headers.length; i += 2) if (this.headers[i] === name) return this.headers[i + 1];
+    return undefined;
+  }
+}
+
+function head(method: string, path: string, headers: string[] = [], bodyLength = 0): UpstreamRequestHead {
+  return { method, path, headers: ['host', 'upstream.test', ...headers], bodyLength };
+}
+
+/** Send a body-less request and wait for the outcome. */
+async function send(pool: EndpointPool, method: string, path: string, headers: string[] = []): Promise<RecordingHandler> {
+  const h = new RecordingHandler();
+  pool.request(head(method, path, headers), h);
+  await h.done;
+  return h;
+}
+
+interface RawUpstream {
+  port: number;
+  /** TCP connections accepted so far. */
+  readonly connections: number;
+  /** Sockets currently open on the server side. */
+  readonly open: number;
+  close(): Promise<void>;
+}
+
+/** A TCP server that calls `onRequest` with each complete request head (bodies are not
+ * framed: tests that use this send body-less requests or read the body themselves). */
+async function startRawUpstream(onRequest: (sock: net.Socket, request: string, connectionNo: number) => void): Promise<RawUpstream> {
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  const server = net.createServer((sock) => {
+    const no = ++connections;
+    sockets.add(sock);
+    let buf = '';
+    sock.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      let end = buf.indexOf('\r\n\r\n');
+      while (end !== -1) {
+        const req = buf.slice(0, end + 4);
+        buf = buf.slice(end + 4);
+        onRequest(sock, req, no);
+        end = buf.indexOf('\r\n\r\n');
+      }
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => sockets.delete(sock));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    get connections() {
+      return connections;
+    },
+    get open() {
+      return sockets.size;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
 
 test('GET with a content-length response', async () => {
   const up = await startUpstream();
@@ -698,5 +837,51 @@ test('close() lets busy exchanges finish, then closes; destroy() fails them', as
   } finally {
     pool.destroy();
     await up.close();
+  }
+});
+
+// connectTimeoutMs on loopback. A connect on 127.0.0.1 only hangs when the listener's accept
+// queue is full: Linux then drops the SYN and the client keeps retransmitting. A child
+// process listens with backlog 1 and is stopped (SIGSTOP) so it never accepts; two filler
+// connections fill the queue; our connect then hangs until the pool's timer fires.
+
+const LISTENER = `
+const net = require('node:net');
+const s = net.createServer(() => {});
+s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => process.stdout.write(String(s.address().port) + '\\n'));
+`;
+
+test('connect that does not complete within connectTimeoutMs → connect-timeout', { skip: process.platform !== 'linux' ? 'relies on Linux SYN-drop when the accept queue is full' : false }, async () => {
+  const child = spawn(process.execPath, ['-e', LISTENER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const fillers: net.Socket[] = [];
+  let pool: EndpointPool | null = null;
+  try {
+    const [data] = (await once(child.stdout!, 'data')) as [Buffer];
+    const port = Number(data.toString().trim());
+    assert.ok(port > 0);
+    process.kill(child.pid!, 'SIGSTOP');
+    // Fill the accept queue (backlog + 1 established connections).
+    let connected = 0;
+    for (let i = 0; i < 3; i++) {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('connect', () => connected++);
+      s.on('error', () => {});
+      fillers.push(s);
+    }
+    const deadline = Date.now() + 3000;
+    while (connected < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(connected >= 2, 'the accept queue filled');
+
+    pool = new EndpointPool('127.0.0.1', port, { ...POOL_OPTS, connectTimeoutMs: 150 });
+    const started = Date.now();
+    const h = await send(pool, 'GET', '/');
+    assert.equal(h.error?.kind, 'connect-timeout');
+    assert.equal(h.error?.responseStarted, false);
+    assert.ok(Date.now() - started >= 140, 'the timer, not an error, ended the attempt');
+    assert.equal(pool.stats().open, 0);
+  } finally {
+    pool?.destroy();
+    for (const s of fillers) s.destroy();
+    child.kill('SIGKILL');
   }
 });
