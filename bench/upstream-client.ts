@@ -1,0 +1,324 @@
+// Upstream client benchmark: Wisp's EndpointPool against undici 7 (Pool.request and
+// Pool.dispatch with a handler object), side by side in one run, same upstream.
+//
+//   node dist/bench/upstream-client.js [--concurrency 50] [--seconds 5] [--requests 2000000]
+//                                      [--rounds 2] [--warmup 1] [--path /]
+//
+// The upstream (bench/upstream.ts, uWebSockets.js) runs in a child process so that it does
+// not share this event loop. Each client keeps `concurrency` requests in flight (closed loop:
+// a request is sent when one completes) over `concurrency` keep-alive connections, for
+// `seconds` or `requests`, whichever ends first. Rounds alternate the client order so that
+// neither one always runs on a warmer machine. Reported: requests/s, p50/p99 latency, and
+// ratios against Wisp (the best round of each client).
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import { EndpointPool } from '../proxy/upstream/pool.js';
+import type { UpstreamError, UpstreamHandler, UpstreamRequestHead } from '../proxy/upstream/types.js';
+
+interface Options {
+  concurrency: number;
+  seconds: number;
+  requests: number;
+  rounds: number;
+  warmup: number;
+  path: string;
+}
+
+interface RunResult {
+  client: string;
+  requests: number;
+  errors: number;
+  seconds: number;
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const get = (name: string, def: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
+  };
+  return {
+    concurrency: Number(get('--concurrency', '50')),
+    seconds: Number(get('--seconds', '5')),
+    requests: Number(get('--requests', '2000000')),
+    rounds: Number(get('--rounds', '2')),
+    warmup: Number(get('--warmup', '1')),
+    path: get('--path', '/'),
+  };
+}
+
+/** Latencies in microseconds, in a preallocated typed array (no per-sample allocation). */
+class Recorder {
+  private samples: Float64Array;
+  count = 0;
+  errors = 0;
+  recording = false;
+  constructor(capacity: number) {
+    this.samples = new Float64Array(capacity);
+  }
+  record(startNs: bigint): void {
+    if (!this.recording) return;
+    if (this.count < this.samples.length) this.samples[this.count] = Number(process.hrtime.bigint() - startNs) / 1000;
+    this.count++;
+  }
+  percentile(p: number): number {
+    const n = Math.min(this.count, this.samples.length);
+    if (n === 0) return 0;
+    const sorted = this.samples.subarray(0, n).sort();
+    return sorted[Math.min(n - 1, Math.floor((p / 100) * n))]!;
+  }
+}
+
+/** Drives a closed loop: `concurrency` loops, each sends its next request when one ends. */
+interface Driver {
+  name: string;
+  start(loops: number, rec: Recorder, shouldContinue: () => boolean, onIdle: () => void): void;
+  close(): Promise<void>;
+}
+
+// ── Wisp EndpointPool ──
+class WispLoop implements UpstreamHandler {
+  startNs = 0n;
+  bytes = 0;
+  constructor(
+    private readonly driver: WispDriver,
+    private readonly head: UpstreamRequestHead,
+  ) {}
+  send(): void {
+    this.startNs = process.hrtime.bigint();
+    this.driver.pool.request(this.head, this);
+  }
+  onResponseHeaders(): void {}
+  onResponseData(chunk: Buffer): boolean {
+    this.bytes += chunk.length;
+    return true;
+  }
+  onResponseEnd(): void {
+    this.driver.rec!.record(this.startNs);
+    this.driver.next(this);
+  }
+  onUpstreamError(_err: UpstreamError): void {
+    this.driver.rec!.errors++;
+    this.driver.next(this);
+  }
+  onRequestDrain(): void {}
+}
+
+class WispDriver implements Driver {
+  readonly name = 'wisp EndpointPool';
+  readonly pool: EndpointPool;
+  rec: Recorder | null = null;
+  private shouldContinue: () => boolean = () => false;
+  private onIdle: () => void = () => {};
+  private active = 0;
+  constructor(port: number, connections: number, private readonly path: string) {
+    this.pool = new EndpointPool('127.0.0.1', port, {
+      connectTimeoutMs: 2000,
+      idleTimeoutMs: 60_000,
+      maxIdle: connections,
+      maxConnections: connections,
+      maxPending: 100_000,
+    });
+  }
+  start(loops: number, rec: Recorder, shouldContinue: () => boolean, onIdle: () => void): void {
+    this.rec = rec;
+    this.shouldContinue = shouldContinue;
+    this.onIdle = onIdle;
+    const head: UpstreamRequestHead = { method: 'GET', path: this.path, headers: ['host', 'localhost', 'user-agent', 'wisp-bench'], bodyLength: 0 };
+    this.active = loops;
+    for (let i = 0; i < loops; i++) new WispLoop(this, head).send();
+  }
+  next(loop: WispLoop): void {
+    if (this.shouldContinue()) {
+      loop.send();
+    } else if (--this.active === 0) {
+      this.onIdle();
+    }
+  }
+  async close(): Promise<void> {
+    this.pool.close();
+  }
+}
+
+// ── undici Pool.request (promise API, body consumed with dump) ──
+class UndiciRequestDriver implements Driver {
+  readonly name = 'undici Pool.request';
+  private readonly pool: Pool;
+  constructor(port: number, connections: number, private readonly path: string) {
+    this.pool = new Pool(`http://127.0.0.1:${port}`, { connections, pipelining: 1 });
+  }
+  start(loops: number, rec: Recorder, shouldContinue: () => boolean, onIdle: () => void): void {
+    let active = loops;
+    const loop = async () => {
+      while (shouldContinue()) {
+        const start = process.hrtime.bigint();
+        try {
+          const res = await this.pool.request({ method: 'GET', path: this.path, headers: { 'user-agent': 'wisp-bench' } });
+          await res.body.dump();
+          rec.record(start);
+        } catch {
+          rec.errors++;
+        }
+      }
+      if (--active === 0) onIdle();
+    };
+    for (let i = 0; i < loops; i++) void loop();
+  }
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+
+// ── undici Pool.dispatch (handler object, v7 controller API) ──
+class UndiciLoop implements Dispatcher.DispatchHandler {
+  startNs = 0n;
+  bytes = 0;
+  constructor(
+    private readonly driver: UndiciDispatchDriver,
+    private readonly opts: Dispatcher.DispatchOptions,
+  ) {}
+  send(): void {
+    this.startNs = process.hrtime.bigint();
+    this.driver.pool.dispatch(this.opts, this);
+  }
+  onRequestStart(): void {}
+  onResponseStart(): void {}
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytes += chunk.length;
+  }
+  onResponseEnd(): void {
+    this.driver.rec!.record(this.startNs);
+    this.driver.next(this);
+  }
+  onResponseError(): void {
+    this.driver.rec!.errors++;
+    this.driver.next(this);
+  }
+}
+
+class UndiciDispatchDriver implements Driver {
+  readonly name = 'undici Pool.dispatch';
+  readonly pool: Pool;
+  rec: Recorder | null = null;
+  private shouldContinue: () => boolean = () => false;
+  private onIdle: () => void = () => {};
+  private active = 0;
+  constructor(port: number, connections: number, private readonly path: string) {
+    this.pool = new Pool(`http://127.0.0.1:${port}`, { connections, pipelining: 1 });
+  }
+  start(loops: number, rec: Recorder, shouldContinue: () => boolean, onIdle: () => void): void {
+    this.rec = rec;
+    this.shouldContinue = shouldContinue;
+    this.onIdle = onIdle;
+    const opts: Dispatcher.DispatchOptions = { method: 'GET', path: this.path, headers: { 'user-agent': 'wisp-bench' } };
+    this.active = loops;
+    for (let i = 0; i < loops; i++) new UndiciLoop(this, opts).send();
+  }
+  next(loop: UndiciLoop): void {
+    if (this.shouldContinue()) loop.send();
+    else if (--this.active === 0) this.onIdle();
+  }
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+
+/** One timed run of a driver: warmup (not recorded), then the measured window. */
+function runOnce(driver: Driver, opts: Options): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const rec = new Recorder(Math.min(opts.requests, 4_000_000));
+    let stop = false;
+    let measuredStart = 0n;
+    let measuredEnd = 0n;
+    const shouldContinue = () => !stop && rec.count < opts.requests;
+    const finish = () => {
+      if (measuredEnd === 0n) measuredEnd = process.hrtime.bigint();
+      const seconds = Number(measuredEnd - measuredStart) / 1e9;
+      resolve({
+        client: driver.name,
+        requests: rec.count,
+        errors: rec.errors,
+        seconds,
+        rps: rec.count / seconds,
+        p50: rec.percentile(50),
+        p99: rec.percentile(99),
+      });
+    };
+    driver.start(opts.concurrency, rec, shouldContinue, finish);
+    setTimeout(() => {
+      rec.recording = true;
+      measuredStart = process.hrtime.bigint();
+      setTimeout(() => {
+        measuredEnd = process.hrtime.bigint();
+        stop = true;
+      }, opts.seconds * 1000);
+    }, opts.warmup * 1000);
+  });
+}
+
+async function startUpstreamProcess(): Promise<{ port: number; child: ChildProcess }> {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const child = spawn(process.execPath, [path.join(here, 'upstream.js'), '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening [^:]+:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`upstream exited with ${code}`)));
+  });
+  return { port, child };
+}
+
+function fmt(n: number, digits = 0): string {
+  return n.toFixed(digits);
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const { port, child } = await startUpstreamProcess();
+  const makers: ((p: number) => Driver)[] = [
+    (p) => new WispDriver(p, opts.concurrency, opts.path),
+    (p) => new UndiciRequestDriver(p, opts.concurrency, opts.path),
+    (p) => new UndiciDispatchDriver(p, opts.concurrency, opts.path),
+  ];
+  const best = new Map<string, RunResult>();
+  try {
+    console.log(`upstream-client bench: GET ${opts.path}, ${opts.concurrency} in flight, ${opts.seconds}s per run (+${opts.warmup}s warmup), ${opts.rounds} rounds, node ${process.version}`);
+    for (let round = 0; round < opts.rounds; round++) {
+      const order = round % 2 === 0 ? makers : [...makers].reverse();
+      for (const make of order) {
+        const driver = make(port);
+        const r = await runOnce(driver, opts);
+        await driver.close();
+        console.log(
+          `round ${round + 1}  ${r.client.padEnd(22)} ${fmt(r.rps).padStart(8)} req/s  p50 ${fmt(r.p50 / 1000, 3)} ms  p99 ${fmt(r.p99 / 1000, 3)} ms  (${r.requests} requests, ${r.errors} errors)`,
+        );
+        const prev = best.get(r.client);
+        if (!prev || r.rps > prev.rps) best.set(r.client, r);
+      }
+    }
+    const wisp = best.get('wisp EndpointPool')!;
+    console.log('\nbest round of each, ratios against wisp EndpointPool:');
+    console.log('client                    req/s   p50 ms   p99 ms   rps ratio  p99 ratio');
+    for (const r of best.values()) {
+      console.log(
+        `${r.client.padEnd(22)} ${fmt(r.rps).padStart(8)} ${fmt(r.p50 / 1000, 3).padStart(8)} ${fmt(r.p99 / 1000, 3).padStart(8)} ${fmt(r.rps / wisp.rps, 2).padStart(10)}x ${fmt(r.p99 / wisp.p99, 2).padStart(9)}x`,
+      );
+    }
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
