@@ -474,3 +474,25 @@ test('filter config: a string stays as is, anything else becomes JSON', () => {
     ['plain text', '{"n":1}', ''], ['[1,"two"]', '', 'root'], ['42', '', ''],
   ]);
 });
+
+test('YAML anchors, merge keys and x- extension keys let a config reuse parts', () => {
+  const text = `
+x-retry: &retry { attempts: 2, on: [503] }
+listeners:
+  - name: l
+    port: 0
+    routes:
+      - { match: { prefix: /a }, cluster: c, retry: *retry }
+      - match: { prefix: /b }
+        cluster: c
+        retry: { <<: *retry, attempts: 3 }
+clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
+filters:
+`;
+  const cfg = parseConfig(text, CONFIG_FILE);
+  assert.deepEqual(cfg.listeners[0]!.routes.map((r) => [r.retry.attempts, r.retry.statuses]), [[2, [503]], [3, [503]]]);
+  assert.deepEqual(cfg.filters, [], 'an empty `filters:` is no filters');
+  const typo = issuesOf(() => parseConfig(text.replace('x-retry', 'retry'), CONFIG_FILE));
+  assert.equal(typo[0]!.path, 'retry');
+  assert.match(typo[0]!.message, /^unknown key "retry"/);
+});
