@@ -26,7 +26,7 @@ const REQUIRED_EXPORTS = [
   'proxy_on_request_trailers', 'proxy_on_response_headers', 'proxy_on_response_body', 'proxy_on_response_trailers',
   'proxy_on_http_call_response', 'proxy_on_queue_ready', 'proxy_on_log', 'proxy_on_done', 'proxy_on_delete',
 ];
-const EXPECTED_FILTERS = ['noop', 'add-header', 'headers'];
+const EXPECTED_FILTERS = ['noop', 'add-header', 'headers', 'ratelimit', 'auth', 'breaker'];
 
 const built = readdirSync(BUILD_DIR).filter((f) => f.endsWith('.wasm')).map((f) => f.slice(0, -5));
 
