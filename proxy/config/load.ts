@@ -78,7 +78,6 @@ interface PendingIssue {
   message: string;
   /** Point at the key rather than its value (unknown keys). */
   atKey: boolean;
-  fromSchema: boolean;
 }
 
 function validate(raw: unknown, file: string, locator: DocumentLocator | undefined, options: LoadOptions): WispConfig {
@@ -141,7 +140,7 @@ function describeSchemaError(err: ErrorObject, root: unknown): PendingIssue | un
   const hint = typeof parent['x-message'] === 'string' ? parent['x-message'] : undefined;
   const got = describeValue(err.data);
   const issue = (message: string, atKey = false, extra?: string): PendingIssue => ({
-    segments: extra === undefined ? segments : [...segments, extra], message, atKey, fromSchema: true,
+    segments: extra === undefined ? segments : [...segments, extra], message, atKey,
   });
   const params = err.params as Obj;
   switch (err.keyword) {
@@ -328,7 +327,7 @@ class Normalizer {
   }
 
   private report(segments: Segment[], message: string, atKey = false): void {
-    this.issues.push({ segments, message, atKey, fromSchema: false });
+    this.issues.push({ segments, message, atKey });
   }
 
   config(raw: unknown): WispConfig {
