@@ -111,7 +111,8 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   // response side
   private state: 0 | 1 | 2 | 3 = 0; // 0 waiting, 1 head written / streaming, 2 finished, 3 aborted
   private responseLength = -1;
-  private headPending = false; // head held back to go out with the first body chunk
+  private headPending = false;
+  private responseComplete = false; // every body byte was handed to uWS
   private pendingChunk: Buffer | null = null;
   private pendingOffset = 0;
   private chunkToWrite: Buffer | null = null;
@@ -430,6 +431,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       const offset = res.getWriteOffset();
       const [ok, done] = res.tryEnd(chunk, this.responseLength);
       if (done) {
+        this.responseComplete = true;
         this.finish(this.responseStatus);
       } else if (!ok) {
         // uWS kept none of what it could not send: remember the rest for onWritable.
@@ -458,6 +460,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       const [ok, done] = this.res.tryEnd(pending.subarray(offset - this.pendingOffset), this.responseLength);
       if (done) {
         this.pendingChunk = null;
+        this.responseComplete = true;
         this.finish(this.responseStatus);
         return true;
       }
@@ -469,9 +472,10 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   }
 
   onResponseEnd(): void {
-    if (this.state >= 2) return;
+    // The exchange is over either way; its connection went back to the pool.
     this.releaseEndpoint();
     this.exchange = null;
+    if (this.state >= 2) return;
     if (this.inFilter !== null) {
       this.heldEnd = true;
       return;
@@ -686,7 +690,9 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (this.bodyTimer !== null) clearTimeout(this.bodyTimer);
     this.requestTimer = this.bodyTimer = null;
     this.bodyChunks = null;
-    if (this.exchange !== null) {
+    // A response relayed whole leaves the exchange to end by itself (keep-alive reuse);
+    // anything else must not leave an upstream request running.
+    if (this.exchange !== null && !this.responseComplete) {
       this.exchange.abort();
       this.exchange = null;
     }

@@ -217,6 +217,13 @@ test('upstream dying mid-response resets the client instead of faking a complete
   }
 });
 
+test('upstream connections are kept alive and reused', async () => {
+  const pool = wisp.clusters.get('api')!.endpoints[0]!.pool;
+  const before = pool.stats().created;
+  for (let i = 0; i < 30; i++) assert.equal((await httpGet(port, `/api/reuse${i}`)).status, 200);
+  assert.ok(pool.stats().created - before <= 1, `created ${pool.stats().created - before} connections for 30 sequential requests`);
+});
+
 test('admin: live, ready, metrics, config, clusters', async () => {
   const admin = wisp.adminPort();
   assert.equal((await httpGet(admin, '/live')).status, 200);
