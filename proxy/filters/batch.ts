@@ -1,0 +1,141 @@
+// Main-thread side of the batch wire format: encode a turn's calls for one worker, and turn
+// the worker's answer back into stream callbacks. See wasm/wire.ts for the layout.
+
+import type { StreamEntry, WorkerHandle } from '../wasm/pool.js';
+import { BinReader, type BinWriter, CallFlag, Op, ResultKind } from '../wasm/wire.js';
+import type { FilterPhase, FilterStream } from './types.js';
+
+export interface ReplyHandler {
+  continueStream(entry: StreamEntry, phase: FilterPhase): void;
+  localResponse(entry: StreamEntry, status: number, headers: string[], body: Uint8Array): void;
+  /** A Done call went out: the stream's generations can be released. */
+  released(entry: StreamEntry): void;
+  filterLog(genId: number, level: number, message: string): void;
+  filterFault(genId: number, kind: number, reason: string): void;
+}
+
+export function encodeCalls(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[]): void {
+  w.u32(entries.length);
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i];
+    const op = ops[i];
+    const s = entry.stream;
+    let flags = 0;
+    if (op === Op.RequestHeaders || (op === Op.ResponseHeaders && entry.epoch !== handle.epoch)) flags |= CallFlag.StreamInfo;
+    w.u8(op);
+    w.f64(s.streamId);
+    w.u8(flags);
+    const gens = entry.gens;
+    w.u8(gens.length);
+    for (let k = 0; k < gens.length; k++) w.u32(gens[k].id);
+    if ((flags & CallFlag.StreamInfo) !== 0) {
+      w.str(s.method);
+      w.str(s.scheme);
+      w.str(s.authority);
+      w.str(s.path);
+      w.str(s.clientAddress);
+      w.u32(s.clientPort);
+      w.str(s.listenerName);
+      w.str(s.routeName);
+      w.str(s.clusterName);
+      w.str(s.requestId);
+      entry.epoch = handle.epoch;
+    }
+    if (op === Op.RequestHeaders) {
+      w.strList(s.requestHeaders);
+    } else if (op === Op.ResponseHeaders) {
+      if ((flags & CallFlag.StreamInfo) !== 0) w.strList(s.requestHeaders);
+      w.u32(s.responseStatus);
+      w.strList(s.responseHeaders);
+    }
+  }
+}
+
+export function decodeReply(buf: ArrayBuffer, entries: StreamEntry[], ops: number[], h: ReplyHandler): void {
+  const total = new DataView(buf).getUint32(0, true);
+  const r = new BinReader(buf, total);
+  r.pos = 4;
+  const results = r.u32();
+  for (let i = 0; i < results; i++) {
+    const index = r.u32();
+    const kind = r.u8();
+    const entry = entries[index];
+    const request = ops[index] === Op.RequestHeaders;
+    const phase: FilterPhase = request ? 'request_headers' : 'response_headers';
+    if (kind === ResultKind.ContinueMutated) {
+      const list = r.strList();
+      if (!entry.done) {
+        if (request) applyRequestHeaders(entry.stream, list);
+        else applyResponseHeaders(entry.stream, list);
+        h.continueStream(entry, phase);
+      }
+    } else if (kind === ResultKind.LocalResponse) {
+      const status = r.u32();
+      const headers = r.strList();
+      const body = r.bytes();
+      r.str(); // details, for logs later
+      if (!entry.done) h.localResponse(entry, status, headers, body);
+    } else if (!entry.done) {
+      h.continueStream(entry, phase);
+    }
+  }
+  for (let i = 0; i < entries.length; i++) if (ops[i] === Op.Done) h.released(entries[i]);
+  const logs = r.u32();
+  for (let i = 0; i < logs; i++) {
+    const gen = r.u32();
+    const level = r.u8();
+    h.filterLog(gen, level, r.str());
+  }
+  const faults = r.u32();
+  for (let i = 0; i < faults; i++) {
+    const gen = r.u32();
+    const kind = r.u8();
+    h.filterFault(gen, kind, r.str());
+  }
+}
+
+/** Filters see pseudo-headers; the request path sees `path` and a `host` header. */
+export function applyRequestHeaders(stream: FilterStream, list: string[]): void {
+  const out: string[] = [];
+  let authority: string | null = null;
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i];
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':path') {
+        if (list[i + 1] !== stream.path && list[i + 1].length > 0) stream.path = list[i + 1];
+      } else if (name === ':authority') {
+        authority = list[i + 1];
+      }
+      continue;
+    }
+    out.push(name, list[i + 1]);
+  }
+  if (authority !== null && authority !== stream.authority && authority.length > 0) {
+    let replaced = false;
+    for (let i = 0; i < out.length; i += 2) {
+      if (out[i] === 'host') {
+        out[i + 1] = authority;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out.push('host', authority);
+  }
+  stream.requestHeaders = out;
+}
+
+export function applyResponseHeaders(stream: FilterStream, list: string[]): void {
+  const out: string[] = [];
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i];
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':status') {
+        const code = Number(list[i + 1]);
+        if (Number.isInteger(code) && code >= 100 && code <= 599) stream.responseStatus = code;
+      }
+      continue;
+    }
+    out.push(name, list[i + 1]);
+  }
+  stream.responseHeaders = out;
+}

@@ -1,0 +1,446 @@
+// The filter runtime the rest of the proxy talks to: builds chains for routes, pins each
+// stream to one worker and to the filter generations current at its first call, batches
+// calls per worker per event-loop turn, hot-loads modules, enforces deadlines and applies
+// failure policies, quarantines filters that keep faulting, and exposes filter metrics.
+
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import type { FilterConfig } from '../config/types.js';
+import { LOG_LEVEL_NAMES, type LogLevelName } from '../wasm/abi.js';
+import {
+  checkModule,
+  type FilterInfo,
+  FilterLoadError,
+  type Generation,
+  ModuleRegistry,
+} from '../wasm/module-registry.js';
+import { type BatchSink, StreamEntry, WorkerHandle } from '../wasm/pool.js';
+import { DEFAULT_SHARED_STATE, type MetricSample, SharedState, type SharedStateOptions } from '../wasm/shared-state.js';
+import { type BinWriter, type ControlOp, FaultKind, Op, Watch } from '../wasm/wire.js';
+import { decodeReply, encodeCalls, type ReplyHandler } from './batch.js';
+import { type ChainHost, WasmFilterChain } from './chain.js';
+import type { FilterChain, FilterPhase, FilterRuntime, FilterStream } from './types.js';
+
+export type { FilterInfo } from '../wasm/module-registry.js';
+export type { MetricSample } from '../wasm/shared-state.js';
+export { FilterLoadError } from '../wasm/module-registry.js';
+
+/** Where filter log lines (proxy_log, WASI stdout/stderr) and runtime events go. */
+export type FilterLogFn = (level: LogLevelName, filter: string, message: string) => void;
+
+export interface WasmRuntimeOptions {
+  /** Worker threads; default max(1, cores - 1). */
+  workers?: number;
+  /** Lowest level filters log at (proxy_get_log_level answers this). Default 'info'. */
+  logLevel?: LogLevelName;
+  /** Default: warn and above to stderr. */
+  log?: FilterLogFn;
+  sharedState?: Partial<SharedStateOptions>;
+  /** How often the deadline watchdog looks at running calls, ms. Default 5. */
+  watchdogIntervalMs?: number;
+}
+
+export interface ApplyResult {
+  loaded: string[];
+  unchanged: string[];
+  removed: string[];
+}
+
+const FAIL_HEADERS: readonly string[] = ['content-type', 'text/plain'];
+const encoder = new TextEncoder();
+
+function defaultLog(level: LogLevelName, filter: string, message: string): void {
+  if (level === 'trace' || level === 'debug' || level === 'info') return;
+  process.stderr.write(`${new Date().toISOString()} ${level} filter=${filter} ${message}\n`);
+}
+
+function sameConfig(a: FilterConfig, b: FilterConfig): boolean {
+  return (
+    a.wasm === b.wasm &&
+    a.config === b.config &&
+    a.root_id === b.root_id &&
+    a.vm_config === b.vm_config &&
+    a.failure === b.failure &&
+    a.deadline_ms === b.deadline_ms &&
+    a.max_memory_bytes === b.max_memory_bytes &&
+    a.max_body_bytes === b.max_body_bytes
+  );
+}
+
+export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, ReplyHandler {
+  readonly registry = new ModuleRegistry();
+  private readonly handles: WorkerHandle[];
+  private readonly streams = new Map<number, StreamEntry>();
+  private readonly shared: SharedState;
+  private readonly log: FilterLogFn;
+  private readonly watchdog: NodeJS.Timeout;
+  private nextPick = 0;
+  private trivialStreams: FilterStream[] = [];
+  private trivialOps: number[] = [];
+  private trivialScheduled = false;
+  private readonly flushTrivialBound = (): void => this.flushTrivial();
+  /** Loads of the same filter run one after the other. */
+  private readonly serial = new Map<string, Promise<unknown>>();
+  private closed = false;
+
+  constructor(opts: WasmRuntimeOptions = {}) {
+    const workers = Math.max(1, opts.workers ?? Math.max(1, os.availableParallelism() - 1));
+    const level = LOG_LEVEL_NAMES.indexOf(opts.logLevel ?? 'info');
+    this.log = opts.log ?? defaultLog;
+    this.shared = SharedState.create({ ...DEFAULT_SHARED_STATE, ...opts.sharedState });
+    this.handles = [];
+    for (let i = 0; i < workers; i++) this.handles.push(new WorkerHandle(i, this, this.shared.sab, level < 0 ? 2 : level));
+    this.watchdog = setInterval(() => this.checkDeadlines(), opts.watchdogIntervalMs ?? 5);
+    this.watchdog.unref();
+  }
+
+  get workerCount(): number {
+    return this.handles.length;
+  }
+
+  // --- FilterRuntime ------------------------------------------------------------------
+
+  chain(names: readonly string[]): FilterChain {
+    for (const name of names) {
+      if (this.registry.current(name) === null) {
+        const known = [...this.registry.records.keys()];
+        throw new Error(`unknown filter "${name}" (loaded: ${known.length > 0 ? known.join(', ') : 'none'})`);
+      }
+    }
+    return new WasmFilterChain(this, names);
+  }
+
+  // --- ChainHost ----------------------------------------------------------------------
+
+  get registryVersion(): number {
+    return this.registry.version;
+  }
+
+  resolve(names: readonly string[]): Generation[] {
+    const out: Generation[] = [];
+    for (const name of names) {
+      const gen = this.registry.current(name);
+      if (gen !== null) out.push(gen);
+    }
+    return out;
+  }
+
+  submit(chain: WasmFilterChain, stream: FilterStream, op: number): void {
+    let entry = this.streams.get(stream.streamId);
+    if (entry === undefined) {
+      const gens = chain.generations();
+      if (gens.length === 0 || this.closed) {
+        this.trivialStreams.push(stream);
+        this.trivialOps.push(op);
+        if (!this.trivialScheduled) {
+          this.trivialScheduled = true;
+          setImmediate(this.flushTrivialBound);
+        }
+        return;
+      }
+      const worker = this.pickWorker();
+      entry = new StreamEntry(stream, worker, gens);
+      for (let i = 0; i < gens.length; i++) gens[i].streams++;
+      worker.streams++;
+      this.streams.set(stream.streamId, entry);
+    }
+    entry.worker.enqueue(entry, op);
+  }
+
+  finish(stream: FilterStream): void {
+    const entry = this.streams.get(stream.streamId);
+    if (entry === undefined) return;
+    this.streams.delete(stream.streamId);
+    entry.done = true;
+    entry.worker.enqueue(entry, Op.Done);
+  }
+
+  private pickWorker(): WorkerHandle {
+    const hs = this.handles;
+    const n = hs.length;
+    let best = hs[this.nextPick % n];
+    for (let i = 1; i < n; i++) {
+      const h = hs[(this.nextPick + i) % n];
+      if (h.streams < best.streams) best = h;
+    }
+    this.nextPick = (this.nextPick + 1) % n;
+    return best;
+  }
+
+  private flushTrivial(): void {
+    this.trivialScheduled = false;
+    const streams = this.trivialStreams;
+    const ops = this.trivialOps;
+    this.trivialStreams = [];
+    this.trivialOps = [];
+    for (let i = 0; i < streams.length; i++) {
+      if (ops[i] === Op.Done) continue;
+      this.safely(streams[i], () => streams[i].onFilterContinue(ops[i] === Op.RequestHeaders ? 'request_headers' : 'response_headers'));
+    }
+  }
+
+  private safely(stream: FilterStream, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log('error', '(runtime)', `stream ${stream.streamId} callback threw: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    }
+  }
+
+  // --- BatchSink ----------------------------------------------------------------------
+
+  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[]): void {
+    encodeCalls(handle, w, entries, ops);
+  }
+
+  onReply(_handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBuffer): void {
+    decodeReply(buf, entries, ops, this);
+  }
+
+  onFailure(_handle: WorkerHandle, entries: StreamEntry[], ops: number[], culpritGen: number, reason: string): void {
+    const culprit = culpritGen !== 0 ? this.registry.generations.get(culpritGen) : undefined;
+    if (culprit !== undefined) {
+      this.filterFault(culprit.id, FaultKind.Deadline, reason);
+    } else {
+      this.log('error', '(runtime)', reason);
+    }
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i];
+      if (ops[i] === Op.Done) {
+        this.released(entry);
+        continue;
+      }
+      if (entry.done) continue;
+      const request = ops[i] === Op.RequestHeaders;
+      const gens = entry.gens;
+      let closedBy: Generation | null = null;
+      for (let k = 0; k < gens.length; k++) {
+        const g = request ? gens[k] : gens[gens.length - 1 - k];
+        if (g.cfg.failure !== 'open') {
+          closedBy = g;
+          break;
+        }
+      }
+      if (closedBy !== null) this.localResponse(entry, 503, [...FAIL_HEADERS], encoder.encode(`filter ${closedBy.name} failed\n`));
+      else this.continueStream(entry, request ? 'request_headers' : 'response_headers');
+    }
+  }
+
+  resyncOps(): ControlOp[] {
+    const ops: ControlOp[] = [];
+    for (const gen of this.registry.generations.values()) ops.push({ op: 'load', spec: gen.spec, module: gen.module });
+    return ops;
+  }
+
+  quarantined(): number[] {
+    return this.registry.quarantinedGenIds();
+  }
+
+  private checkDeadlines(): void {
+    const now = Date.now();
+    for (const h of this.handles) {
+      if (!h.inFlight) continue;
+      const start = h.watch[Watch.StartMs];
+      if (start > 0 && now - start > h.watch[Watch.DeadlineMs]) {
+        const genId = h.watch[Watch.GenId];
+        const gen = this.registry.generations.get(genId);
+        const name = gen?.name ?? `generation ${genId}`;
+        h.abort(genId, `filter "${name}": call ran past its deadline of ${h.watch[Watch.DeadlineMs]} ms; worker ${h.index} replaced`);
+      }
+    }
+  }
+
+  // --- ReplyHandler -------------------------------------------------------------------
+
+  continueStream(entry: StreamEntry, phase: FilterPhase): void {
+    const s = entry.stream;
+    try {
+      s.onFilterContinue(phase);
+    } catch (err) {
+      this.log('error', '(runtime)', `stream ${s.streamId} onFilterContinue threw: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  localResponse(entry: StreamEntry, status: number, headers: string[], body: Uint8Array): void {
+    const s = entry.stream;
+    try {
+      s.onFilterLocalResponse(status, headers, body);
+    } catch (err) {
+      this.log('error', '(runtime)', `stream ${s.streamId} onFilterLocalResponse threw: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  released(entry: StreamEntry): void {
+    entry.worker.streams--;
+    for (const gen of entry.gens) {
+      gen.streams--;
+      if (this.registry.collectable(gen)) this.dropEverywhere(gen);
+    }
+  }
+
+  filterLog(genId: number, level: number, message: string): void {
+    const name = this.registry.generations.get(genId)?.name ?? '(host)';
+    this.log(LOG_LEVEL_NAMES[level] ?? 'info', name, message);
+  }
+
+  filterFault(genId: number, kind: number, reason: string): void {
+    const gen = this.registry.generations.get(genId);
+    const name = gen?.name ?? `generation ${genId}`;
+    this.log('warn', name, `fault: ${reason}`);
+    if (gen === undefined || kind === FaultKind.NotLoaded || this.registry.current(name) === null) return;
+    if (this.registry.recordFault(name, reason)) {
+      this.log('error', name, `quarantined: too many faults; its failure policy (${gen.cfg.failure}) applies without calling it`);
+    }
+  }
+
+  // --- loading ------------------------------------------------------------------------
+
+  /** Read cfg.wasm, check it, load it in every worker, and switch new streams to it. */
+  load(cfg: FilterConfig): Promise<FilterInfo> {
+    return this.inOrder(cfg.name, async () => {
+      const bytes = await this.readModule(cfg);
+      const gen = await this.prepare(cfg, bytes);
+      this.commit(gen);
+      return this.infoOf(cfg.name);
+    });
+  }
+
+  /** Load the current configuration of a filter again (the file may have changed). */
+  reload(name: string): Promise<FilterInfo> {
+    const cur = this.registry.current(name);
+    if (cur === null) return Promise.reject(new Error(`unknown filter "${name}"`));
+    return this.load(cur.cfg);
+  }
+
+  /** Hot-load module bytes (admin PUT). Settings come from the filter's current config,
+   * overridden by `cfg`; a new filter needs at least the fields FilterConfig requires. */
+  loadBytes(name: string, bytes: Uint8Array, cfg?: Partial<FilterConfig>): Promise<FilterInfo> {
+    return this.inOrder(name, async () => {
+      const base = this.registry.current(name)?.cfg;
+      const merged = { ...defaultFilterConfig(name), ...base, ...cfg, name } as FilterConfig;
+      const gen = await this.prepare(merged, bytes);
+      this.commit(gen);
+      return this.infoOf(name);
+    });
+  }
+
+  /** Config hot reload: load new and changed filters, drop removed ones. All or nothing:
+   * when any filter fails to load, none is switched and the error lists every failure. */
+  async apply(filters: FilterConfig[]): Promise<ApplyResult> {
+    const prepared: Generation[] = [];
+    const errors: string[] = [];
+    const result: ApplyResult = { loaded: [], unchanged: [], removed: [] };
+    for (const cfg of filters) {
+      try {
+        const bytes = await this.readModule(cfg);
+        const cur = this.registry.current(cfg.name);
+        if (cur !== null && sameConfig(cur.cfg, cfg) && cur.sha256 === createHash('sha256').update(bytes).digest('hex')) {
+          result.unchanged.push(cfg.name);
+          continue;
+        }
+        prepared.push(await this.prepare(cfg, bytes));
+      } catch (err) {
+        errors.push(err instanceof Error ? err.message : String(err));
+      }
+    }
+    if (errors.length > 0) {
+      for (const gen of prepared) {
+        this.dropEverywhere(gen);
+        this.registry.discard(gen);
+      }
+      throw new Error(errors.join('; '));
+    }
+    for (const gen of prepared) {
+      this.commit(gen);
+      result.loaded.push(gen.name);
+    }
+    const wanted = new Set(filters.map((f) => f.name));
+    for (const name of [...this.registry.records.keys()]) {
+      if (wanted.has(name)) continue;
+      const gen = this.registry.remove(name);
+      if (gen !== null && this.registry.collectable(gen)) this.dropEverywhere(gen);
+      result.removed.push(name);
+    }
+    return result;
+  }
+
+  list(): FilterInfo[] {
+    return this.registry.info();
+  }
+
+  metricsSnapshot(): MetricSample[] {
+    return this.shared.metricsSnapshot();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.watchdog);
+    await Promise.all(this.handles.map((h) => h.close()));
+  }
+
+  private async readModule(cfg: FilterConfig): Promise<Uint8Array> {
+    try {
+      return await readFile(cfg.wasm);
+    } catch (err) {
+      throw new FilterLoadError(cfg.name, `cannot read ${cfg.wasm}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  private async prepare(cfg: FilterConfig, bytes: Uint8Array): Promise<Generation> {
+    if (this.closed) throw new FilterLoadError(cfg.name, 'filter runtime closed');
+    const checked = await checkModule(cfg.name, bytes);
+    const gen = this.registry.newGeneration(cfg, checked);
+    const results = await Promise.all(this.handles.map((h) => h.control({ op: 'load', spec: gen.spec, module: gen.module })));
+    const bad = results.find((r) => !r.ok);
+    if (bad !== undefined) {
+      this.dropEverywhere(gen);
+      this.registry.discard(gen);
+      throw new FilterLoadError(cfg.name, bad.error ?? 'load failed');
+    }
+    return gen;
+  }
+
+  private commit(gen: Generation): void {
+    const prev = this.registry.activate(gen);
+    this.log('info', gen.name, `generation ${gen.id} active (sha256 ${gen.sha256.slice(0, 12)}, abi ${gen.abi})`);
+    if (prev !== null && this.registry.collectable(prev)) this.dropEverywhere(prev);
+  }
+
+  private dropEverywhere(gen: Generation): void {
+    for (const h of this.handles) h.post({ op: 'drop', genId: gen.id });
+  }
+
+  private infoOf(name: string): FilterInfo {
+    const info = this.registry.info().find((i) => i.name === name);
+    if (info === undefined) throw new Error(`filter "${name}" vanished while loading`);
+    return info;
+  }
+
+  private inOrder<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.serial.get(name) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.serial.set(name, tail);
+    void tail.then(() => {
+      if (this.serial.get(name) === tail) this.serial.delete(name);
+    });
+    return next;
+  }
+}
+
+/** Defaults for a filter that arrives only as bytes (admin PUT of a new name). */
+function defaultFilterConfig(name: string): FilterConfig {
+  return {
+    name,
+    wasm: `(uploaded:${name})`,
+    config: '',
+    root_id: name,
+    vm_config: '',
+    failure: 'closed',
+    deadline_ms: 50,
+    max_memory_bytes: 64 * 1024 * 1024,
+    max_body_bytes: 1024 * 1024,
+  };
+}

@@ -1,0 +1,454 @@
+// The proxy-wasm host functions (module "env") for one filter instance. Each import reads
+// the instance's current call state (stream, context) and answers with a WasmResult; guest
+// mistakes are refused with BadArgument and logged with the reason, never thrown.
+
+import {
+  BufferType,
+  deserializeHeaderMap,
+  headerNameError,
+  headerValueError,
+  LogLevel,
+  lowerAscii,
+  MapType,
+  serializeHeaderMap,
+  WasmResult,
+} from './abi.js';
+import type { FilterInstance } from './instance.js';
+import type { StreamState } from './stream-state.js';
+
+const { Ok, NotFound, BadArgument, InvalidMemoryAccess, Empty, Unimplemented, SerializationFailure } = WasmResult;
+
+/** Which header list of the current stream a map type refers to; null when not available. */
+function headerList(inst: FilterInstance, mapType: number): string[] | null {
+  const s = inst.stream;
+  if (s === null) return null;
+  if (mapType === MapType.RequestHeaders) return s.requestHeaders;
+  if (mapType === MapType.ResponseHeaders) return s.responseStatus > 0 ? s.responseHeaders : null;
+  return null;
+}
+
+function markDirty(inst: FilterInstance, mapType: number): void {
+  const s = inst.stream as StreamState;
+  if (mapType === MapType.RequestHeaders) s.requestDirty = true;
+  else s.responseDirty = true;
+}
+
+function isWritableMap(mapType: number): boolean {
+  return mapType === MapType.RequestHeaders || mapType === MapType.ResponseHeaders;
+}
+
+/** Validates a header pair a filter wants to write; logs and returns false when refused. */
+function acceptHeader(inst: FilterInstance, call: string, name: string, value: string | null): boolean {
+  const err = headerNameError(name) ?? (value === null ? null : headerValueError(value));
+  if (err === null) return true;
+  inst.log(LogLevel.Warn, `${call} refused: ${err}`);
+  return false;
+}
+
+function mapValue(list: string[], key: string): string | null {
+  let out: string | null = null;
+  for (let i = 0; i < list.length; i += 2) {
+    if (list[i] === key) out = out === null ? list[i + 1] : `${out},${list[i + 1]}`;
+  }
+  return out;
+}
+
+function removeKey(list: string[], key: string): void {
+  let w = 0;
+  for (let r = 0; r < list.length; r += 2) {
+    if (list[r] === key) continue;
+    list[w++] = list[r];
+    list[w++] = list[r + 1];
+  }
+  list.length = w;
+}
+
+function int64Bytes(v: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigInt64(0, BigInt(v), true);
+  return b;
+}
+
+/** Envoy attribute values for a property path (segments joined by '.'). */
+function propertyValue(inst: FilterInstance, path: string): Uint8Array | string | null {
+  const s = inst.stream;
+  switch (path) {
+    case 'plugin_name':
+      return inst.spec.name;
+    case 'plugin_root_id':
+      return inst.spec.rootId;
+    case 'plugin_vm_id':
+      return '';
+  }
+  if (s !== null) {
+    switch (path) {
+      case 'request.path':
+        return s.path;
+      case 'request.url_path': {
+        const q = s.path.indexOf('?');
+        return q < 0 ? s.path : s.path.slice(0, q);
+      }
+      case 'request.query': {
+        const q = s.path.indexOf('?');
+        return q < 0 ? '' : s.path.slice(q + 1);
+      }
+      case 'request.method':
+        return s.method;
+      case 'request.scheme':
+        return s.scheme;
+      case 'request.host':
+        return s.authority;
+      case 'request.id':
+        return s.requestId;
+      case 'request.headers':
+        return serializeHeaderMap(s.requestHeaders);
+      case 'response.code':
+        return s.responseStatus > 0 ? int64Bytes(s.responseStatus) : null;
+      case 'response.headers':
+        return s.responseStatus > 0 ? serializeHeaderMap(s.responseHeaders) : null;
+      case 'source.address':
+        return s.clientPort > 0 ? `${s.clientAddress}:${s.clientPort}` : s.clientAddress;
+      case 'source.ip':
+        return s.clientAddress;
+      case 'source.port':
+        return int64Bytes(s.clientPort);
+      case 'route_name':
+      case 'xds.route_name':
+        return s.routeName;
+      case 'cluster_name':
+      case 'xds.cluster_name':
+        return s.clusterName;
+      case 'listener_name':
+      case 'xds.listener_name':
+        return s.listenerName;
+    }
+    if (path.startsWith('request.headers.')) return mapValue(s.requestHeaders, lowerAscii(path.slice(16)));
+    if (path.startsWith('response.headers.') && s.responseStatus > 0) return mapValue(s.responseHeaders, lowerAscii(path.slice(17)));
+    const custom = s.properties?.get(path);
+    if (custom !== undefined) return custom;
+  }
+  return null;
+}
+
+export function createEnvImports(inst: FilterInstance): Record<string, (...args: any[]) => unknown> {
+  const shared = inst.deps.shared;
+
+  const unimplemented = (name: string, why: string) => (): number => {
+    inst.warnOnce(name, `${name} is not implemented by this host (${why})`);
+    return Unimplemented;
+  };
+
+  const env: Record<string, (...args: any[]) => unknown> = {
+    // --- logging, time ------------------------------------------------------------------
+    proxy_log(level: number, ptr: number, len: number): number {
+      const msg = inst.readString(ptr, len);
+      if (msg === null) return InvalidMemoryAccess;
+      if (level < 0 || level > 5) return BadArgument;
+      inst.log(level, msg);
+      return Ok;
+    },
+    proxy_get_log_level(retPtr: number): number {
+      return inst.writeU32(retPtr, inst.deps.log.level) ? Ok : InvalidMemoryAccess;
+    },
+    proxy_get_current_time_nanoseconds(retPtr: number): number {
+      return inst.writeU64(retPtr, BigInt(Date.now()) * 1_000_000n) ? Ok : InvalidMemoryAccess;
+    },
+    proxy_set_tick_period_milliseconds: unimplemented('proxy_set_tick_period_milliseconds', 'timers are not supported yet'),
+
+    // --- buffers --------------------------------------------------------------------------
+    proxy_get_buffer_bytes(type: number, start: number, maxSize: number, retPtrPtr: number, retSizePtr: number): number {
+      let buf: Uint8Array;
+      if (type === BufferType.PluginConfiguration) buf = inst.pluginConfig;
+      else if (type === BufferType.VmConfiguration) buf = inst.vmConfig;
+      else if (type >= 0 && type <= 5) return NotFound;
+      else return BadArgument;
+      if (start > buf.length) return BadArgument;
+      const end = Math.min(buf.length, start + (maxSize >>> 0));
+      return inst.returnBytes(buf.subarray(start, end), retPtrPtr, retSizePtr);
+    },
+    proxy_get_buffer_status(type: number, retSizePtr: number, retFlagsPtr: number): number {
+      let n: number;
+      if (type === BufferType.PluginConfiguration) n = inst.pluginConfig.length;
+      else if (type === BufferType.VmConfiguration) n = inst.vmConfig.length;
+      else if (type >= 0 && type <= 5) return NotFound;
+      else return BadArgument;
+      return inst.writeU32(retSizePtr, n) && inst.writeU32(retFlagsPtr, 0) ? Ok : InvalidMemoryAccess;
+    },
+    proxy_set_buffer_bytes: unimplemented('proxy_set_buffer_bytes', 'bodies are not offered to filters yet'),
+    proxy_get_configuration(retPtrPtr: number, retSizePtr: number): number {
+      const buf = inst.configPhase === BufferType.VmConfiguration ? inst.vmConfig : inst.pluginConfig;
+      return inst.returnBytes(buf, retPtrPtr, retSizePtr);
+    },
+
+    // --- header maps --------------------------------------------------------------------
+    proxy_get_header_map_size(mapType: number, retSizePtr: number): number {
+      const list = headerList(inst, mapType);
+      if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : BadArgument;
+      let size = 4;
+      for (let i = 0; i < list.length; i++) size += 4 + Buffer.byteLength(list[i], 'utf8') + 1;
+      return inst.writeU32(retSizePtr, size) ? Ok : InvalidMemoryAccess;
+    },
+    proxy_get_header_map_pairs(mapType: number, retPtrPtr: number, retSizePtr: number): number {
+      const list = headerList(inst, mapType);
+      if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : BadArgument;
+      return inst.returnBytes(serializeHeaderMap(list), retPtrPtr, retSizePtr);
+    },
+    proxy_set_header_map_pairs(mapType: number, ptr: number, len: number): number {
+      const list = headerList(inst, mapType);
+      if (list === null || !isWritableMap(mapType)) return BadArgument;
+      const bytes = inst.viewBytes(ptr, len);
+      if (bytes === null) return InvalidMemoryAccess;
+      const pairs = deserializeHeaderMap(bytes);
+      if (pairs === null) return SerializationFailure;
+      for (let i = 0; i < pairs.length; i += 2) {
+        pairs[i] = lowerAscii(pairs[i]);
+        if (!acceptHeader(inst, 'proxy_set_header_map_pairs', pairs[i], pairs[i + 1])) return BadArgument;
+      }
+      list.length = 0;
+      for (let i = 0; i < pairs.length; i++) list.push(pairs[i]);
+      markDirty(inst, mapType);
+      return Ok;
+    },
+    proxy_get_header_map_value(mapType: number, keyPtr: number, keyLen: number, retPtrPtr: number, retSizePtr: number): number {
+      const list = headerList(inst, mapType);
+      if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : BadArgument;
+      const key = inst.readString(keyPtr, keyLen);
+      if (key === null) return InvalidMemoryAccess;
+      const value = mapValue(list, lowerAscii(key));
+      if (value === null) return NotFound;
+      return inst.returnString(value, retPtrPtr, retSizePtr);
+    },
+    proxy_add_header_map_value(mapType: number, keyPtr: number, keyLen: number, valPtr: number, valLen: number): number {
+      const list = headerList(inst, mapType);
+      if (list === null || !isWritableMap(mapType)) return BadArgument;
+      const key = inst.readString(keyPtr, keyLen);
+      const value = inst.readString(valPtr, valLen);
+      if (key === null || value === null) return InvalidMemoryAccess;
+      const name = lowerAscii(key);
+      if (!acceptHeader(inst, 'proxy_add_header_map_value', name, value)) return BadArgument;
+      list.push(name, value);
+      markDirty(inst, mapType);
+      return Ok;
+    },
+    proxy_replace_header_map_value(mapType: number, keyPtr: number, keyLen: number, valPtr: number, valLen: number): number {
+      const list = headerList(inst, mapType);
+      if (list === null || !isWritableMap(mapType)) return BadArgument;
+      const key = inst.readString(keyPtr, keyLen);
+      const value = inst.readString(valPtr, valLen);
+      if (key === null || value === null) return InvalidMemoryAccess;
+      const name = lowerAscii(key);
+      if (!acceptHeader(inst, 'proxy_replace_header_map_value', name, value)) return BadArgument;
+      let found = -1;
+      for (let i = 0; i < list.length; i += 2) {
+        if (list[i] === name) {
+          found = i;
+          break;
+        }
+      }
+      if (found < 0) {
+        list.push(name, value);
+      } else {
+        list[found + 1] = value;
+        // Later duplicates go: replace means "exactly this one value".
+        for (let i = found + 2; i < list.length; i += 2) {
+          if (list[i] === name) {
+            list.splice(i, 2);
+            i -= 2;
+          }
+        }
+      }
+      markDirty(inst, mapType);
+      return Ok;
+    },
+    proxy_remove_header_map_value(mapType: number, keyPtr: number, keyLen: number): number {
+      const list = headerList(inst, mapType);
+      if (list === null || !isWritableMap(mapType)) return BadArgument;
+      const key = inst.readString(keyPtr, keyLen);
+      if (key === null) return InvalidMemoryAccess;
+      const name = lowerAscii(key);
+      if (name.charCodeAt(0) === 58 /* : */) {
+        inst.log(LogLevel.Warn, `proxy_remove_header_map_value refused: pseudo-header ${name} cannot be removed`);
+        return BadArgument;
+      }
+      removeKey(list, name);
+      markDirty(inst, mapType);
+      return Ok;
+    },
+
+    // --- properties ---------------------------------------------------------------------
+    proxy_get_property(pathPtr: number, pathLen: number, retPtrPtr: number, retSizePtr: number): number {
+      const raw = inst.readString(pathPtr, pathLen);
+      if (raw === null) return InvalidMemoryAccess;
+      // Segments arrive NUL-separated (and sometimes NUL-terminated).
+      let path = raw.endsWith('\0') ? raw.slice(0, -1) : raw;
+      if (path.includes('\0')) path = path.split('\0').join('.');
+      const value = propertyValue(inst, path);
+      if (value === null) return NotFound;
+      if (typeof value === 'string') return inst.returnString(value, retPtrPtr, retSizePtr);
+      return inst.returnBytes(value, retPtrPtr, retSizePtr);
+    },
+    proxy_set_property(pathPtr: number, pathLen: number, valPtr: number, valLen: number): number {
+      const raw = inst.readString(pathPtr, pathLen);
+      const value = inst.readBytes(valPtr, valLen);
+      if (raw === null || value === null) return InvalidMemoryAccess;
+      const s = inst.stream;
+      if (s === null) return NotFound;
+      const path = raw.split('\0').filter((p) => p.length > 0).join('.');
+      if (s.properties === null) s.properties = new Map();
+      s.properties.set(path, value);
+      return Ok;
+    },
+
+    // --- stream control -----------------------------------------------------------------
+    proxy_send_local_response(
+      status: number,
+      detailsPtr: number,
+      detailsLen: number,
+      bodyPtr: number,
+      bodyLen: number,
+      headersPtr: number,
+      headersLen: number,
+      _grpcStatus: number,
+    ): number {
+      const s = inst.stream;
+      if (s === null) return BadArgument;
+      if (status < 200 || status > 599) {
+        inst.log(LogLevel.Warn, `proxy_send_local_response refused: status ${status} is outside 200-599`);
+        return BadArgument;
+      }
+      const details = inst.readString(detailsPtr, detailsLen);
+      const body = inst.readBytes(bodyPtr, bodyLen);
+      const hbytes = inst.viewBytes(headersPtr, headersLen);
+      if (details === null || body === null || hbytes === null) return InvalidMemoryAccess;
+      const headers = deserializeHeaderMap(hbytes);
+      if (headers === null) return SerializationFailure;
+      for (let i = 0; i < headers.length; i += 2) {
+        headers[i] = lowerAscii(headers[i]);
+        if (!acceptHeader(inst, 'proxy_send_local_response', headers[i], headers[i + 1])) return BadArgument;
+      }
+      s.local = { status, headers, body, details };
+      return Ok;
+    },
+    proxy_continue_stream(): number {
+      return Ok;
+    },
+    proxy_continue_request(): number {
+      return Ok;
+    },
+    proxy_continue_response(): number {
+      return Ok;
+    },
+    proxy_close_stream: unimplemented('proxy_close_stream', 'use proxy_send_local_response'),
+    proxy_clear_route_cache(): number {
+      return Ok;
+    },
+    proxy_get_status: unimplemented('proxy_get_status', 'http calls are not supported yet'),
+    proxy_set_effective_context(ctx: number): number {
+      if (ctx === 1 || ctx === inst.contextId) return Ok;
+      for (const id of inst.contexts.values()) if (id === ctx) return Ok;
+      return BadArgument;
+    },
+    proxy_done(): number {
+      return NotFound;
+    },
+
+    // --- shared data and queues ---------------------------------------------------------
+    proxy_get_shared_data(keyPtr: number, keyLen: number, retPtrPtr: number, retSizePtr: number, retCasPtr: number): number {
+      const key = inst.viewBytes(keyPtr, keyLen);
+      if (key === null) return InvalidMemoryAccess;
+      const entry = shared.getData(key);
+      if (entry === null) return NotFound;
+      const r = inst.returnBytes(entry.value, retPtrPtr, retSizePtr);
+      if (r !== Ok) return r;
+      return inst.writeU32(retCasPtr, entry.cas) ? Ok : InvalidMemoryAccess;
+    },
+    proxy_set_shared_data(keyPtr: number, keyLen: number, valPtr: number, valLen: number, cas: number): number {
+      const key = inst.viewBytes(keyPtr, keyLen);
+      const value = inst.viewBytes(valPtr, valLen);
+      if (key === null || value === null) return InvalidMemoryAccess;
+      const r = shared.setData(key, value, cas >>> 0);
+      if (r.error !== undefined) inst.log(LogLevel.Warn, `proxy_set_shared_data: ${r.error}`);
+      return r.result;
+    },
+    proxy_register_shared_queue(namePtr: number, nameLen: number, retIdPtr: number): number {
+      const name = inst.viewBytes(namePtr, nameLen);
+      if (name === null) return InvalidMemoryAccess;
+      const r = shared.registerQueue(name);
+      if (r.error !== undefined) {
+        inst.log(LogLevel.Warn, `proxy_register_shared_queue: ${r.error}`);
+        return BadArgument;
+      }
+      return inst.writeU32(retIdPtr, r.id) ? Ok : InvalidMemoryAccess;
+    },
+    proxy_resolve_shared_queue(_vmPtr: number, _vmLen: number, namePtr: number, nameLen: number, retIdPtr: number): number {
+      const name = inst.viewBytes(namePtr, nameLen);
+      if (name === null) return InvalidMemoryAccess;
+      const id = shared.resolveQueue(name);
+      if (id === 0) return NotFound;
+      return inst.writeU32(retIdPtr, id) ? Ok : InvalidMemoryAccess;
+    },
+    proxy_enqueue_shared_queue(id: number, valPtr: number, valLen: number): number {
+      const value = inst.viewBytes(valPtr, valLen);
+      if (value === null) return InvalidMemoryAccess;
+      return shared.enqueue(id, value);
+    },
+    proxy_dequeue_shared_queue(id: number, retPtrPtr: number, retSizePtr: number): number {
+      const r = shared.dequeue(id);
+      if (typeof r === 'number') return r;
+      if (r === null) return Empty;
+      return inst.returnBytes(r, retPtrPtr, retSizePtr);
+    },
+
+    // --- metrics -----------------------------------------------------------------------
+    proxy_define_metric(type: number, namePtr: number, nameLen: number, retIdPtr: number): number {
+      const name = inst.readString(namePtr, nameLen);
+      if (name === null) return InvalidMemoryAccess;
+      const r = shared.defineMetric(type, inst.spec.name, name);
+      if (r.error !== undefined) {
+        inst.log(LogLevel.Warn, `proxy_define_metric: ${r.error}`);
+        return BadArgument;
+      }
+      return inst.writeU32(retIdPtr, r.id) ? Ok : InvalidMemoryAccess;
+    },
+    proxy_increment_metric(id: number, delta: bigint): number {
+      return shared.incrementMetric(id, BigInt.asIntN(64, BigInt(delta)));
+    },
+    proxy_record_metric(id: number, value: bigint): number {
+      return shared.recordMetric(id, BigInt.asIntN(64, BigInt(value)));
+    },
+    proxy_get_metric(id: number, retPtr: number): number {
+      const v = shared.getMetric(id);
+      if (v === null) return NotFound;
+      return inst.writeU64(retPtr, BigInt.asUintN(64, v)) ? Ok : InvalidMemoryAccess;
+    },
+
+    // --- not (yet) supported -----------------------------------------------------------
+    proxy_http_call: unimplemented('proxy_http_call', 'outgoing http calls are not supported yet'),
+    proxy_grpc_call: unimplemented('proxy_grpc_call', 'gRPC calls are not supported'),
+    proxy_grpc_stream: unimplemented('proxy_grpc_stream', 'gRPC calls are not supported'),
+    proxy_grpc_send: unimplemented('proxy_grpc_send', 'gRPC calls are not supported'),
+    proxy_grpc_cancel: unimplemented('proxy_grpc_cancel', 'gRPC calls are not supported'),
+    proxy_grpc_close: unimplemented('proxy_grpc_close', 'gRPC calls are not supported'),
+    proxy_call_foreign_function: unimplemented('proxy_call_foreign_function', 'no foreign functions are registered'),
+
+    // --- AssemblyScript runtime helpers -------------------------------------------------
+    abort(msgPtr: number, filePtr: number, line: number, col: number): never {
+      throw new Error(`abort: ${readAsString(inst, msgPtr)} at ${readAsString(inst, filePtr)}:${line}:${col}`);
+    },
+    trace(msgPtr: number, n: number, ...args: number[]): void {
+      inst.log(LogLevel.Trace, `trace: ${readAsString(inst, msgPtr)} ${args.slice(0, n).join(', ')}`);
+    },
+    seed(): number {
+      return Date.now() * Math.random();
+    },
+  };
+  return env;
+}
+
+/** AssemblyScript strings: UTF-16LE, byte length in the u32 before the pointer. */
+function readAsString(inst: FilterInstance, ptr: number): string {
+  if (ptr === 0 || !inst.inBounds(ptr - 4, 4)) return '';
+  const len = inst.readU32(ptr - 4);
+  const bytes = inst.viewBytes(ptr, Math.min(len, 4096));
+  return bytes === null ? '' : Buffer.from(bytes).toString('utf16le');
+}

@@ -1,0 +1,254 @@
+// One instantiated filter (one generation in one worker): its WebAssembly.Instance, its root
+// context, the stream contexts it created, and the memory helpers the host calls use.
+
+import { BufferType, detectAbi, type AbiVersion, LogLevel, WasmResult } from './abi.js';
+import { createEnvImports } from './host.js';
+import type { SharedState } from './shared-state.js';
+import type { StreamState } from './stream-state.js';
+import { createWasiImports, ProcExit } from './wasi.js';
+import { Watch, type GenerationSpec } from './wire.js';
+
+/** Log lines and faults gathered during a batch, returned to the main thread with it. */
+export class WorkerLog {
+  level: number = LogLevel.Info;
+  readonly gens: number[] = [];
+  readonly levels: number[] = [];
+  readonly messages: string[] = [];
+  private dropped = 0;
+
+  push(genId: number, level: number, message: string): void {
+    if (level < this.level) return;
+    if (this.messages.length >= 1000) {
+      this.dropped++;
+      return;
+    }
+    this.gens.push(genId);
+    this.levels.push(level);
+    this.messages.push(message);
+  }
+
+  clear(): void {
+    this.gens.length = 0;
+    this.levels.length = 0;
+    this.messages.length = 0;
+    this.dropped = 0;
+  }
+
+  get droppedCount(): number {
+    return this.dropped;
+  }
+}
+
+export interface InstanceDeps {
+  shared: SharedState;
+  log: WorkerLog;
+  /** Per-worker watchdog slots read by the main thread (deadline enforcement). */
+  watch: Float64Array;
+}
+
+type ExportFn = (...args: number[]) => number;
+
+const ROOT_CONTEXT_ID = 1;
+/** Instantiation, _initialize and configure may legitimately take longer than a request call. */
+const START_DEADLINE_FLOOR_MS = 2000;
+
+export class FilterInstance {
+  readonly spec: GenerationSpec;
+  readonly abi: AbiVersion;
+  readonly deps: InstanceDeps;
+  readonly vmConfig: Uint8Array;
+  readonly pluginConfig: Uint8Array;
+  memory!: WebAssembly.Memory;
+  private memAb: ArrayBuffer | null = null;
+  private memBuf: Buffer = Buffer.alloc(0);
+  private memView: DataView = new DataView(new ArrayBuffer(0));
+  private allocFn!: ExportFn;
+
+  onContextCreate!: ExportFn;
+  onRequestHeaders: ExportFn | null = null;
+  onResponseHeaders: ExportFn | null = null;
+  onDone: ExportFn | null = null;
+  onLog: ExportFn | null = null;
+  onDelete: ExportFn | null = null;
+
+  /** Current call: the stream it belongs to (null for root callbacks) and its context id. */
+  stream: StreamState | null = null;
+  contextId = ROOT_CONTEXT_ID;
+  /** Which configuration proxy_get_configuration (0.1.0) returns in the current callback. */
+  configPhase: number = BufferType.VmConfiguration;
+  readonly contexts = new Map<number, number>();
+  private nextContextId = ROOT_CONTEXT_ID + 1;
+  private warnedOnce = new Set<string>();
+
+  constructor(spec: GenerationSpec, module: WebAssembly.Module, deps: InstanceDeps) {
+    this.spec = spec;
+    this.deps = deps;
+    const names = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
+    this.abi = detectAbi(names) ?? '0.2.1';
+    this.vmConfig = Buffer.from(spec.vmConfig, 'utf8');
+    this.pluginConfig = Buffer.from(spec.config, 'utf8');
+    this.module = module;
+  }
+
+  private readonly module: WebAssembly.Module;
+
+  /** Instantiate, run the module's start function, create the root context, vm_start and
+   * configure. Throws with the reason when any step fails. */
+  start(): void {
+    const imports: WebAssembly.Imports = {
+      env: createEnvImports(this),
+      wasi_snapshot_preview1: createWasiImports(this),
+      wasi_unstable: createWasiImports(this),
+    };
+    const instance = new WebAssembly.Instance(this.module, imports);
+    const ex = instance.exports as Record<string, unknown>;
+    this.memory = ex.memory as WebAssembly.Memory;
+    this.allocFn = (ex.proxy_on_memory_allocate ?? ex.malloc) as ExportFn;
+    this.onContextCreate = (ex.proxy_on_context_create as ExportFn) ?? (() => 0);
+    this.onRequestHeaders = (ex.proxy_on_request_headers as ExportFn) ?? null;
+    this.onResponseHeaders = (ex.proxy_on_response_headers as ExportFn) ?? null;
+    this.onDone = (ex.proxy_on_done as ExportFn) ?? null;
+    this.onLog = (ex.proxy_on_log as ExportFn) ?? null;
+    this.onDelete = (ex.proxy_on_delete as ExportFn) ?? null;
+
+    const watch = this.deps.watch;
+    watch[Watch.DeadlineMs] = Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs);
+    watch[Watch.GenId] = this.spec.id;
+    watch[Watch.StartMs] = Date.now();
+    try {
+      if (typeof ex._initialize === 'function') {
+        (ex._initialize as () => void)();
+        if (typeof ex.main === 'function') (ex.main as ExportFn)(0, 0);
+      } else if (typeof ex._start === 'function') {
+        try {
+          (ex._start as () => void)();
+        } catch (err) {
+          if (!(err instanceof ProcExit && err.code === 0)) throw err;
+        }
+      }
+      this.stream = null;
+      this.contextId = ROOT_CONTEXT_ID;
+      this.onContextCreate(ROOT_CONTEXT_ID, 0);
+      const vmStart = ex.proxy_on_vm_start as ExportFn | undefined;
+      this.configPhase = BufferType.VmConfiguration;
+      if (vmStart && vmStart(ROOT_CONTEXT_ID, this.vmConfig.length) === 0) throw new Error('proxy_on_vm_start returned false');
+      const configure = ex.proxy_on_configure as ExportFn | undefined;
+      this.configPhase = BufferType.PluginConfiguration;
+      if (configure && configure(ROOT_CONTEXT_ID, this.pluginConfig.length) === 0) throw new Error('proxy_on_configure returned false');
+    } finally {
+      watch[Watch.StartMs] = 0;
+    }
+  }
+
+  /** The stream's context id in this instance, creating the context on first use. */
+  contextFor(stream: StreamState): number {
+    let ctx = this.contexts.get(stream.id);
+    if (ctx === undefined) {
+      ctx = this.nextContextId++;
+      this.contexts.set(stream.id, ctx);
+      this.stream = stream;
+      this.contextId = ctx;
+      this.onContextCreate(ctx, ROOT_CONTEXT_ID);
+    }
+    return ctx;
+  }
+
+  get memoryBytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  warnOnce(key: string, message: string): void {
+    if (this.warnedOnce.has(key)) return;
+    this.warnedOnce.add(key);
+    this.log(LogLevel.Warn, message);
+  }
+
+  log(level: number, message: string): void {
+    this.deps.log.push(this.spec.id, level, message);
+  }
+
+  // --- memory helpers (views are refreshed when memory grows) ------------------------------
+
+  private refresh(): void {
+    const ab = this.memory.buffer as ArrayBuffer;
+    if (ab !== this.memAb) {
+      this.memAb = ab;
+      this.memBuf = Buffer.from(ab);
+      this.memView = new DataView(ab);
+    }
+  }
+
+  inBounds(ptr: number, len: number): boolean {
+    this.refresh();
+    return ptr >= 0 && len >= 0 && ptr + len <= this.memBuf.length;
+  }
+
+  readString(ptr: number, len: number): string | null {
+    if (!this.inBounds(ptr, len)) return null;
+    return this.memBuf.toString('utf8', ptr, ptr + len);
+  }
+
+  /** A copy of guest bytes (the guest may reuse the memory after the call). */
+  readBytes(ptr: number, len: number): Uint8Array | null {
+    if (!this.inBounds(ptr, len)) return null;
+    return Uint8Array.prototype.slice.call(this.memBuf, ptr, ptr + len);
+  }
+
+  /** A view of guest bytes, valid only until the next guest call. */
+  viewBytes(ptr: number, len: number): Uint8Array | null {
+    if (!this.inBounds(ptr, len)) return null;
+    return this.memBuf.subarray(ptr, ptr + len);
+  }
+
+  writeU32(ptr: number, v: number): boolean {
+    if (!this.inBounds(ptr, 4)) return false;
+    this.memView.setUint32(ptr, v, true);
+    return true;
+  }
+
+  writeU64(ptr: number, v: bigint): boolean {
+    if (!this.inBounds(ptr, 8)) return false;
+    this.memView.setBigUint64(ptr, v, true);
+    return true;
+  }
+
+  writeBytesAt(ptr: number, bytes: Uint8Array): boolean {
+    if (!this.inBounds(ptr, bytes.length)) return false;
+    this.memBuf.set(bytes, ptr);
+    return true;
+  }
+
+  readU32(ptr: number): number {
+    this.refresh();
+    return this.memView.getUint32(ptr, true);
+  }
+
+  /** Copy bytes into guest memory allocated by the guest, and write (ptr, size) to the
+   * return slots, as every proxy_get_* call does. */
+  returnBytes(bytes: Uint8Array, retPtrPtr: number, retSizePtr: number): number {
+    if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) return WasmResult.InvalidMemoryAccess;
+    let ptr = 0;
+    if (bytes.length > 0) {
+      ptr = this.allocFn(bytes.length) >>> 0;
+      if (ptr === 0 || !this.inBounds(ptr, bytes.length)) return WasmResult.InvalidMemoryAccess;
+      this.memBuf.set(bytes, ptr);
+    }
+    this.memView.setUint32(retPtrPtr, ptr, true);
+    this.memView.setUint32(retSizePtr, bytes.length, true);
+    return WasmResult.Ok;
+  }
+
+  returnString(s: string, retPtrPtr: number, retSizePtr: number): number {
+    if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) return WasmResult.InvalidMemoryAccess;
+    const len = Buffer.byteLength(s, 'utf8');
+    let ptr = 0;
+    if (len > 0) {
+      ptr = this.allocFn(len) >>> 0;
+      if (ptr === 0 || !this.inBounds(ptr, len)) return WasmResult.InvalidMemoryAccess;
+      this.memBuf.write(s, ptr, len, 'utf8');
+    }
+    this.memView.setUint32(retPtrPtr, ptr, true);
+    this.memView.setUint32(retSizePtr, len, true);
+    return WasmResult.Ok;
+  }
+}

@@ -1,0 +1,248 @@
+// The filter workers. Each worker is its own Piscina (one thread) so a request's contexts
+// stay in the worker that created them. Calls queue up during an event-loop turn and go out
+// as ONE task per worker (setImmediate flush); while a task is in flight the next batch
+// accumulates, so under load batches grow instead of tasks multiplying.
+
+import { Piscina } from 'piscina';
+import type { FilterStream } from '../filters/types.js';
+import type { Generation } from './module-registry.js';
+import { BinWriter, type ControlOp, type ControlResult, Watch, type WorkerReply, type WorkerTask } from './wire.js';
+import type { WorkerBootData } from './worker.js';
+
+/** Main-thread record of one stream that reached the filters. */
+export class StreamEntry {
+  done = false;
+  /** Worker epoch the stream's contexts were created in (a replaced worker lost them). */
+  epoch: number;
+  constructor(
+    readonly stream: FilterStream,
+    readonly worker: WorkerHandle,
+    readonly gens: Generation[],
+  ) {
+    this.epoch = worker.epoch;
+  }
+}
+
+export interface BatchSink {
+  /** Encode the calls of one batch (the writer is positioned at the start). */
+  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[]): void;
+  /** A batch came back: dispatch results, logs and faults. */
+  onReply(handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBuffer): void;
+  /** A batch was lost (deadline abort or worker crash): apply failure policies. */
+  onFailure(handle: WorkerHandle, entries: StreamEntry[], ops: number[], culpritGen: number, reason: string): void;
+  /** Load ops for every live generation, to bring a replacement worker up to date. */
+  resyncOps(): ControlOp[];
+  quarantined(): number[];
+}
+
+interface PendingControl {
+  op: ControlOp;
+  resolve: ((r: ControlResult) => void) | null;
+}
+
+const WORKER_URL = new URL('./worker.js', import.meta.url).href;
+
+export class WorkerHandle {
+  readonly watch: Float64Array;
+  /** Streams currently assigned to this worker (least-loaded pick). */
+  streams = 0;
+  /** Bumped each time the worker thread is replaced. */
+  epoch = 0;
+  private readonly piscina: Piscina;
+  private busy = false;
+  private scheduled = false;
+  private closed = false;
+  private needsResync = false;
+  private entries: StreamEntry[] = [];
+  private ops: number[] = [];
+  private flyEntries: StreamEntry[] = [];
+  private flyOps: number[] = [];
+  private ctl: PendingControl[] = [];
+  private flyCtl: PendingControl[] = [];
+  private controller: AbortController | null = null;
+  private abortGen = 0;
+  private abortReason = '';
+  private spare: ArrayBuffer | null = null;
+  private readonly writer = new BinWriter(64 * 1024);
+  private readonly flushBound = (): void => this.flush();
+  private readonly onReplyBound = (reply: WorkerReply | ArrayBuffer): void => this.onReply(reply);
+  private readonly onErrorBound = (err: unknown): void => this.onError(err);
+
+  constructor(
+    readonly index: number,
+    private readonly sink: BatchSink,
+    shared: SharedArrayBuffer,
+    logLevel: number,
+  ) {
+    const watchSab = new SharedArrayBuffer(Watch.Slots * 8);
+    this.watch = new Float64Array(watchSab);
+    const boot: WorkerBootData = { shared, watch: watchSab, logLevel };
+    this.piscina = new Piscina({
+      filename: WORKER_URL,
+      minThreads: 1,
+      maxThreads: 1,
+      concurrentTasksPerWorker: 1,
+      idleTimeout: Number.MAX_SAFE_INTEGER,
+      workerData: boot,
+    });
+    // A terminated worker is replaced by piscina; its 'error' must not crash the process.
+    this.piscina.on('error', () => {});
+  }
+
+  get inFlight(): boolean {
+    return this.busy;
+  }
+
+  enqueue(entry: StreamEntry, op: number): void {
+    this.entries.push(entry);
+    this.ops.push(op);
+    if (!this.scheduled && !this.busy) {
+      this.scheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  control(op: ControlOp): Promise<ControlResult> {
+    if (this.closed) return Promise.resolve({ ok: false, error: 'filter runtime closed' });
+    return new Promise((resolve) => {
+      this.ctl.push({ op, resolve });
+      if (!this.scheduled && !this.busy) {
+        this.scheduled = true;
+        setImmediate(this.flushBound);
+      }
+    });
+  }
+
+  /** Fire-and-forget control (drop a generation). */
+  post(op: ControlOp): void {
+    if (this.closed) return;
+    this.ctl.push({ op, resolve: null });
+    if (!this.scheduled && !this.busy) {
+      this.scheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  /** Called by the runtime's watchdog: the current call ran past its deadline. */
+  abort(genId: number, reason: string): void {
+    if (!this.busy || this.controller === null || this.abortGen !== 0) return;
+    this.abortGen = genId;
+    this.abortReason = reason;
+    this.controller.abort();
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.busy || this.closed) return;
+    if (this.entries.length === 0 && this.ctl.length === 0 && !this.needsResync) return;
+
+    let ctlOps: ControlOp[] | null = null;
+    if (this.needsResync) {
+      this.needsResync = false;
+      const pendingLoads = new Set<number>();
+      for (const c of this.ctl) if (c.op.op === 'load') pendingLoads.add(c.op.spec.id);
+      const resync: PendingControl[] = [];
+      for (const op of this.sink.resyncOps()) if (op.op !== 'load' || !pendingLoads.has(op.spec.id)) resync.push({ op, resolve: null });
+      this.ctl = resync.concat(this.ctl);
+    }
+    if (this.ctl.length > 0) {
+      ctlOps = new Array(this.ctl.length);
+      for (let i = 0; i < this.ctl.length; i++) ctlOps[i] = this.ctl[i].op;
+    }
+    const swapCtl = this.flyCtl;
+    this.flyCtl = this.ctl;
+    this.ctl = swapCtl;
+
+    const swapE = this.flyEntries;
+    this.flyEntries = this.entries;
+    this.entries = swapE;
+    const swapO = this.flyOps;
+    this.flyOps = this.ops;
+    this.ops = swapO;
+
+    let buf: ArrayBuffer | null = null;
+    let len = 0;
+    if (this.flyEntries.length > 0) {
+      const w = this.writer;
+      w.reset(this.spare, 4096);
+      this.spare = null;
+      this.sink.encode(this, w, this.flyEntries, this.flyOps);
+      buf = w.arrayBuffer;
+      len = w.pos;
+    }
+    const task: WorkerTask = { ctl: ctlOps, buf, len, quarantined: this.sink.quarantined() };
+    this.controller = new AbortController();
+    this.busy = true;
+    this.piscina
+      .run(task, { transferList: buf !== null ? [buf] : undefined, signal: this.controller.signal })
+      .then(this.onReplyBound, this.onErrorBound);
+  }
+
+  private onReply(reply: WorkerReply | ArrayBuffer): void {
+    this.busy = false;
+    this.controller = null;
+    if (this.closed) return;
+    let buf: ArrayBuffer;
+    if (reply instanceof ArrayBuffer) {
+      buf = reply;
+    } else {
+      buf = reply.buf;
+      const results = reply.ctl ?? [];
+      for (let i = 0; i < this.flyCtl.length; i++) {
+        const r = results[i] ?? { ok: false, error: 'no answer from worker' };
+        this.flyCtl[i].resolve?.(r);
+      }
+    }
+    this.flyCtl.length = 0;
+    try {
+      this.sink.onReply(this, this.flyEntries, this.flyOps, buf);
+    } finally {
+      this.flyEntries.length = 0;
+      this.flyOps.length = 0;
+      this.spare = buf;
+      if (this.entries.length > 0 || this.ctl.length > 0) this.flush();
+    }
+  }
+
+  private onError(err: unknown): void {
+    this.busy = false;
+    this.controller = null;
+    const culprit = this.abortGen;
+    const reason = culprit !== 0 ? this.abortReason : `filter worker failed: ${err instanceof Error ? err.message : String(err)}`;
+    this.abortGen = 0;
+    this.abortReason = '';
+    this.watch[Watch.StartMs] = 0;
+    if (this.closed) {
+      for (const c of this.flyCtl) c.resolve?.({ ok: false, error: 'filter runtime closed' });
+      this.flyCtl.length = 0;
+      return;
+    }
+    // The thread is gone (piscina replaces it): everything it held must be sent again.
+    this.epoch++;
+    this.needsResync = true;
+    const requeue: PendingControl[] = [];
+    for (const c of this.flyCtl) {
+      if (c.op.op === 'load' && c.op.spec.id === culprit) c.resolve?.({ ok: false, error: reason });
+      else if (c.resolve !== null) requeue.push(c);
+    }
+    this.flyCtl.length = 0;
+    this.ctl = requeue.concat(this.ctl);
+    try {
+      this.sink.onFailure(this, this.flyEntries, this.flyOps, culprit, reason);
+    } finally {
+      this.flyEntries.length = 0;
+      this.flyOps.length = 0;
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(this.flushBound);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const c of this.ctl) c.resolve?.({ ok: false, error: 'filter runtime closed' });
+    this.ctl.length = 0;
+    await this.piscina.destroy();
+  }
+}

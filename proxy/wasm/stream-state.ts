@@ -1,0 +1,61 @@
+// Worker-side view of one request: what the filters may read and mutate during a phase.
+
+export interface LocalResponse {
+  status: number;
+  headers: string[];
+  body: Uint8Array;
+  details: string;
+}
+
+export class StreamState {
+  readonly id: number;
+  method = '';
+  scheme = '';
+  authority = '';
+  path = '';
+  clientAddress = '';
+  clientPort = 0;
+  listenerName = '';
+  routeName = '';
+  clusterName = '';
+  requestId = '';
+  /** Flat pairs with the pseudo-headers first (:authority, :path, :method, :scheme). */
+  requestHeaders: string[] = [];
+  /** Flat pairs with :status first. */
+  responseHeaders: string[] = [];
+  responseStatus = 0;
+  requestDirty = false;
+  responseDirty = false;
+  local: LocalResponse | null = null;
+  /** proxy_set_property values, by dotted path. */
+  properties: Map<string, Uint8Array> | null = null;
+
+  constructor(id: number) {
+    this.id = id;
+  }
+
+  setRequestHeaders(raw: string[]): void {
+    const h = new Array<string>(raw.length + 8);
+    h[0] = ':authority';
+    h[1] = this.authority;
+    h[2] = ':path';
+    h[3] = this.path;
+    h[4] = ':method';
+    h[5] = this.method;
+    h[6] = ':scheme';
+    h[7] = this.scheme;
+    for (let i = 0; i < raw.length; i++) h[i + 8] = raw[i];
+    this.requestHeaders = h;
+    this.requestDirty = false;
+  }
+
+  setResponseHeaders(status: number, raw: string[]): void {
+    const h = new Array<string>(raw.length + 2);
+    h[0] = ':status';
+    h[1] = String(status);
+    for (let i = 0; i < raw.length; i++) h[i + 2] = raw[i];
+    this.responseHeaders = h;
+    this.responseStatus = status;
+    this.responseDirty = false;
+  }
+}

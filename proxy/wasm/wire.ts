@@ -1,0 +1,191 @@
+// Binary batch encoding between the main thread and a filter worker. One ArrayBuffer per
+// batch travels each way (transferred, never copied); strings are UTF-8 with a u32 length.
+// The buffers ping-pong: the main thread reuses the worker's result buffer for its next
+// batch and the worker reuses the batch buffer for its results.
+
+export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3 } as const;
+export const CallFlag = { StreamInfo: 1, EndOfStream: 2 } as const;
+export const ResultKind = { Continue: 0, ContinueMutated: 1, LocalResponse: 2, Paused: 3 } as const;
+export const FaultKind = { Trap: 1, Memory: 2, Deadline: 3, NotLoaded: 4, Quarantined: 5 } as const;
+
+export class BinWriter {
+  buf: Buffer;
+  view: DataView;
+  pos = 0;
+
+  constructor(initial: ArrayBuffer | number = 4096) {
+    const ab = typeof initial === 'number' ? new ArrayBuffer(initial) : initial;
+    this.buf = Buffer.from(ab);
+    this.view = new DataView(ab);
+  }
+
+  reset(ab: ArrayBuffer | null, minSize: number): void {
+    if (ab === null || ab.byteLength < minSize) ab = new ArrayBuffer(Math.max(minSize, 4096));
+    this.buf = Buffer.from(ab);
+    this.view = new DataView(ab);
+    this.pos = 0;
+  }
+
+  private grow(need: number): void {
+    let size = this.buf.length * 2;
+    while (size < this.pos + need) size *= 2;
+    const ab = new ArrayBuffer(size);
+    const next = Buffer.from(ab);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+    this.view = new DataView(ab);
+  }
+
+  ensure(n: number): void {
+    if (this.pos + n > this.buf.length) this.grow(n);
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+
+  u16(v: number): void {
+    this.ensure(2);
+    this.view.setUint16(this.pos, v, true);
+    this.pos += 2;
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.pos, v, true);
+    this.pos += 4;
+  }
+
+  f64(v: number): void {
+    this.ensure(8);
+    this.view.setFloat64(this.pos, v, true);
+    this.pos += 8;
+  }
+
+  str(s: string): void {
+    // Worst case 3 bytes per UTF-16 unit; write first, then patch the length.
+    this.ensure(4 + s.length * 3);
+    const n = this.buf.write(s, this.pos + 4, 'utf8');
+    this.view.setUint32(this.pos, n, true);
+    this.pos += 4 + n;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.ensure(4 + b.length);
+    this.view.setUint32(this.pos, b.length, true);
+    this.buf.set(b, this.pos + 4);
+    this.pos += 4 + b.length;
+  }
+
+  /** Flat [name, value, ...] list. */
+  strList(list: readonly string[]): void {
+    this.u32(list.length);
+    for (let i = 0; i < list.length; i++) this.str(list[i]);
+  }
+
+  /** Patch a u32 written earlier (counts known only at the end). */
+  patchU32(at: number, v: number): void {
+    this.view.setUint32(at, v, true);
+  }
+
+  get arrayBuffer(): ArrayBuffer {
+    return this.buf.buffer as ArrayBuffer;
+  }
+}
+
+export class BinReader {
+  buf: Buffer;
+  view: DataView;
+  pos = 0;
+  end: number;
+
+  constructor(ab: ArrayBuffer, end: number) {
+    this.buf = Buffer.from(ab, 0, end);
+    this.view = new DataView(ab, 0, end);
+    this.end = end;
+  }
+
+  u8(): number {
+    return this.buf[this.pos++];
+  }
+
+  u16(): number {
+    const v = this.view.getUint16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+
+  u32(): number {
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+
+  f64(): number {
+    const v = this.view.getFloat64(this.pos, true);
+    this.pos += 8;
+    return v;
+  }
+
+  str(): string {
+    const n = this.u32();
+    const s = this.buf.toString('utf8', this.pos, this.pos + n);
+    this.pos += n;
+    return s;
+  }
+
+  /** A copy, so the (reused) batch buffer can be handed back. */
+  bytes(): Uint8Array {
+    const n = this.u32();
+    const out = new Uint8Array(n);
+    out.set(this.buf.subarray(this.pos, this.pos + n));
+    this.pos += n;
+    return out;
+  }
+
+  strList(): string[] {
+    const n = this.u32();
+    const out: string[] = new Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.str();
+    return out;
+  }
+}
+
+/** Generation as the worker needs it: everything to instantiate and run one filter. */
+export interface GenerationSpec {
+  id: number;
+  name: string;
+  rootId: string;
+  config: string;
+  vmConfig: string;
+  failure: 'open' | 'closed' | 'reload';
+  deadlineMs: number;
+  maxMemoryBytes: number;
+}
+
+export type ControlOp =
+  | { op: 'load'; spec: GenerationSpec; module: WebAssembly.Module }
+  | { op: 'drop'; genId: number };
+
+export interface ControlResult {
+  ok: boolean;
+  error?: string;
+}
+
+export interface WorkerTask {
+  ctl: ControlOp[] | null;
+  /** Encoded calls (may be null when only control ops are sent). */
+  buf: ArrayBuffer | null;
+  len: number;
+  /** Generation ids whose filters are quarantined: the worker applies their policy. */
+  quarantined: number[];
+}
+
+export interface WorkerReply {
+  ctl: ControlResult[] | null;
+  buf: ArrayBuffer;
+}
+
+/** Layout of the per-worker watchdog SharedArrayBuffer (Float64 slots). */
+export const Watch = { StartMs: 0, DeadlineMs: 1, GenId: 2, Slots: 3 } as const;

@@ -1,0 +1,332 @@
+// Piscina worker entry. Holds an instance of every live filter generation and the per-stream
+// state, runs one batch of encoded calls per task, and answers with one encoded buffer.
+// A request's whole chain for a phase runs here in one go (filter 1, then filter 2 on the
+// mutated headers, ...), stopping at the first local response.
+
+import { move, workerData } from 'piscina';
+import { LogLevel } from './abi.js';
+import { FilterInstance, WorkerLog, type InstanceDeps } from './instance.js';
+import { SharedState } from './shared-state.js';
+import { StreamState } from './stream-state.js';
+import {
+  BinReader,
+  BinWriter,
+  CallFlag,
+  type ControlOp,
+  type ControlResult,
+  FaultKind,
+  type GenerationSpec,
+  Op,
+  ResultKind,
+  Watch,
+  type WorkerReply,
+  type WorkerTask,
+} from './wire.js';
+
+export interface WorkerBootData {
+  shared: SharedArrayBuffer;
+  watch: SharedArrayBuffer;
+  logLevel: number;
+}
+
+const RECREATE_BACKOFF_MIN_MS = 100;
+const RECREATE_BACKOFF_MAX_MS = 5000;
+
+class Generation {
+  inst: FilterInstance | null = null;
+  retryAt = 0;
+  backoffMs = RECREATE_BACKOFF_MIN_MS;
+  constructor(readonly spec: GenerationSpec, readonly module: WebAssembly.Module) {}
+}
+
+const EMPTY_SET: ReadonlySet<number> = new Set();
+
+export class FilterWorker {
+  private readonly gens = new Map<number, Generation>();
+  private readonly streams = new Map<number, StreamState>();
+  private readonly deps: InstanceDeps;
+  private readonly out = new BinWriter(64 * 1024);
+  private spare: ArrayBuffer | null = null;
+  private quarantined: ReadonlySet<number> = EMPTY_SET;
+  private readonly callGens: number[] = [];
+  private readonly faultGens: number[] = [];
+  private readonly faultKinds: number[] = [];
+  private readonly faultReasons: string[] = [];
+
+  constructor(boot: WorkerBootData) {
+    const log = new WorkerLog();
+    log.level = boot.logLevel;
+    this.deps = { shared: new SharedState(boot.shared), log, watch: new Float64Array(boot.watch) };
+  }
+
+  handle(task: WorkerTask): WorkerReply | ArrayBuffer {
+    let ctl: ControlResult[] | null = null;
+    if (task.ctl !== null) {
+      ctl = new Array(task.ctl.length);
+      for (let i = 0; i < task.ctl.length; i++) ctl[i] = this.control(task.ctl[i]);
+    }
+    this.quarantined = task.quarantined.length === 0 ? EMPTY_SET : new Set(task.quarantined);
+    const out = this.out;
+    out.reset(this.spare, task.len + 1024);
+    out.u32(0); // total length, patched below
+    out.u32(0); // result count, patched below
+    let results = 0;
+    if (task.buf !== null) {
+      const reader = new BinReader(task.buf, task.len);
+      const calls = reader.u32();
+      for (let i = 0; i < calls; i++) if (this.runCall(reader, i, out)) results++;
+    }
+    out.patchU32(4, results);
+    this.writeLogsAndFaults(out);
+    out.patchU32(0, out.pos);
+    this.spare = task.buf;
+    const buf = out.arrayBuffer; // transferred; the writer is reset onto a spare next time
+    if (ctl !== null) return { ctl, buf };
+    return move(buf) as unknown as ArrayBuffer;
+  }
+
+  // --- control ------------------------------------------------------------------------
+
+  private control(op: ControlOp): ControlResult {
+    if (op.op === 'drop') {
+      this.gens.delete(op.genId);
+      return { ok: true };
+    }
+    const gen = new Generation(op.spec, op.module);
+    try {
+      const inst = new FilterInstance(op.spec, op.module, this.deps);
+      inst.start();
+      gen.inst = inst;
+      this.gens.set(op.spec.id, gen);
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, error: errorMessage(err) };
+    }
+  }
+
+  /** The generation's instance, recreating it (with backoff) after a fault. */
+  private ready(gen: Generation): FilterInstance | null {
+    if (gen.inst !== null) return gen.inst;
+    const now = Date.now();
+    if (now < gen.retryAt) return null;
+    try {
+      const inst = new FilterInstance(gen.spec, gen.module, this.deps);
+      inst.start();
+      gen.inst = inst;
+      gen.backoffMs = RECREATE_BACKOFF_MIN_MS;
+      return inst;
+    } catch (err) {
+      gen.retryAt = now + gen.backoffMs;
+      gen.backoffMs = Math.min(gen.backoffMs * 2, RECREATE_BACKOFF_MAX_MS);
+      this.deps.log.push(gen.spec.id, LogLevel.Error, `re-instantiation failed (retry in ${gen.backoffMs} ms): ${errorMessage(err)}`);
+      return null;
+    }
+  }
+
+  private fault(gen: Generation | undefined, genId: number, kind: number, reason: string): void {
+    this.faultGens.push(genId);
+    this.faultKinds.push(kind);
+    this.faultReasons.push(reason);
+    if (gen !== undefined && (kind === FaultKind.Trap || kind === FaultKind.Memory)) {
+      // Contexts of the old instance are gone with it; streams get fresh ones lazily.
+      gen.inst = null;
+      this.ready(gen);
+    }
+  }
+
+  // --- calls --------------------------------------------------------------------------
+
+  /** Decode and run one call; returns true when it wrote a result. */
+  private runCall(r: BinReader, index: number, out: BinWriter): boolean {
+    const op = r.u8();
+    const id = r.f64();
+    const flags = r.u8();
+    const ng = r.u8();
+    const gens = this.callGens;
+    gens.length = ng;
+    for (let k = 0; k < ng; k++) gens[k] = r.u32();
+    let s = this.streams.get(id);
+    if (s === undefined) {
+      if (op === Op.Done) return false;
+      s = new StreamState(id);
+      this.streams.set(id, s);
+    }
+    if ((flags & CallFlag.StreamInfo) !== 0) {
+      s.method = r.str();
+      s.scheme = r.str();
+      s.authority = r.str();
+      s.path = r.str();
+      s.clientAddress = r.str();
+      s.clientPort = r.u32();
+      s.listenerName = r.str();
+      s.routeName = r.str();
+      s.clusterName = r.str();
+      s.requestId = r.str();
+    }
+    const eos = (flags & CallFlag.EndOfStream) !== 0 ? 1 : 0;
+    if (op === Op.RequestHeaders) {
+      s.setRequestHeaders(r.strList());
+      const kind = this.runPhase(s, gens, true, eos);
+      out.u32(index);
+      out.u8(kind);
+      if (kind === ResultKind.ContinueMutated) out.strList(s.requestHeaders);
+      else if (kind === ResultKind.LocalResponse) writeLocal(out, s);
+      return true;
+    }
+    if (op === Op.ResponseHeaders) {
+      if ((flags & CallFlag.StreamInfo) !== 0) s.setRequestHeaders(r.strList());
+      const status = r.u32();
+      s.setResponseHeaders(status, r.strList());
+      const kind = this.runPhase(s, gens, false, eos);
+      out.u32(index);
+      out.u8(kind);
+      if (kind === ResultKind.ContinueMutated) out.strList(s.responseHeaders);
+      else if (kind === ResultKind.LocalResponse) writeLocal(out, s);
+      return true;
+    }
+    this.finish(s, gens);
+    return false;
+  }
+
+  private runPhase(s: StreamState, gens: number[], request: boolean, eos: number): number {
+    s.local = null;
+    const watch = this.deps.watch;
+    const n = gens.length;
+    for (let step = 0; step < n; step++) {
+      const genId = request ? gens[step] : gens[n - 1 - step];
+      const gen = this.gens.get(genId);
+      if (gen === undefined) {
+        this.fault(undefined, genId, FaultKind.NotLoaded, 'generation not loaded in this worker');
+        continue; // unknown policy: the main thread applies it when it sees the fault
+      }
+      if (this.quarantined.has(genId)) {
+        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+        continue;
+      }
+      const inst = this.ready(gen);
+      if (inst === null) {
+        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+        continue;
+      }
+      const fn = request ? inst.onRequestHeaders : inst.onResponseHeaders;
+      if (fn === null) continue;
+      const phaseName = request ? 'proxy_on_request_headers' : 'proxy_on_response_headers';
+      let action = 0;
+      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
+      watch[Watch.GenId] = genId;
+      watch[Watch.StartMs] = Date.now();
+      try {
+        const ctx = inst.contextFor(s);
+        inst.stream = s;
+        inst.contextId = ctx;
+        const pairs = (request ? s.requestHeaders.length : s.responseHeaders.length) >> 1;
+        action = fn(ctx, pairs, eos);
+      } catch (err) {
+        watch[Watch.StartMs] = 0;
+        inst.stream = null;
+        this.fault(gen, genId, FaultKind.Trap, `trap in ${phaseName}: ${errorMessage(err)}`);
+        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+        continue;
+      }
+      watch[Watch.StartMs] = 0;
+      inst.stream = null;
+      if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
+        this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
+      }
+      if (s.local !== null) return ResultKind.LocalResponse;
+      if (action === 1) {
+        inst.warnOnce('pause', `${phaseName} returned Pause; this host cannot resume a paused stream yet, so the chain continues`);
+      }
+    }
+    if (request ? s.requestDirty : s.responseDirty) return ResultKind.ContinueMutated;
+    return ResultKind.Continue;
+  }
+
+  /** on_done, on_log, on_delete for every filter context of the stream, then forget it. */
+  private finish(s: StreamState, gens: number[]): void {
+    const watch = this.deps.watch;
+    for (let k = 0; k < gens.length; k++) {
+      const gen = this.gens.get(gens[k]);
+      const inst = gen?.inst;
+      if (gen === undefined || inst == null) continue;
+      const ctx = inst.contexts.get(s.id);
+      if (ctx === undefined) continue;
+      inst.contexts.delete(s.id);
+      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
+      watch[Watch.GenId] = gen.spec.id;
+      watch[Watch.StartMs] = Date.now();
+      try {
+        inst.stream = s;
+        inst.contextId = ctx;
+        if (inst.onDone !== null) inst.onDone(ctx);
+        if (inst.onLog !== null) inst.onLog(ctx);
+        if (inst.onDelete !== null) inst.onDelete(ctx);
+      } catch (err) {
+        watch[Watch.StartMs] = 0;
+        inst.stream = null;
+        this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in proxy_on_done/log/delete: ${errorMessage(err)}`);
+        continue;
+      }
+      watch[Watch.StartMs] = 0;
+      inst.stream = null;
+    }
+    this.streams.delete(s.id);
+  }
+
+  private writeLogsAndFaults(out: BinWriter): void {
+    const log = this.deps.log;
+    const dropped = log.droppedCount;
+    out.u32(log.messages.length + (dropped > 0 ? 1 : 0));
+    for (let i = 0; i < log.messages.length; i++) {
+      out.u32(log.gens[i]);
+      out.u8(log.levels[i]);
+      out.str(log.messages[i]);
+    }
+    if (dropped > 0) {
+      out.u32(0);
+      out.u8(LogLevel.Warn);
+      out.str(`${dropped} filter log lines dropped in one batch`);
+    }
+    log.clear();
+    out.u32(this.faultGens.length);
+    for (let i = 0; i < this.faultGens.length; i++) {
+      out.u32(this.faultGens[i]);
+      out.u8(this.faultKinds[i]);
+      out.str(this.faultReasons[i]);
+    }
+    this.faultGens.length = 0;
+    this.faultKinds.length = 0;
+    this.faultReasons.length = 0;
+  }
+}
+
+/** Apply a faulted filter's failure policy; true when it answers (fail-closed). */
+function applyPolicy(s: StreamState, spec: GenerationSpec): boolean {
+  if (spec.failure === 'open') return false;
+  s.local = {
+    status: 503,
+    headers: ['content-type', 'text/plain'],
+    body: Buffer.from(`filter ${spec.name} failed\n`),
+    details: `filter_failed:${spec.name}`,
+  };
+  return true;
+}
+
+function writeLocal(out: BinWriter, s: StreamState): void {
+  const l = s.local!;
+  out.u32(l.status);
+  out.strList(l.headers);
+  out.bytes(l.body);
+  out.str(l.details);
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+let worker: FilterWorker | null = null;
+
+export default function run(task: WorkerTask): WorkerReply | ArrayBuffer {
+  if (worker === null) worker = new FilterWorker(workerData as WorkerBootData);
+  return worker.handle(task);
+}

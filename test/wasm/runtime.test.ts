@@ -1,0 +1,153 @@
+// The filter runtime end to end with real wasm modules in real worker threads.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
+import { filterConfig, fixture, header, TestStream } from './helpers.js';
+
+const logs: string[] = [];
+let rt: WasmFilterRuntime;
+
+before(async () => {
+  rt = new WasmFilterRuntime({ workers: 2, log: (level, filter, msg) => logs.push(`${level} ${filter} ${msg}`) });
+  await rt.load(filterConfig('probe-a', fixture('probe.wasm'), { config: 'A' }));
+  await rt.load(filterConfig('probe-b', fixture('probe.wasm'), { config: 'B' }));
+});
+
+after(async () => {
+  await rt.close();
+});
+
+test('request headers: a filter adds a header through the runtime', async () => {
+  const chain = rt.chain(['probe-a']);
+  const s = new TestStream();
+  chain.requestHeaders(s);
+  const o = await s.next();
+  assert.deepEqual(o, { kind: 'continue', phase: 'request_headers' });
+  assert.equal(s.header('x-probe'), 'A');
+  assert.equal(s.header('user-agent'), 'test');
+  assert.equal(s.header(':path'), undefined, 'pseudo-headers are not handed back to the request path');
+  chain.done(s);
+});
+
+test('response headers run and contexts live from request to response', async () => {
+  const chain = rt.chain(['probe-a', 'probe-b']);
+  const s = new TestStream();
+  chain.requestHeaders(s);
+  await s.next();
+  s.responseStatus = 200;
+  s.responseHeaders = ['content-type', 'text/plain'];
+  chain.responseHeaders(s);
+  const o = await s.next();
+  assert.deepEqual(o, { kind: 'continue', phase: 'response_headers' });
+  // Reverse order: B runs first, then A appends its own header.
+  const values: string[] = [];
+  for (let i = 0; i < s.responseHeaders.length; i += 2) if (s.responseHeaders[i] === 'x-probe-response') values.push(s.responseHeaders[i + 1]);
+  assert.deepEqual(values, ['B', 'A']);
+  assert.equal(s.responseStatus, 200);
+  chain.done(s);
+});
+
+test('chain of two filters runs in order in one round-trip', async () => {
+  const chain = rt.chain(['probe-a', 'probe-b']);
+  const s = new TestStream();
+  chain.requestHeaders(s);
+  await s.next();
+  // probe-b saw probe-a's header and appended to it.
+  assert.equal(s.header('x-probe'), 'A,B');
+  chain.done(s);
+});
+
+test('local response stops the chain at the first filter that answers', async () => {
+  const chain = rt.chain(['probe-a', 'probe-b']);
+  const s = new TestStream(['x-action', 'deny']);
+  chain.requestHeaders(s);
+  const o = await s.next();
+  assert.equal(o.kind, 'local');
+  if (o.kind !== 'local') return;
+  assert.equal(o.status, 403);
+  assert.equal(o.body, 'denied by A');
+  assert.equal(header(o.headers, 'x-denied-by'), 'A');
+  assert.equal(s.header('x-probe'), undefined, 'probe-b never ran and headers were not replaced');
+  chain.done(s);
+});
+
+test('many streams in one turn are batched and each gets its own answer', async () => {
+  const chain = rt.chain(['probe-a']);
+  const streams: TestStream[] = [];
+  for (let i = 0; i < 300; i++) {
+    const s = new TestStream(i % 3 === 0 ? ['x-action', 'deny'] : ['n', String(i)]);
+    streams.push(s);
+    chain.requestHeaders(s);
+  }
+  const outcomes = await Promise.all(streams.map((s) => s.next()));
+  for (let i = 0; i < streams.length; i++) {
+    if (i % 3 === 0) assert.equal(outcomes[i].kind, 'local');
+    else {
+      assert.equal(outcomes[i].kind, 'continue');
+      assert.equal(streams[i].header('n'), String(i));
+      assert.equal(streams[i].header('x-probe'), 'A');
+    }
+    chain.done(streams[i]);
+  }
+});
+
+test(':path rewrite is written back to stream.path', async () => {
+  const chain = rt.chain(['probe-a']);
+  const s = new TestStream(['x-action', 'path']);
+  chain.requestHeaders(s);
+  await s.next();
+  assert.equal(s.path, '/rewritten');
+  chain.done(s);
+});
+
+test('properties: request.path and route_name', async () => {
+  const chain = rt.chain(['probe-a']);
+  const s = new TestStream(['x-action', 'props']);
+  chain.requestHeaders(s);
+  await s.next();
+  assert.equal(s.header('x-prop-path'), '/hello');
+  assert.equal(s.header('x-prop-route'), 'route-a');
+  chain.done(s);
+});
+
+test('invalid mutations are refused with BadArgument (2) and logged', async () => {
+  const chain = rt.chain(['probe-a']);
+  for (const action of ['bad-header', 'bad-name', 'bad-status']) {
+    const s = new TestStream(['x-action', action]);
+    chain.requestHeaders(s);
+    const o = await s.next();
+    assert.equal(o.kind, 'continue', action);
+    assert.equal(s.header('x-bad-result'), '2', action);
+    assert.equal(s.header('x-bad'), undefined);
+    chain.done(s);
+  }
+  assert.ok(logs.some((l) => l.includes('header value contains CR')), logs.join('\n'));
+  assert.ok(logs.some((l) => l.includes('status 99 is outside 200-599')));
+});
+
+test('proxy_log lines reach the main thread log with the filter name', () => {
+  assert.ok(logs.some((l) => l === 'info probe-a configured with A'), logs.join('\n'));
+});
+
+test('chain() throws on an unknown filter name', () => {
+  assert.throws(() => rt.chain(['probe-a', 'nope']), /unknown filter "nope"/);
+});
+
+test('an empty chain continues without a worker', async () => {
+  const chain = rt.chain([]);
+  const s = new TestStream();
+  chain.requestHeaders(s);
+  assert.deepEqual(await s.next(), { kind: 'continue', phase: 'request_headers' });
+  chain.done(s);
+});
+
+test('list() describes loaded filters', () => {
+  const list = rt.list();
+  const a = list.find((f) => f.name === 'probe-a');
+  assert.ok(a);
+  assert.match(a.version, /^[0-9a-f]{64}$/);
+  assert.equal(a.abi, '0.2.1');
+  assert.equal(a.quarantined, false);
+  assert.ok(a.generation > 0);
+  assert.ok(!Number.isNaN(Date.parse(a.loaded_at)));
+});
