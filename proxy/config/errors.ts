@@ -6,7 +6,7 @@ export interface ConfigIssue {
   file: string;
   line?: number;     // 1-based
   column?: number;   // 1-based
-  /** e.g. listeners[0].routes[1].cluster; "(root)" for the document itself. */
+  /** e.g. listeners[0].routes[1].cluster; "(root)" for the document itself, "(yaml)" for a syntax error. */
   path: string;
   message: string;
 }
