@@ -2,7 +2,7 @@
 // Pool.dispatch with a handler object), side by side in one run, same upstream.
 //
 //   node dist/bench/upstream-client.js [--concurrency 50] [--seconds 5] [--requests 2000000]
-//                                      [--rounds 2] [--warmup 1] [--path /]
+//                                      [--rounds 2] [--warmup 1] [--path /] [--only wisp]
 //
 // The upstream (bench/upstream.ts, uWebSockets.js) runs in a child process so that it does
 // not share this event loop. Each client keeps `concurrency` requests in flight (closed loop:
@@ -26,6 +26,8 @@ interface Options {
   rounds: number;
   warmup: number;
   path: string;
+  /** Run only the clients whose name contains this (for profiling one of them). */
+  only: string;
 }
 
 interface RunResult {
@@ -50,6 +52,7 @@ function parseArgs(argv: string[]): Options {
     rounds: Number(get('--rounds', '2')),
     warmup: Number(get('--warmup', '1')),
     path: get('--path', '/'),
+    only: get('--only', ''),
   };
 }
 
@@ -296,6 +299,10 @@ async function main(): Promise<void> {
       const order = round % 2 === 0 ? makers : [...makers].reverse();
       for (const make of order) {
         const driver = make(port);
+        if (opts.only !== '' && !driver.name.includes(opts.only)) {
+          await driver.close();
+          continue;
+        }
         const r = await runOnce(driver, opts);
         await driver.close();
         console.log(
@@ -305,7 +312,8 @@ async function main(): Promise<void> {
         if (!prev || r.rps > prev.rps) best.set(r.client, r);
       }
     }
-    const wisp = best.get('wisp EndpointPool')!;
+    const wisp = best.get('wisp EndpointPool');
+    if (wisp === undefined) return;
     console.log('\nbest round of each, ratios against wisp EndpointPool:');
     console.log('client                    req/s   p50 ms   p99 ms   rps ratio  p99 ratio');
     for (const r of best.values()) {

@@ -106,6 +106,13 @@ const C_CLOSED = 3;
 const CHUNKED_END_FIRST = '0\r\n\r\n';
 const CHUNKED_END = '\r\n0\r\n\r\n';
 
+/** Every connection reads into this one buffer (socket `onread`): no Buffer allocation and
+ * no stream machinery per read. Safe because reads are handled one at a time and a chunk is
+ * only valid during onResponseData (types.ts); the one view kept across reads, the unparsed
+ * rest of a chunk while paused, is copied. */
+const READ_BUFFER_BYTES = 64 * 1024;
+const sharedReadBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+
 function uncorkSocket(socket: net.Socket): void {
   socket.uncork();
 }
@@ -173,11 +180,15 @@ export class Http1Connection implements ResponseSink {
     maxHeaderBytes: number,
   ) {
     this.parser = new ResponseParser(this, maxHeaderBytes);
-    const socket = net.connect(port, host);
+    const socket = net.connect({
+      port,
+      host,
+      noDelay: true,
+      onread: { buffer: sharedReadBuffer, callback: (nread: number, buf: Uint8Array) => this.onRead(nread, buf as Buffer) },
+    });
     socket.setNoDelay(true);
     this.socket = socket;
     socket.on('connect', () => this.onConnect());
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('error', (err: NodeJS.ErrnoException) => this.onSocketError(err));
     socket.on('close', () => this.onClose());
@@ -343,6 +354,11 @@ export class Http1Connection implements ResponseSink {
     this.fail('connect-timeout', 'upstream connect timed out', false);
   }
 
+  private onRead(nread: number, buf: Buffer): boolean {
+    this.onData(nread === buf.length ? buf : buf.subarray(0, nread));
+    return true; // pausing is done through socket.pause(), which stops the reads itself
+  }
+
   private onData(chunk: Buffer): void {
     const ex = this.exchange;
     if (ex === null) {
@@ -365,8 +381,9 @@ export class Http1Connection implements ResponseSink {
         const at = this.parser.offset;
         if (this.paused) {
           if (at < buf.length) {
-            this.stash = buf;
-            this.stashOffset = at;
+            // A copy: the next read of any connection reuses the buffer this is a view of.
+            this.stash = buf.buffer === sharedReadBuffer.buffer ? Buffer.from(buf.subarray(at)) : buf;
+            this.stashOffset = buf.buffer === sharedReadBuffer.buffer ? 0 : at;
           }
         } else if (at < buf.length) {
           // resumed inside a callback after the parser decided to stop

@@ -506,7 +506,7 @@ test('response head larger than maxResponseHeaderBytes → protocol', async () =
       // a head that arrives in pieces and stays under the limit is fine
       sock.write('HTTP/1.1 200 OK\r\nX-Long: ' + 'y'.repeat(500));
       setImmediate(() => sock.write('\r\nContent-Length: 2\r\n\r'));
-      setTimeout(() => sock.write('\nok'), 5);
+      setImmediate(() => setImmediate(() => sock.write('\nok')));
       return;
     }
     sock.write('HTTP/1.1 200 OK\r\n');
@@ -868,9 +868,7 @@ test('connect that does not complete within connectTimeoutMs → connect-timeout
       s.on('error', () => {});
       fillers.push(s);
     }
-    const deadline = Date.now() + 3000;
-    while (connected < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    assert.ok(connected >= 2, 'the accept queue filled');
+    await waitFor(() => connected >= 2, 3000, 'the accept queue to fill');
 
     pool = new EndpointPool('127.0.0.1', port, { ...POOL_OPTS, connectTimeoutMs: 150 });
     const started = Date.now();
@@ -883,5 +881,89 @@ test('connect that does not complete within connectTimeoutMs → connect-timeout
     pool?.destroy();
     for (const s of fillers) s.destroy();
     child.kill('SIGKILL');
+  }
+});
+
+test('pause() before the exchange has a connection holds the response until resume()', async () => {
+  const held: http.ServerResponse[] = [];
+  let secondRes: http.ServerResponse | null = null;
+  const up = await startUpstream((req, res) => {
+    if (req.url === '/first') held.push(res);
+    else {
+      secondRes = res;
+      res.end('second body');
+    }
+  });
+  const pool = new EndpointPool('127.0.0.1', up.port, { ...POOL_OPTS, maxConnections: 1 });
+  try {
+    const first = new RecordingHandler();
+    pool.request(head('GET', '/first'), first);
+    const second = new RecordingHandler();
+    const ex = pool.request(head('GET', '/second'), second);
+    ex.pause(); // still queued
+    await waitFor(() => held.length === 1, 3000, 'first request');
+    held[0]!.end('first body');
+    await first.done;
+    await waitFor(() => secondRes?.writableFinished, 3000, 'second response written by the upstream');
+    // The response is on its way (a few loop turns to reach us), but the exchange stays paused.
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(second.status, 0, 'nothing delivered while paused');
+    ex.resume();
+    await second.done;
+    assert.equal(second.body(), 'second body');
+  } finally {
+    pool.destroy();
+    await up.close();
+  }
+});
+
+test('abort() from inside onResponseHeaders stops all further callbacks', async () => {
+  const up = await startUpstream((_req, res) => res.end('x'.repeat(1000)));
+  const pool = new EndpointPool('127.0.0.1', up.port, POOL_OPTS);
+  class AbortingHandler extends RecordingHandler {
+    ex: { abort(): void } | null = null;
+    override onResponseHeaders(status: number, reason: string, headers: string[], contentLength: number): void {
+      super.onResponseHeaders(status, reason, headers, contentLength);
+      this.ex!.abort();
+    }
+  }
+  try {
+    const h = new AbortingHandler();
+    h.ex = pool.request(head('GET', '/'), h);
+    await waitFor(() => h.status === 200, 3000, 'response head');
+    await waitFor(() => pool.stats().open === 0, 3000, 'connection destroyed');
+    // A following request proves the pool is still healthy.
+    const next = await send(pool, 'GET', '/next');
+    assert.equal(next.bytes, 1000);
+    assert.equal(h.bytes, 0);
+    assert.equal(h.finished, false);
+  } finally {
+    pool.destroy();
+    await up.close();
+  }
+});
+
+test('a request issued from onResponseEnd reuses the connection just released (LIFO)', async () => {
+  const up = await startUpstream();
+  const pool = new EndpointPool('127.0.0.1', up.port, POOL_OPTS);
+  class ChainHandler extends RecordingHandler {
+    left = 5;
+    idleSeen: number[] = [];
+    override onResponseEnd(): void {
+      this.idleSeen.push(pool.stats().idle);
+      if (--this.left > 0) pool.request(head('GET', `/chain/${this.left}`), this);
+      else super.onResponseEnd();
+    }
+  }
+  try {
+    const h = new ChainHandler();
+    pool.request(head('GET', '/chain/5'), h);
+    await h.done;
+    assert.deepEqual(h.idleSeen, [1, 1, 1, 1, 1], 'the connection is back in the pool before onResponseEnd');
+    assert.equal(pool.stats().created, 1);
+    assert.equal(up.requests.length, 5);
+  } finally {
+    pool.destroy();
+    await up.close();
   }
 });
