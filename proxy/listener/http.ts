@@ -6,12 +6,13 @@ import uWS from 'uWebSockets.js';
 import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ListenerConfig } from '../config/types.js';
-import { checkRequest } from '../http/request-validation.js';
+import { checkRequest, rejectRequest } from '../http/request-validation.js';
 import { ProxyRequest } from '../http/request-path.js';
 import { forwardRequestHeaders } from '../http/headers.js';
 import { statusLine } from '../http/status.js';
 import { headerValue, hostWithoutPort, type CompiledRoute } from '../router/match.js';
 import { inflight, type ListenerState } from './state.js';
+import { attachWebSocket } from './websocket.js';
 
 // req.forEach gives (name, value); collect into the array of the request being read.
 let collecting: string[] = [];
@@ -54,12 +55,14 @@ export class HttpListener {
     this.app = cfg.tls ? makeTlsApp(cfg) : uWS.App();
     const handler = (res: HttpResponse, req: HttpRequest) => this.handle(res, req);
     this.app.any('/*', handler);
+    attachWebSocket(this.app, this);
     for (const sni of cfg.tls?.sni ?? []) {
-      // uWS keeps a router per server name: the handler must be attached to each.
+      // uWS keeps a router per server name: the handlers must be attached to each.
       this.app
         .addServerName(sni.hostname, { cert_file_name: sni.cert, key_file_name: sni.key, passphrase: sni.passphrase })
         .domain(sni.hostname)
         .any('/*', handler);
+      attachWebSocket(this.app, this);
     }
   }
 
@@ -97,7 +100,7 @@ export class HttpListener {
     const query = req.getQuery() ?? '';
     const check = st.check;
     if (!checkRequest(method, url, query, headers, st.config.limits, check)) {
-      return plainResponse(res, check.status, check.reason, requestIdFrom(headers), true);
+      return rejectRequest(res, check.status, check.reason, requestIdFrom(headers));
     }
     const requestId = requestIdFrom(headers);
     const host = hostWithoutPort(check.host);
