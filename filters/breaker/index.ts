@@ -9,7 +9,7 @@
 export * from "../../sdk-as/assembly/exports";
 import {
   Counter, FilterHeadersStatus, HeaderPair, HttpContext, MapType, RootContext, WasmResult,
-  getCurrentTimeNanoseconds, getHeaderMapValue, getPropertyString, getSharedData, logError, logInfo,
+  getCurrentTimeNanoseconds, getHeaderMapValue, getPropertyInt64, getPropertyString, getSharedData, logError, logInfo,
   logWarn, parseDurationMs, parseJson, registerRootContext, setSharedData,
 } from "../../sdk-as/assembly/index";
 
@@ -223,8 +223,8 @@ class BreakerHttp extends HttpContext {
     if (this.rejected || this.recorded || this.key.length == 0) return;
     // No response phase (connect failure, reset, a local reply): use the final status if the
     // host knows it; a probe that ends with nothing is a failure.
-    const code = getPropertyString(["response", "code"]);
-    if (code !== null && code.length > 0) this.record(<u32>I32.parseInt(code));
+    const code = getPropertyInt64(["response", "code"], 0);
+    if (code > 0) this.record(<u32>code);
     else if (this.probe) this.record(503);
   }
 

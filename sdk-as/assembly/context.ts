@@ -25,6 +25,8 @@ export class BaseContext {
 
   getProperty(path: string[]): ArrayBuffer | null { return host.getProperty(path); }
   getPropertyString(path: string[]): string | null { return host.getPropertyString(path); }
+  /** Integer property (8-byte little-endian, as Envoy encodes them) or `fallback`. */
+  getPropertyInt64(path: string[], fallback: i64 = -1): i64 { return host.getPropertyInt64(path, fallback); }
   setProperty(path: string[], value: ArrayBuffer): WasmResult { return host.setProperty(path, value); }
 
   getSharedData(key: string): host.SharedData { return host.getSharedData(key); }
@@ -42,6 +44,10 @@ export class BaseContext {
 }
 
 export class RootContext extends BaseContext {
+  /** Sizes the host announced in proxy_on_configure / proxy_on_vm_start (set by exports.ts). */
+  pluginConfigSize: u32 = 0;
+  vmConfigSize: u32 = 0;
+
   constructor(id: u32) { super(id); }
 
   /** Once per VM. Read the VM configuration with getVmConfig(). */
@@ -56,12 +62,16 @@ export class RootContext extends BaseContext {
   /** Override to give every request its own context; the default lets all requests pass. */
   createHttpContext(id: u32): HttpContext { return new HttpContext(id, this); }
 
+  /** The plugin configuration as text (valid in onConfigure). */
   getPluginConfig(): string {
-    const buf = host.getBufferBytes(BufferType.PluginConfiguration, 0, u32.MAX_VALUE);
+    if (this.pluginConfigSize == 0) return "";
+    const buf = host.getBufferBytes(BufferType.PluginConfiguration, 0, this.pluginConfigSize);
     return buf === null ? "" : String.UTF8.decode(buf);
   }
+  /** The VM configuration as text (valid in onVmStart). */
   getVmConfig(): string {
-    const buf = host.getBufferBytes(BufferType.VmConfiguration, 0, u32.MAX_VALUE);
+    if (this.vmConfigSize == 0) return "";
+    const buf = host.getBufferBytes(BufferType.VmConfiguration, 0, this.vmConfigSize);
     return buf === null ? "" : String.UTF8.decode(buf);
   }
   setTickPeriod(periodMs: u32): WasmResult { return host.setTickPeriodMilliseconds(periodMs); }

@@ -20,12 +20,16 @@ export function proxy_on_context_create(contextId: u32, parentContextId: u32): v
 
 export function proxy_on_vm_start(rootContextId: u32, vmConfigSize: u32): bool {
   const root = rootContext(rootContextId);
-  return root !== null ? root.onVmStart(vmConfigSize) : false;
+  if (root === null) return false;
+  root.vmConfigSize = vmConfigSize;
+  return root.onVmStart(vmConfigSize);
 }
 
 export function proxy_on_configure(rootContextId: u32, configSize: u32): bool {
   const root = rootContext(rootContextId);
-  return root !== null ? root.onConfigure(configSize) : false;
+  if (root === null) return false;
+  root.pluginConfigSize = configSize;
+  return root.onConfigure(configSize);
 }
 
 export function proxy_on_tick(rootContextId: u32): void {

@@ -277,6 +277,21 @@ export function getPropertyString(path: string[]): string | null {
   return v === null ? null : String.UTF8.decode(v);
 }
 
+/** An integer property. Envoy and Wisp encode integers (response.code, source.port …) as
+ * 8 little-endian bytes; a decimal string is accepted too. `fallback` when absent. */
+export function getPropertyInt64(path: string[], fallback: i64 = -1): i64 {
+  const v = getProperty(path);
+  if (v === null) return fallback;
+  if (v.byteLength == 8) return load<i64>(changetype<usize>(v));
+  const text = String.UTF8.decode(v);
+  if (text.length == 0) return fallback;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return fallback;
+  }
+  return I64.parseInt(text);
+}
+
 export function setProperty(path: string[], value: ArrayBuffer): WasmResult {
   const p = serializePropertyPath(path);
   return <WasmResult>reportFailure("proxy_set_property",

@@ -18,7 +18,7 @@ export {
   removeHeaderMapValueBytes, getHeaderMapSize, getBufferBytes, setBufferBytes, sendLocalResponse,
   sendLocalResponseBytes, continueStream, closeStream, registerSharedQueue, resolveSharedQueue,
   enqueueSharedQueue, dequeueSharedQueue, httpCall, defineMetric, incrementMetric, recordMetric,
-  getMetric, setEffectiveContext, getLogLevel, utf8Bytes, serializePropertyPath, getPropertyBytes,
+  getMetric, setEffectiveContext, getLogLevel, utf8Bytes, getPropertyInt64, serializePropertyPath, getPropertyBytes,
 } from "./hostcalls";
 export { Sha256, sha256 } from "./crypto/sha256";
 export { Sha512, sha512, sha384 } from "./crypto/sha512";

@@ -89,10 +89,12 @@ test('workers share one breaker per cluster', () => {
 
 test('a request without a response phase counts through the response.code property', () => {
   const h = host({ consecutive_failures: 2 });
-  for (let i = 0; i < 2; i++) {
+  // Envoy and Wisp encode integer properties as 8 little-endian bytes; a string works too.
+  const int64 = (n: number) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigInt64(0, BigInt(n), true); return b; };
+  for (const code of [int64(502), '503']) {
     const id = h.newStream();
     assert.equal(h.onRequestHeaders(id, REQ), ACTION_CONTINUE);
-    h.properties.set('response.code', '502');
+    h.properties.set('response.code', code);
     h.finish(id);
     h.properties.delete('response.code');
   }

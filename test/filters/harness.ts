@@ -49,7 +49,7 @@ type Pairs = [string, string][];
 
 export class FilterHost {
   readonly logs: { level: number; message: string }[] = [];
-  readonly properties = new Map<string, string>();
+  readonly properties = new Map<string, string | Uint8Array>();
   readonly metrics = new Map<string, { type: number; value: bigint }>();
   private readonly metricIds: string[] = [];
   pluginConfig = '';
@@ -218,7 +218,7 @@ export class FilterHost {
       proxy_get_property(pp: number, pl: number, retPtr: number, retLen: number) {
         const path = h.str(pp, pl).split('\0').join('.');
         const v = h.properties.get(path);
-        return v === undefined ? NOT_FOUND : h.giveString(v, retPtr, retLen);
+        return v === undefined ? NOT_FOUND : typeof v === 'string' ? h.giveString(v, retPtr, retLen) : h.giveBytes(v, retPtr, retLen);
       },
       proxy_set_property(pp: number, pl: number, vp: number, vl: number) {
         h.properties.set(h.str(pp, pl).split('\0').join('.'), h.str(vp, vl)); return OK;
