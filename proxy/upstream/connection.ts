@@ -150,8 +150,10 @@ export function serializeRequestHead(head: UpstreamRequestHead): string {
 
 export class Http1Connection implements ResponseSink {
   readonly socket: net.Socket;
-  /** Set by the pool when the connection joins the idle list (for the idle sweep). */
-  idleSince = 0;
+  /** Set by the pool when the connection joins the idle list: when the idle sweep closes it. */
+  idleDeadline = 0;
+  /** The upstream's last Keep-Alive timeout hint (ms), or -1. */
+  keepAliveHintMs = -1;
   /** Exchanges completed on this connection (> 0: it is a reused keep-alive connection). */
   served = 0;
 
@@ -413,6 +415,7 @@ export class Http1Connection implements ResponseSink {
       this.socket.resume();
     }
     if (reusable) {
+      this.keepAliveHintMs = this.parser.keepAliveTimeoutMs;
       this.state = C_IDLE;
       this.owner.connectionFree(this);
     } else {

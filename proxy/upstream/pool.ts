@@ -32,6 +32,8 @@ export class EndpointPool implements ConnectionOwner {
   private closing = false;
   private destroyed = false;
   private idleTimer: NodeJS.Timeout | null = null;
+  /** When the armed idle timer fires (ms epoch). */
+  private idleTimerAt = 0;
   private readonly sweepIdleBound: () => void;
 
   constructor(
@@ -121,9 +123,23 @@ export class EndpointPool implements ConnectionOwner {
       conn.close();
       return;
     }
-    conn.idleSince = Date.now();
+    const now = Date.now();
+    const deadline = now + this.idleLifetime(conn.keepAliveHintMs);
+    conn.idleDeadline = deadline;
     this.idle.push(conn);
-    if (this.idleTimer === null) this.armIdleTimer(this.idleTimeoutMs);
+    if (this.idleTimer === null) this.armIdleTimer(deadline, now);
+    else if (deadline < this.idleTimerAt) {
+      clearTimeout(this.idleTimer);
+      this.armIdleTimer(deadline, now);
+    }
+  }
+
+  /** How long an idle connection is kept: idleTimeoutMs, but shorter than the upstream's own
+   * Keep-Alive timeout hint, so that we close first instead of racing its close. */
+  private idleLifetime(hintMs: number): number {
+    if (hintMs < 0) return this.idleTimeoutMs;
+    const beforeUpstream = Math.max(hintMs - 1000, hintMs / 2);
+    return beforeUpstream < this.idleTimeoutMs ? beforeUpstream : this.idleTimeoutMs;
   }
 
   connectionClosed(conn: Http1Connection, retry: Http1Exchange | null): void {
@@ -196,8 +212,9 @@ export class EndpointPool implements ConnectionOwner {
     this.queueHead = 0;
   }
 
-  private armIdleTimer(ms: number): void {
-    this.idleTimer = setTimeout(this.sweepIdleBound, ms);
+  private armIdleTimer(at: number, now: number): void {
+    this.idleTimerAt = at;
+    this.idleTimer = setTimeout(this.sweepIdleBound, Math.max(1, at - now));
     this.idleTimer.unref();
   }
 
@@ -208,18 +225,26 @@ export class EndpointPool implements ConnectionOwner {
     }
   }
 
-  /** Close connections idle for idleTimeoutMs; the oldest are at the bottom of the stack. */
+  /** Close idle connections past their deadline, then re-arm for the earliest remaining one.
+   * Deadlines differ per connection (Keep-Alive hints), so the whole (short) list is scanned. */
   private sweepIdle(): void {
     this.idleTimer = null;
     const now = Date.now();
     const idle = this.idle;
-    const limit = this.idleTimeoutMs;
-    let n = 0;
-    while (n < idle.length && now - idle[n]!.idleSince >= limit) n++;
-    if (n > 0) {
-      const expired = idle.splice(0, n);
-      for (let i = 0; i < expired.length; i++) expired[i]!.close();
+    let expired: Http1Connection[] | null = null;
+    let next = Infinity;
+    let w = 0;
+    for (let r = 0; r < idle.length; r++) {
+      const conn = idle[r]!;
+      if (conn.idleDeadline <= now) {
+        (expired ??= []).push(conn);
+        continue;
+      }
+      if (conn.idleDeadline < next) next = conn.idleDeadline;
+      idle[w++] = conn;
     }
-    if (idle.length > 0) this.armIdleTimer(Math.max(1, idle[0]!.idleSince + limit - now));
+    idle.length = w;
+    if (expired !== null) for (let i = 0; i < expired.length; i++) expired[i]!.close();
+    if (idle.length > 0) this.armIdleTimer(next, now);
   }
 }

@@ -90,6 +90,20 @@ function parseContentLength(v: string): number {
   return n;
 }
 
+/** `timeout=N` (seconds) from a Keep-Alive header value, in ms; -1 when absent or invalid. */
+function parseKeepAliveTimeout(v: string): number {
+  const at = v.toLowerCase().indexOf('timeout=');
+  if (at === -1) return -1;
+  let n = 0;
+  let digits = 0;
+  for (let i = at + 8; i < v.length && digits < 9; i++, digits++) {
+    const d = v.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+  }
+  return digits === 0 ? -1 : n * 1000;
+}
+
 export class ResponseParser {
   /** Where the last execute() stopped in its buffer (for PAUSED / COMPLETE). */
   offset = 0;
@@ -101,6 +115,8 @@ export class ResponseParser {
   keepAlive = false;
   /** True once the final (non-1xx) head was delivered. */
   headDone = false;
+  /** The upstream's `Keep-Alive: timeout=N` hint in ms, or -1 when it sent none. */
+  keepAliveTimeoutMs = -1;
 
   private state = S_HEAD;
   private isHeadRequest = false;
@@ -132,6 +148,7 @@ export class ResponseParser {
     this.anyBytes = false;
     this.keepAlive = false;
     this.headDone = false;
+    this.keepAliveTimeoutMs = -1;
     this.remaining = 0;
     this.chunkSize = 0;
     this.chunkDigits = 0;
@@ -445,6 +462,8 @@ export class ResponseParser {
           break;
         }
         case 'keep-alive':
+          this.keepAliveTimeoutMs = parseKeepAliveTimeout(value);
+          break;
         case 'proxy-connection':
         case 'te':
         case 'trailer':

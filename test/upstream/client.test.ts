@@ -967,3 +967,22 @@ test('a request issued from onResponseEnd reuses the connection just released (L
     await up.close();
   }
 });
+
+test("the upstream's Keep-Alive timeout hint makes us close idle connections before it does", async () => {
+  const up = await startUpstream();
+  up.server.keepAliveTimeout = 2000; // node sends "Keep-Alive: timeout=2"
+  let clientFin = false;
+  up.server.on('connection', (s: net.Socket) => s.on('end', () => (clientFin = true)));
+  const pool = new EndpointPool('127.0.0.1', up.port, { ...POOL_OPTS, idleTimeoutMs: 60_000 });
+  try {
+    const h = await send(pool, 'GET', '/');
+    assert.equal(h.header('keep-alive'), undefined);
+    const closedAt = Date.now();
+    await waitFor(() => pool.stats().open === 0, 1900, 'pool to close the idle connection before the upstream (2 s)');
+    assert.ok(Date.now() - closedAt >= 900, 'kept for about hint - 1 s');
+    await waitFor(() => clientFin, 1000, 'upstream to see our FIN');
+  } finally {
+    pool.destroy();
+    await up.close();
+  }
+});
