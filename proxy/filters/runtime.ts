@@ -99,6 +99,11 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     return this.handles.length;
   }
 
+  /** Which worker a stream's contexts live in (diagnostics and tests); undefined if none. */
+  workerOf(streamId: number): number | undefined {
+    return this.streams.get(streamId)?.worker.index;
+  }
+
   // --- FilterRuntime ------------------------------------------------------------------
 
   chain(names: readonly string[]): FilterChain {
