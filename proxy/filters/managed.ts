@@ -1,8 +1,10 @@
 // What the server needs from the filter runtime beyond the request-path contract
-// (FilterRuntime in types.ts): lifecycle, hot-load and reporting.
+// (FilterRuntime in types.ts): lifecycle, hot-load and reporting. The wasm runtime
+// (runtime.ts) provides it; this module is where the server's log meets the filters'.
 import type { FilterConfig, WispConfig } from '../config/types.js';
 import type { FilterRuntime } from './types.js';
 import type { Logger } from '../log.js';
+import { WasmFilterRuntime } from './runtime.js';
 
 export interface FilterMetricSample {
   filter: string;
@@ -13,14 +15,22 @@ export interface FilterMetricSample {
 
 export interface ManagedFilterRuntime extends FilterRuntime {
   /** Load new/changed filters and drop removed ones; throws (changing nothing) when any fails. */
-  apply(filters: FilterConfig[]): Promise<void>;
-  loadBytes(name: string, wasm: Buffer): Promise<unknown>;
+  apply(filters: FilterConfig[]): Promise<unknown>;
+  loadBytes(name: string, wasm: Uint8Array): Promise<unknown>;
   reload(name: string): Promise<unknown>;
   list(): unknown[];
   metricsSnapshot(): FilterMetricSample[];
   close(): Promise<void>;
 }
 
-export async function createFilterRuntime(_config: WispConfig, _log: Logger): Promise<ManagedFilterRuntime> {
-  throw new Error('the wasm filter runtime is not available in this build');
+export async function createFilterRuntime(config: WispConfig, log: Logger): Promise<ManagedFilterRuntime> {
+  const level = log.enabled('debug') ? 'debug' : log.enabled('info') ? 'info' : 'warn';
+  return new WasmFilterRuntime({
+    workers: config.workers,
+    logLevel: level,
+    log: (lvl, filter, message) => {
+      const mapped = lvl === 'trace' ? 'debug' : lvl === 'critical' ? 'error' : lvl;
+      log.log(mapped, message, { filter });
+    },
+  });
 }

@@ -166,9 +166,8 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     this.acquired = true;
     budgetOf(this.cluster).active++;
     if (this.chain !== null) {
-      // Filters see Envoy's pseudo-headers; applyPseudoHeaders folds them back afterwards.
-      const h = this.requestHeaders;
-      h.unshift(':method', this.method, ':path', path, ':authority', h[1]!, ':scheme', this.scheme);
+      // The chain offers filters Envoy's pseudo-headers and folds :path / :authority back
+      // into `path` and the host header before it calls onFilterContinue.
       this.inFilter = 'request_headers';
       this.chain.requestHeaders(this);
       return;
@@ -180,7 +179,6 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     this.inFilter = null;
     if (this.state >= 2) return;
     if (phase === 'request_headers') {
-      this.applyPseudoHeaders();
       this.upstreamPeer();
     } else {
       this.beginResponse();
@@ -205,19 +203,6 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       return this.finish(0);
     }
     this.answer(status, headers, body, false);
-  }
-
-  /** Filters may change :path / :authority; fold them back into the head we send. */
-  private applyPseudoHeaders(): void {
-    const h = this.requestHeaders;
-    for (let i = 0; i < h.length; i += 2) {
-      const name = h[i]!;
-      if (name.charCodeAt(0) !== 58 /* ':' */) continue;
-      if (name === ':path') this.path = h[i + 1]!;
-      else if (name === ':authority') setHeader(h, 'host', h[i + 1]!);
-      h.splice(i, 2);
-      i -= 2;
-    }
   }
 
   // ── 3: choose an endpoint ──
@@ -710,15 +695,4 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (this.chain !== null) this.chain.done(this);
     if (this.listener.accessLog !== null) this.listener.accessLog.write(this, status, seconds, this.endpoint?.key ?? '', aborted);
   }
-}
-
-/** Replace (or add) a header in a flat list. */
-export function setHeader(h: string[], name: string, value: string): void {
-  for (let i = 0; i < h.length; i += 2) {
-    if (h[i] === name) {
-      h[i + 1] = value;
-      return;
-    }
-  }
-  h.push(name, value);
 }
