@@ -7,6 +7,7 @@
 // handed it, so the validator is checked against uWS's real parse, not a hand-made list.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import uWS from 'uWebSockets.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { rawRequest, waitFor, type RawResult } from '../helpers/net.js';
@@ -218,4 +219,55 @@ test('rejectRequest never lets uWS hand over a request pipelined behind the refu
   assert.ok(r.closedByServer);
   assert.ok(r.text === '' || finalStatus(r.text) === 400, JSON.stringify(r.text));
   assert.deepEqual(seen.slice(before).map((s) => s.url), ['/helper']);
+});
+
+/** Write `parts` one by one, `gapMs` apart (a slow client: uWS reads each part separately),
+ * and report whether the server answered or closed. */
+function sendInParts(parts: string[], gapMs: number): Promise<{ text: string; closedByServer: boolean }> {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    sock.setNoDelay(true);
+    let text = '';
+    let closed = false;
+    let i = 0;
+    const timers: NodeJS.Timeout[] = [];
+    const writeNext = () => {
+      if (closed || i >= parts.length) return;
+      sock.write(parts[i++]);
+      timers.push(setTimeout(writeNext, gapMs));
+    };
+    sock.on('data', (d) => {
+      text += d.toString('latin1');
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      closed = true;
+    });
+    writeNext();
+    // Settled once everything was written and the server had a moment to answer or close.
+    timers.push(
+      setTimeout(() => {
+        for (const t of timers) clearTimeout(t);
+        const result = { text, closedByServer: closed };
+        sock.destroy();
+        resolve(result);
+      }, parts.length * gapMs + 300),
+    );
+  });
+}
+
+test('a head that arrives in more than one read may be at most 4 KB (uWS fallback buffer): larger ones are closed', async () => {
+  const head = (size: number) => {
+    const start = 'GET /split HTTP/1.1\r\nHost: a\r\nX-Big: ';
+    return start + 'a'.repeat(size - start.length - 4) + '\r\n\r\n';
+  };
+  const before = seen.length;
+  const small = head(3000);
+  const ok = await sendInParts([small.slice(0, 1000), small.slice(1000)], 50);
+  assert.ok(ok.text.includes(' 200 OK'), 'a 3 KB head in two reads is handed over');
+  const big = head(5000);
+  const dropped = await sendInParts([big.slice(0, 1000), big.slice(1000)], 50);
+  assert.equal(dropped.text, '');
+  assert.ok(dropped.closedByServer, 'a 5 KB head in two reads is closed');
+  assert.equal(seen.length, before + 1);
 });
