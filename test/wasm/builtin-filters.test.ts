@@ -1,0 +1,77 @@
+// The built-in filters (filters/build/*.wasm, built with sdk-as) on this host.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { after, before, test } from 'node:test';
+import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
+import { filterConfig, header, TestStream } from './helpers.js';
+
+const buildDir = fileURLToPath(new URL('../../../filters/build/', import.meta.url));
+const built = ['noop', 'add-header', 'headers', 'ratelimit'].every((n) => existsSync(`${buildDir}${n}.wasm`));
+const skip = built ? false : 'filters/build/*.wasm not built (node filters/build.mjs)';
+let rt: WasmFilterRuntime;
+
+before(async () => {
+  rt = new WasmFilterRuntime({ workers: 2, log: () => {} });
+  if (!built) return;
+  const wasm = (n: string) => `${buildDir}${n}.wasm`;
+  await rt.load(filterConfig('noop', wasm('noop'), { config: '' }));
+  await rt.load(filterConfig('add-header', wasm('add-header'), { config: 'edge-7' }));
+  await rt.load(
+    filterConfig('headers', wasm('headers'), {
+      config: JSON.stringify({
+        request: { set: { 'x-client-ip': '%CLIENT_IP%' }, remove: ['user-agent'] },
+        response: { set: { 'x-route': '%ROUTE%' } },
+      }),
+    }),
+  );
+  await rt.load(filterConfig('ratelimit', wasm('ratelimit'), { config: JSON.stringify({ rate: 2, per: '1h', burst: 2, key: 'route' }) }));
+});
+
+after(async () => {
+  await rt.close();
+});
+
+async function request(names: string[], s = new TestStream()): Promise<TestStream> {
+  rt.chain(names).requestHeaders(s);
+  await s.next();
+  return s;
+}
+
+test('noop and add-header', { skip }, async () => {
+  const s = await request(['noop', 'add-header']);
+  assert.deepEqual(s.outcomes[0], { kind: 'continue', phase: 'request_headers' });
+  assert.equal(s.header('x-wisp-filter'), 'edge-7');
+  rt.chain(['noop', 'add-header']).done(s);
+});
+
+test('headers: request and response rewrites with placeholders', { skip }, async () => {
+  const chain = rt.chain(['headers']);
+  const s = await request(['headers']);
+  assert.equal(s.header('x-client-ip'), '127.0.0.1');
+  assert.equal(s.header('user-agent'), undefined);
+  s.responseStatus = 200;
+  s.responseHeaders = ['content-type', 'text/plain'];
+  chain.responseHeaders(s);
+  await s.next();
+  assert.equal(s.responseHeader('x-route'), 'route-a');
+  chain.done(s);
+});
+
+test('ratelimit: the shared bucket holds across workers (third request is 429)', { skip }, async () => {
+  const chain = rt.chain(['ratelimit']);
+  const streams = [new TestStream(), new TestStream(), new TestStream()];
+  for (const s of streams) chain.requestHeaders(s);
+  const outcomes = await Promise.all(streams.map((s) => s.next()));
+  const limited = outcomes.filter((o) => o.kind === 'local');
+  assert.equal(limited.length, 1);
+  const o = limited[0];
+  if (o.kind === 'local') {
+    assert.equal(o.status, 429);
+    assert.ok(header(o.headers, 'retry-after'));
+  }
+  for (const s of streams) chain.done(s);
+  const m = rt.metricsSnapshot().filter((x) => x.filter === 'ratelimit');
+  assert.equal(m.find((x) => x.name === 'ratelimit_limited')?.value, 1);
+  assert.equal(m.find((x) => x.name === 'ratelimit_allowed')?.value, 2);
+});
