@@ -2,14 +2,14 @@
 // Pool.dispatch with a handler object), side by side in one run, same upstream.
 //
 //   node dist/bench/upstream-client.js [--concurrency 50] [--seconds 5] [--requests 2000000]
-//                                      [--rounds 2] [--warmup 1] [--path /] [--only wisp]
+//                                      [--rounds 10] [--warmup 1] [--path /] [--only wisp]
 //
 // The upstream (bench/upstream.ts, uWebSockets.js) runs in a child process so that it does
 // not share this event loop. Each client keeps `concurrency` requests in flight (closed loop:
 // a request is sent when one completes) over `concurrency` keep-alive connections, for
-// `seconds` or `requests`, whichever ends first. Rounds alternate the client order so that
-// neither one always runs on a warmer machine. Reported: requests/s, p50/p99 latency, and
-// ratios against Wisp (the best round of each client).
+// `seconds` or `requests`, whichever ends first, measured in `rounds` interleaved slices
+// (order alternating) so that background load on a shared machine hits every client alike.
+// Reported: requests/s, p50/p99 latency over all slices, and ratios against Wisp.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -49,7 +49,7 @@ function parseArgs(argv: string[]): Options {
     concurrency: Number(get('--concurrency', '50')),
     seconds: Number(get('--seconds', '5')),
     requests: Number(get('--requests', '2000000')),
-    rounds: Number(get('--rounds', '2')),
+    rounds: Number(get('--rounds', '10')),
     warmup: Number(get('--warmup', '1')),
     path: get('--path', '/'),
     only: get('--only', ''),
@@ -62,7 +62,9 @@ class Recorder {
   count = 0;
   errors = 0;
   recording = false;
-  constructor(capacity: number) {
+  /** Seconds measured so far (sum of slices). */
+  seconds = 0;
+  constructor(capacity: number, readonly concurrency: number) {
     this.samples = new Float64Array(capacity);
   }
   record(startNs: bigint): void {
@@ -232,36 +234,26 @@ class UndiciDispatchDriver implements Driver {
   }
 }
 
-/** One timed run of a driver: warmup (not recorded), then the measured window. */
-function runOnce(driver: Driver, opts: Options): Promise<RunResult> {
+/** One measured slice of a driver into `rec` (recording only inside the window). */
+function runSlice(driver: Driver, rec: Recorder, seconds: number, maxRequests: number): Promise<number> {
   return new Promise((resolve) => {
-    const rec = new Recorder(Math.min(opts.requests, 4_000_000));
     let stop = false;
-    let measuredStart = 0n;
-    let measuredEnd = 0n;
-    const shouldContinue = () => !stop && rec.count < opts.requests;
-    const finish = () => {
-      if (measuredEnd === 0n) measuredEnd = process.hrtime.bigint();
-      const seconds = Number(measuredEnd - measuredStart) / 1e9;
-      resolve({
-        client: driver.name,
-        requests: rec.count,
-        errors: rec.errors,
-        seconds,
-        rps: rec.count / seconds,
-        p50: rec.percentile(50),
-        p99: rec.percentile(99),
-      });
-    };
-    driver.start(opts.concurrency, rec, shouldContinue, finish);
-    setTimeout(() => {
-      rec.recording = true;
-      measuredStart = process.hrtime.bigint();
-      setTimeout(() => {
-        measuredEnd = process.hrtime.bigint();
-        stop = true;
-      }, opts.seconds * 1000);
-    }, opts.warmup * 1000);
+    const startCount = rec.count;
+    const shouldContinue = () => !stop && rec.count - startCount < maxRequests;
+    const started = process.hrtime.bigint();
+    let ended = 0n;
+    rec.recording = true;
+    driver.start(rec.concurrency, rec, shouldContinue, () => {
+      clearTimeout(timer);
+      rec.recording = false;
+      if (ended === 0n) ended = process.hrtime.bigint();
+      resolve(Number(ended - started) / 1e9);
+    });
+    const timer = setTimeout(() => {
+      ended = process.hrtime.bigint();
+      stop = true;
+      rec.recording = false;
+    }, seconds * 1000);
   });
 }
 
@@ -292,35 +284,63 @@ async function main(): Promise<void> {
     (p) => new UndiciRequestDriver(p, opts.concurrency, opts.path),
     (p) => new UndiciDispatchDriver(p, opts.concurrency, opts.path),
   ];
-  const best = new Map<string, RunResult>();
+  const drivers: Driver[] = [];
+  for (const make of makers) {
+    const d = make(port);
+    if (opts.only === '' || d.name.includes(opts.only)) drivers.push(d);
+    else await d.close();
+  }
+  const recs = drivers.map(() => new Recorder(4_000_000, opts.concurrency));
+  const sliceSeconds = opts.seconds / opts.rounds;
+  const perSlice = Math.ceil(opts.requests / opts.rounds);
   try {
-    console.log(`upstream-client bench: GET ${opts.path}, ${opts.concurrency} in flight, ${opts.seconds}s per run (+${opts.warmup}s warmup), ${opts.rounds} rounds, node ${process.version}`);
+    console.log(
+      `upstream-client bench: GET ${opts.path}, ${opts.concurrency} in flight over ${opts.concurrency} connections, ` +
+        `${opts.seconds}s per client in ${opts.rounds} interleaved slices (+${opts.warmup}s warmup each), node ${process.version}`,
+    );
+    for (const d of drivers) {
+      // Warmup: connections opened, code optimised; not recorded.
+      const warm = new Recorder(1, opts.concurrency);
+      await runSlice(d, warm, opts.warmup, Infinity);
+      warm.recording = false;
+    }
+    // Interleaved slices, alternating order: background load hits every client alike.
+    const sliceRps: number[][] = drivers.map(() => []);
     for (let round = 0; round < opts.rounds; round++) {
-      const order = round % 2 === 0 ? makers : [...makers].reverse();
-      for (const make of order) {
-        const driver = make(port);
-        if (opts.only !== '' && !driver.name.includes(opts.only)) {
-          await driver.close();
-          continue;
-        }
-        const r = await runOnce(driver, opts);
-        await driver.close();
-        console.log(
-          `round ${round + 1}  ${r.client.padEnd(22)} ${fmt(r.rps).padStart(8)} req/s  p50 ${fmt(r.p50 / 1000, 3)} ms  p99 ${fmt(r.p99 / 1000, 3)} ms  (${r.requests} requests, ${r.errors} errors)`,
-        );
-        const prev = best.get(r.client);
-        if (!prev || r.rps > prev.rps) best.set(r.client, r);
+      const order = drivers.map((_, i) => i);
+      if (round % 2 === 1) order.reverse();
+      for (const i of order) {
+        const before = recs[i]!.count;
+        const secs = await runSlice(drivers[i]!, recs[i]!, sliceSeconds, perSlice);
+        recs[i]!.seconds += secs;
+        sliceRps[i]!.push((recs[i]!.count - before) / secs);
       }
     }
-    const wisp = best.get('wisp EndpointPool');
-    if (wisp === undefined) return;
-    console.log('\nbest round of each, ratios against wisp EndpointPool:');
-    console.log('client                    req/s   p50 ms   p99 ms   rps ratio  p99 ratio');
-    for (const r of best.values()) {
+    const results: RunResult[] = drivers.map((d, i) => {
+      const rec = recs[i]!;
+      return {
+        client: d.name,
+        requests: rec.count,
+        errors: rec.errors,
+        seconds: rec.seconds,
+        rps: rec.count / rec.seconds,
+        p50: rec.percentile(50),
+        p99: rec.percentile(99),
+      };
+    });
+    const base = results[0]!;
+    console.log('client                    req/s   p50 ms   p99 ms  requests errors  rps ratio  p99 ratio  slice rps min..max');
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i]!;
+      const sl = sliceRps[i]!;
       console.log(
-        `${r.client.padEnd(22)} ${fmt(r.rps).padStart(8)} ${fmt(r.p50 / 1000, 3).padStart(8)} ${fmt(r.p99 / 1000, 3).padStart(8)} ${fmt(r.rps / wisp.rps, 2).padStart(10)}x ${fmt(r.p99 / wisp.p99, 2).padStart(9)}x`,
+        `${r.client.padEnd(22)} ${fmt(r.rps).padStart(8)} ${fmt(r.p50 / 1000, 3).padStart(8)} ${fmt(r.p99 / 1000, 3).padStart(8)} ` +
+          `${String(r.requests).padStart(9)} ${String(r.errors).padStart(6)} ${fmt(r.rps / base.rps, 2).padStart(9)}x ${fmt(r.p99 / base.p99, 2).padStart(9)}x  ` +
+          `${fmt(Math.min(...sl))}..${fmt(Math.max(...sl))}`,
       );
     }
+    if (drivers.length > 1) console.log(`(ratios against ${base.client})`);
+    for (const d of drivers) await d.close();
   } finally {
     child.kill('SIGTERM');
   }
