@@ -2,7 +2,7 @@
 //   {"request":  {"set": {"x-a": "1"}, "add": {"x-b": "%CLIENT_IP%"}, "remove": ["x-c"]},
 //    "response": {"set": {...}, "add": {...}, "remove": [...]}}
 // Values may hold placeholders: %CLIENT_IP% (source.address without port), %REQUEST_ID%
-// (request header x-request-id), %ROUTE% (property route_name), %PROPERTY(a.b)% (any
+// (request header x-request-id, else property request.id), %ROUTE% (property route_name), %PROPERTY(a.b)% (any
 // property, path split on '.'). Order within a phase: remove, then set, then add.
 export * from "../../sdk-as/assembly/exports";
 import {
@@ -240,9 +240,12 @@ class HeadersHttp extends HttpContext {
     return FilterHeadersStatus.Continue;
   }
 
+  /** x-request-id as the client (or an earlier hop) sent it, else the host's request.id. */
   readRequestId(): string {
     const v = getHeaderMapValue(MapType.HttpRequestHeaders, "x-request-id");
-    return v !== null ? v : "";
+    if (v !== null) return v;
+    const id = getPropertyString(["request", "id"]);
+    return id !== null ? id : "";
   }
 
   apply(ops: PhaseOps, map: MapType): void {

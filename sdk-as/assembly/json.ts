@@ -102,22 +102,39 @@ class JsonReader {
     return false;
   }
 
+  /** JSON number grammar: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
   number(): JsonValue | null {
     const t = this.text;
     const start = this.pos;
-    if (t.charCodeAt(this.pos) == 0x2d) this.pos++;
-    let digits = 0;
-    while (this.pos < t.length) {
-      const c = t.charCodeAt(this.pos);
-      if ((c >= 0x30 && c <= 0x39) || c == 0x2e || c == 0x65 || c == 0x45 || c == 0x2b || c == 0x2d) {
-        this.pos++;
-        digits++;
-      } else break;
+    if (this.peek() == 0x2d) this.pos++;
+    if (this.peek() == 0x30) this.pos++;
+    else if (this.digits() == 0) return this.fail("bad number");
+    if (this.peek() == 0x2e) {
+      this.pos++;
+      if (this.digits() == 0) return this.fail("bad number");
     }
-    if (digits == 0) return this.fail("bad number");
-    const v = parseFloat(t.substring(start, this.pos));
-    if (isNaN(v)) return this.fail("bad number");
-    return JsonValue.number(v);
+    const e = this.peek();
+    if (e == 0x65 || e == 0x45) {
+      this.pos++;
+      const sign = this.peek();
+      if (sign == 0x2b || sign == 0x2d) this.pos++;
+      if (this.digits() == 0) return this.fail("bad number");
+    }
+    return JsonValue.number(parseFloat(t.substring(start, this.pos)));
+  }
+
+  peek(): i32 {
+    return this.pos < this.text.length ? this.text.charCodeAt(this.pos) : -1;
+  }
+
+  digits(): i32 {
+    let n = 0;
+    while (true) {
+      const c = this.peek();
+      if (c < 0x30 || c > 0x39) return n;
+      this.pos++;
+      n++;
+    }
   }
 
   string(): string | null {

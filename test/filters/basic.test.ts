@@ -83,6 +83,26 @@ test('headers sets, adds and removes request and response headers with placehold
   assert.deepEqual(host.errors(), []);
 });
 
+test('headers falls back to the request.id property when x-request-id is absent', () => {
+  const host = new FilterHost(loadModule('headers'));
+  host.properties.set('request.id', 'host-id-1');
+  assert.equal(host.start('{"request":{"set":{"x-id":"%REQUEST_ID%"}}}'), true);
+  host.onRequestHeaders(host.newStream(), [[':path', '/']]);
+  assert.equal(host.header(host.requestHeaders, 'x-id'), 'host-id-1');
+});
+
+test('config JSON: escapes, unicode and nesting are decoded', () => {
+  const host = new FilterHost(loadModule('add-header'));
+  assert.equal(host.start(' {"name": "x-e", "value": "a\\\"b\\u00e9\\ud83d\\ude00\\t/\\/"} '), true, host.errors().join());
+  host.onRequestHeaders(host.newStream(), REQ);
+  assert.equal(host.header(host.requestHeaders, 'x-e'), 'a"bé😀\t//');
+  for (const bad of ['{"value": "x"', '{"value": "\\q"}', '{"value": 1e}', '{"a": [1,]}', '{"value": "x"} extra']) {
+    const h = new FilterHost(loadModule('add-header'));
+    assert.equal(h.start(bad), false, `accepted ${bad}`);
+    assert.match(h.errors().join(), /not valid JSON: .* at offset \d+|not valid JSON: trailing/);
+  }
+});
+
 test('headers handles IPv6 client addresses', () => {
   const host = new FilterHost(loadModule('headers'));
   host.properties.set('source.address', '[::1]:4000');
