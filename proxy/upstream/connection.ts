@@ -2,6 +2,19 @@
 // request path holds. A connection carries one exchange at a time (no pipelining); the pool
 // (pool.ts) owns the connections and decides reuse.
 //
+// What the handler sees (details the contract in types.ts leaves open):
+// - Header names and values are latin1 strings both ways (one char per byte, like node:http);
+//   request header values are written as given: the request path validated them (no CR/LF).
+// - content-length and transfer-encoding are framing, owned here: a caller's are dropped
+//   from the request, and the response's are removed from the headers (the length arrives
+//   as the contentLength argument). Exception: HEAD and 304 responses keep their
+//   content-length header, which describes the representation, and report contentLength 0.
+// - Response trailers and chunk extensions are consumed and dropped.
+// - onResponseData chunks are views of a shared read buffer: copy to keep them.
+// - A response that completes before the request body was fully written is delivered, then
+//   the connection is closed (the upstream may still expect body bytes); later writeBody
+//   calls are ignored and return true.
+//
 // Threading of a request: pool.request() → Http1Exchange (pending or assigned) →
 // Http1Connection.assign() writes the head → writeBody/endBody stream the body →
 // socket 'data' → ResponseParser → handler.onResponseHeaders/onResponseData →
@@ -186,6 +199,9 @@ export class Http1Connection implements ResponseSink {
       port,
       host,
       noDelay: true,
+      // Idle pooled connections to a peer that vanished are found by the kernel, not by us.
+      keepAlive: true,
+      keepAliveInitialDelay: 30_000,
       onread: { buffer: sharedReadBuffer, callback: (nread: number, buf: Uint8Array) => this.onRead(nread, buf as Buffer) },
     });
     socket.setNoDelay(true);
@@ -318,8 +334,9 @@ export class Http1Connection implements ResponseSink {
   /** Close this connection now. A current exchange gets a 'reset' error. */
   destroy(message: string): void {
     if (this.state === C_CLOSED) return;
-    if (this.exchange !== null) this.fail('reset', message, this.parser.anyBytes);
-    else this.close();
+    if (this.exchange === null) this.close();
+    else if (this.state === C_CONNECTING) this.fail('connect', message, false);
+    else this.fail('reset', message, this.parser.anyBytes);
   }
 
   // ── ResponseSink ──
