@@ -986,3 +986,71 @@ test("the upstream's Keep-Alive timeout hint makes us close idle connections bef
     await up.close();
   }
 });
+
+test('mixed traffic over a few keep-alive connections: every body arrives intact', async () => {
+  // Deterministic body per request id: the upstream writes it chunked or with a length,
+  // in one piece or several, and the client checks every byte.
+  const bodyFor = (id: number) => {
+    const size = (id * 7919) % 150_000;
+    const b = Buffer.allocUnsafe(size);
+    for (let i = 0; i < size; i++) b[i] = (i * 31 + id) & 0xff;
+    return b;
+  };
+  const up = await startUpstream((req, res, reqBody) => {
+    const id = Number(req.url!.slice(1));
+    const body = bodyFor(id);
+    if (reqBody.length !== (req.method === 'POST' ? id * 10 : 0)) {
+      res.writeHead(400);
+      return res.end();
+    }
+    if (id % 3 === 0) res.writeHead(200, { 'content-length': String(body.length) });
+    else res.writeHead(200); // chunked
+    if (id % 2 === 0) return res.end(body);
+    const mid = body.length >> 1;
+    res.write(body.subarray(0, mid));
+    setImmediate(() => res.end(body.subarray(mid)));
+  });
+  const pool = new EndpointPool('127.0.0.1', up.port, { ...POOL_OPTS, maxConnections: 4, maxPending: 1000 });
+  try {
+    const handlers: RecordingHandler[] = [];
+    for (let id = 0; id < 120; id++) {
+      const h = new RecordingHandler();
+      handlers.push(h);
+      if (id % 4 === 1) {
+        const ex = pool.request(head('POST', `/${id}`, [], id % 8 === 1 ? -1 : id * 10), h);
+        ex.writeBody(Buffer.alloc(id * 10, 0x7a));
+        ex.endBody();
+      } else {
+        pool.request(head('GET', `/${id}`), h);
+      }
+    }
+    await Promise.all(handlers.map((h) => h.done));
+    for (let id = 0; id < handlers.length; id++) {
+      const h = handlers[id]!;
+      assert.equal(h.error, null, `request ${id}: ${h.error?.message}`);
+      assert.equal(h.status, 200, `request ${id}`);
+      assert.ok(Buffer.concat(h.chunks).equals(bodyFor(id)), `request ${id}: body differs`);
+      assert.equal(h.lateCalls, 0);
+    }
+    assert.ok(pool.stats().created <= 4);
+  } finally {
+    pool.destroy();
+    await up.close();
+  }
+});
+
+test('bytes after a complete response make the connection unusable, not the next response', async () => {
+  const raw = await startRawUpstream((sock) => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale'));
+  const pool = new EndpointPool('127.0.0.1', raw.port, POOL_OPTS);
+  try {
+    const a = await send(pool, 'GET', '/a');
+    assert.equal(a.body(), 'ok');
+    assert.equal(pool.stats().open, 0, 'closed instead of reused');
+    const b = await send(pool, 'GET', '/b');
+    assert.equal(b.body(), 'ok', 'the stale bytes never became a response');
+    assert.equal(raw.connections, 2);
+  } finally {
+    pool.destroy();
+    await raw.close();
+  }
+});
