@@ -96,10 +96,11 @@ class BreakerRoot extends RootContext {
     for (let i = 0; i < cfg.keys.length; i++) {
       const k = cfg.keys[i];
       const v = cfg.items[i];
-      if (k == "consecutive_failures") {
+      // max_failures / open_for: the names used in examples/demo.yaml, accepted as aliases.
+      if (k == "consecutive_failures" || k == "max_failures") {
         if (!v.isNumber || v.numberValue < 1 || v.numberValue > 1e6) return this.refuse("consecutive_failures must be a number >= 1");
         this.threshold = <u32>v.numberValue;
-      } else if (k == "cooldown") {
+      } else if (k == "cooldown" || k == "open_for") {
         const ms = parseDurationMs(v);
         if (!(ms > 0) || ms > 86400000) return this.refuse("cooldown must be a duration like \"10s\" (at most 24h)");
         this.cooldownMs = ms;

@@ -101,6 +101,14 @@ test('a request without a response phase counts through the response.code proper
   assert.equal(h.request(REQ).local?.status, 503);
 });
 
+test('the aliases used in examples/demo.yaml are accepted', () => {
+  const h = host({ max_failures: 1, open_for: '10s' });
+  h.request(REQ, 500);
+  assert.equal(h.request(REQ).local?.status, 503);
+  h.nowNs += 10n * SECOND;
+  assert.equal(h.request(REQ, 200).local, null);
+});
+
 test('custom failure statuses', () => {
   const h = host({ consecutive_failures: 1, failure_statuses: [429] });
   assert.equal(h.request(REQ, 500).local, null);
