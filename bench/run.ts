@@ -176,7 +176,7 @@ async function measure(tool: LoadTool, target: RunningTarget, opts: BenchOptions
   return { ...r, rss_bytes: target.proc ? treeRssBytes(target.proc.pid) : null };
 }
 
-interface StreamResult {
+export interface StreamResult {
   name: string;
   bytes: number;
   expected_bytes: number;
@@ -189,18 +189,26 @@ interface StreamResult {
   error?: string;
 }
 
+const STREAM_STALL_MS = 10_000;
+const STREAM_DEADLINE_MS = 300_000;
+
 /** Download GET /stream through the target, sampling the target's RSS every 100 ms. */
 function streamThrough(target: RunningTarget, name: string, expected: number): Promise<StreamResult> {
   const pid = target.proc?.pid ?? -1;
   const before = treeRssBytes(pid);
   let peak = before;
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, treeRssBytes(pid));
-  }, 100);
   const started = process.hrtime.bigint();
   let bytes = 0;
+  let lastDataAt = Date.now();
   return new Promise((resolveResult) => {
     let settled = false;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, treeRssBytes(pid));
+      if (Date.now() - lastDataAt > STREAM_STALL_MS) {
+        req.destroy();
+        finish(`stalled: no data for ${STREAM_STALL_MS / 1000} s`);
+      }
+    }, 100);
     const finish = (error?: string) => {
       if (settled) return;
       settled = true;
@@ -230,6 +238,7 @@ function streamThrough(target: RunningTarget, name: string, expected: number): P
       }
       res.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
+        lastDataAt = Date.now();
       });
       res.on('end', () => finish());
       res.on('error', (err) => finish(err.message));
@@ -238,8 +247,8 @@ function streamThrough(target: RunningTarget, name: string, expected: number): P
     req.on('error', (err) => finish(err.message));
     const deadline = setTimeout(() => {
       req.destroy();
-      finish('timed out after 300 s');
-    }, 300_000);
+      finish(`timed out after ${STREAM_DEADLINE_MS / 1000} s`);
+    }, STREAM_DEADLINE_MS);
   });
 }
 
@@ -297,7 +306,7 @@ export async function runBench(opts: BenchOptions): Promise<number> {
         // A target that failed once (crashed, never ready) would most likely fail again and
         // cost its readiness timeout every round.
         if (failed.some((f) => f.name === t.name)) continue;
-        const ctx: TargetContext = { upstreamPort: upstream.port, dir: join(tmp, `${t.name}-${round}`), root: ROOT, connections: opts.connections };
+        const ctx: TargetContext = { upstreamPort: upstream.port, dir: join(tmp, `${t.name}-${round}`), root: ROOT, connections: opts.connections, streaming: false };
         let running: RunningTarget | null = null;
         try {
           running = await t.start(ctx);
@@ -316,7 +325,7 @@ export async function runBench(opts: BenchOptions): Promise<number> {
     if (opts.stream) {
       for (const t of active) {
         if (t.name === 'direct') continue;
-        const ctx: TargetContext = { upstreamPort: upstream.port, dir: join(tmp, `${t.name}-stream`), root: ROOT, connections: opts.connections };
+        const ctx: TargetContext = { upstreamPort: upstream.port, dir: join(tmp, `${t.name}-stream`), root: ROOT, connections: opts.connections, streaming: true };
         let running: RunningTarget | null = null;
         try {
           running = await t.start(ctx);
@@ -359,7 +368,8 @@ export async function runBench(opts: BenchOptions): Promise<number> {
   writeFileSync(tmpOut, `${JSON.stringify(report, null, 2)}\n`);
   renameSync(tmpOut, opts.out);
 
-  process.stdout.write(`\n${formatTable(runs)}\n\n`);
+  if (runs.length > 0) process.stdout.write(`\n${formatTable(runs)}\n\n`);
+  if (streams.length > 0) process.stdout.write(`\n${formatStreamTable(streams)}\n\n`);
   for (const s of skipped) process.stdout.write(`skipped ${s.name}: ${s.reason}\n`);
   for (const f of failed) process.stdout.write(`failed ${f.name}${f.round ? ` (round ${f.round})` : ''}: ${f.error.split('\n')[0]}\n`);
   process.stdout.write(`wrote ${opts.out}\n`);
@@ -370,6 +380,14 @@ export async function runBench(opts: BenchOptions): Promise<number> {
     else process.stdout.write(`${readme} has no ${README_START} … ${README_END} block; not updated\n`);
   }
   return failed.length > 0 ? 1 : 0;
+}
+
+export function formatStreamTable(streams: StreamResult[]): string {
+  const lines = ['| stream | bytes | complete | s | MB/s | RSS before MB | RSS peak MB | growth MB | error |', '|---|--:|---|--:|--:|--:|--:|--:|---|'];
+  for (const r of streams) {
+    lines.push(`| ${r.name} | ${r.bytes} | ${r.complete ? 'yes' : 'no'} | ${r.seconds} | ${r.mb_per_s} | ${r.rss_before_mb} | ${r.rss_peak_mb} | ${r.rss_growth_mb} | ${r.error ?? ''} |`);
+  }
+  return lines.join('\n');
 }
 
 export const README_START = '<!-- bench:latest:start -->';

@@ -10,6 +10,8 @@ export interface TargetContext {
   root: string;
   /** Expected peak client connections, so peers size their connection limits. */
   connections: number;
+  /** The streaming check: one long download, so whole-request timeouts must not cut it. */
+  streaming: boolean;
 }
 
 export interface RunningTarget {

@@ -20,11 +20,14 @@ export interface WispConfigOptions {
   listenPort: number;
   upstreamPort: number;
   filters: BenchFilter[];
+  /** Route timeout; 0 = none (the streaming check). Wisp's default otherwise. */
+  routeTimeout?: string | number;
 }
 
 export function wispConfig(o: WispConfigOptions): string {
   const route: Record<string, unknown> = { match: { prefix: '/' }, cluster: 'up' };
   if (o.filters.length > 0) route.filters = o.filters.map((f) => f.name);
+  if (o.routeTimeout !== undefined) route.timeout = o.routeTimeout;
   const doc: Record<string, unknown> = {
     admin: { address: `127.0.0.1:${o.adminPort}` },
     listeners: [{ name: 'bench', address: `127.0.0.1:${o.listenPort}`, routes: [route] }],
@@ -58,7 +61,7 @@ export function wispTarget(name: string, filters: BenchFilter[] = []): Target {
       const [listenPort, adminPort] = [await freePort(), await freePort()];
       mkdirSync(ctx.dir, { recursive: true });
       const conf = join(ctx.dir, 'wisp.yaml');
-      writeFileSync(conf, wispConfig({ root: ctx.root, adminPort, listenPort, upstreamPort: ctx.upstreamPort, filters }));
+      writeFileSync(conf, wispConfig({ root: ctx.root, adminPort, listenPort, upstreamPort: ctx.upstreamPort, filters, routeTimeout: ctx.streaming ? 0 : undefined }));
       const proc = new ManagedProcess(name, process.execPath, [join(ctx.root, WISP_BIN), '--config', conf], { cwd: ctx.root });
       try {
         await waitReady(proc, listenPort, 15_000);

@@ -80,7 +80,7 @@ for (const target of [nginxTarget, haproxyTarget]) {
   test(`${target.name} peer starts on 127.0.0.1, proxies to the upstream and stops`, { skip: missing ?? false }, async () => {
     const up = await startBenchUpstream();
     const dir = mkdtempSync(join(os.tmpdir(), 'wisp-bench-test-'));
-    const running = await target.start({ upstreamPort: up.port, dir, root: resolve('.'), connections: 50 });
+    const running = await target.start({ upstreamPort: up.port, dir, root: resolve('.'), connections: 50, streaming: false });
     try {
       const r = await httpGet(running.port, '/hello');
       assert.equal(r.status, 200);
