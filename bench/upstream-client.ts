@@ -9,7 +9,9 @@
 // a request is sent when one completes) over `concurrency` keep-alive connections, for
 // `seconds` or `requests`, whichever ends first, measured in `rounds` interleaved slices
 // (order alternating) so that background load on a shared machine hits every client alike.
-// Reported: requests/s, p50/p99 latency over all slices, and ratios against Wisp.
+// Reported: requests/s, p50/p99 latency over all slices, ratios against Wisp, and this
+// process's CPU time per request (the client's own cost, which the shared machine's load
+// and the upstream's speed do not blur).
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +40,8 @@ interface RunResult {
   rps: number;
   p50: number;
   p99: number;
+  /** This process's CPU time (user + system) per request, in microseconds. */
+  cpuUs: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -64,6 +68,8 @@ class Recorder {
   recording = false;
   /** Seconds measured so far (sum of slices). */
   seconds = 0;
+  /** CPU microseconds (user + system) spent during the slices. */
+  cpuUs = 0;
   constructor(capacity: number, readonly concurrency: number) {
     this.samples = new Float64Array(capacity);
   }
@@ -311,7 +317,10 @@ async function main(): Promise<void> {
       if (round % 2 === 1) order.reverse();
       for (const i of order) {
         const before = recs[i]!.count;
+        const cpu = process.cpuUsage();
         const secs = await runSlice(drivers[i]!, recs[i]!, sliceSeconds, perSlice);
+        const used = process.cpuUsage(cpu);
+        recs[i]!.cpuUs += used.user + used.system;
         recs[i]!.seconds += secs;
         sliceRps[i]!.push((recs[i]!.count - before) / secs);
       }
@@ -326,16 +335,17 @@ async function main(): Promise<void> {
         rps: rec.count / rec.seconds,
         p50: rec.percentile(50),
         p99: rec.percentile(99),
+        cpuUs: rec.cpuUs / rec.count,
       };
     });
     const base = results[0]!;
-    console.log('client                    req/s   p50 ms   p99 ms  requests errors  rps ratio  p99 ratio  slice rps min..max');
+    console.log('client                    req/s   p50 ms   p99 ms  requests errors  rps ratio  p99 ratio  cpu us/req  slice rps min..max');
     for (let i = 0; i < results.length; i++) {
       const r = results[i]!;
       const sl = sliceRps[i]!;
       console.log(
         `${r.client.padEnd(22)} ${fmt(r.rps).padStart(8)} ${fmt(r.p50 / 1000, 3).padStart(8)} ${fmt(r.p99 / 1000, 3).padStart(8)} ` +
-          `${String(r.requests).padStart(9)} ${String(r.errors).padStart(6)} ${fmt(r.rps / base.rps, 2).padStart(9)}x ${fmt(r.p99 / base.p99, 2).padStart(9)}x  ` +
+          `${String(r.requests).padStart(9)} ${String(r.errors).padStart(6)} ${fmt(r.rps / base.rps, 2).padStart(9)}x ${fmt(r.p99 / base.p99, 2).padStart(9)}x ${fmt(r.cpuUs, 1).padStart(11)}  ` +
           `${fmt(Math.min(...sl))}..${fmt(Math.max(...sl))}`,
       );
     }
