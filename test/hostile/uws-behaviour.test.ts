@@ -124,7 +124,7 @@ test('corpus: every case uWS hands over reaches the handler, and checkRequest re
 test('corpus: cases uWS never hands over get no answer and no handler call', async () => {
   const before = seen.length;
   // Concurrently: each "hangs" case needs a short wait to show that nothing comes.
-  const results = await Promise.all(NOT_HANDED.map((c) => send(c.raw, 400)));
+  const results = await Promise.all(NOT_HANDED.map((c) => send(c.raw, 1000)));
   for (let i = 0; i < NOT_HANDED.length; i++) {
     const c: HostileCase = NOT_HANDED[i];
     const r = results[i];
@@ -265,9 +265,15 @@ test('a head that arrives in more than one read may be at most 4 KB (uWS fallbac
   const small = head(3000);
   const ok = await sendInParts([small.slice(0, 1000), small.slice(1000)], 50);
   assert.ok(ok.text.includes(' 200 OK'), 'a 3 KB head in two reads is handed over');
+  // On a busy machine the two parts can still land in one read (then uWS takes the whole
+  // head): try a few times; a uWS without the 4 KB limit would hand it over every time.
   const big = head(5000);
-  const dropped = await sendInParts([big.slice(0, 1000), big.slice(1000)], 50);
+  let dropped = { text: 'not tried', closedByServer: false };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    dropped = await sendInParts([big.slice(0, 1000), big.slice(1000)], 100);
+    if (dropped.text === '') break;
+  }
   assert.equal(dropped.text, '');
   assert.ok(dropped.closedByServer, 'a 5 KB head in two reads is closed');
-  assert.equal(seen.length, before + 1);
+  assert.ok(seen.slice(before).filter((s) => s.url === '/split').length >= 1);
 });
