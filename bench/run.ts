@@ -1,13 +1,16 @@
 // `npm run bench`: the same wrk load against the upstream directly, nginx, haproxy and Wisp
 // (plain and with filters), in interleaved rounds, reporting medians and ratios to nginx.
 // See bench/README.md for what each field means.
-import { mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
+import { mkdtempSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { pickLoadTool } from './peers/load.js';
-import type { LoadResult, LoadTool } from './peers/load.js';
+import type { LoadTool } from './peers/load.js';
+import { README_END, README_START, addRatios, formatTable, readmeBlock, replaceReadmeBlock, summarise } from './peers/report.js';
+import type { Sample } from './peers/report.js';
+import { formatStreamTable, streamThrough } from './peers/stream.js';
+import type { StreamResult } from './peers/stream.js';
 import { ManagedProcess, installCleanup, stopAll, treeRssBytes, versionOf, findExecutable, waitReady } from './peers/proc.js';
 import { directTarget } from './peers/direct.js';
 import { nginxTarget } from './peers/nginx.js';
@@ -82,79 +85,6 @@ export function parseArgs(argv: string[]): BenchOptions {
   };
 }
 
-export interface RunSummary {
-  name: string;
-  rps: number;
-  p50_ms: number;
-  p99_ms: number;
-  non2xx: number;
-  errors: number;
-  rss_mb: number | null;
-  /** Each round's rps, in round order (the medians above come from these). */
-  rps_rounds: number[];
-  rps_ratio_nginx: number | null;
-  p99_ratio_nginx: number | null;
-  rps_ratio_direct: number | null;
-}
-
-interface Sample extends LoadResult {
-  rss_bytes: number | null;
-}
-
-export function median(values: number[]): number {
-  if (values.length === 0) return Number.NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-const round2 = (n: number) => Math.round(n * 100) / 100;
-const round3 = (n: number) => Math.round(n * 1000) / 1000;
-
-/** Medians per target (rps, latencies, RSS); errors and non-2xx are totals over all rounds. */
-export function summarise(name: string, samples: Sample[]): Omit<RunSummary, 'rps_ratio_nginx' | 'p99_ratio_nginx' | 'rps_ratio_direct'> {
-  const rss = samples.map((s) => s.rss_bytes).filter((v): v is number => v !== null);
-  return {
-    name,
-    rps: Math.round(median(samples.map((s) => s.rps))),
-    p50_ms: round3(median(samples.map((s) => s.p50_ms))),
-    p99_ms: round3(median(samples.map((s) => s.p99_ms))),
-    non2xx: samples.reduce((a, s) => a + s.non2xx, 0),
-    errors: samples.reduce((a, s) => a + s.errors, 0),
-    rss_mb: rss.length > 0 ? round2(median(rss) / (1024 * 1024)) : null,
-    rps_rounds: samples.map((s) => Math.round(s.rps)),
-  };
-}
-
-export function addRatios(runs: Omit<RunSummary, 'rps_ratio_nginx' | 'p99_ratio_nginx' | 'rps_ratio_direct'>[]): RunSummary[] {
-  const nginx = runs.find((r) => r.name === 'nginx');
-  const direct = runs.find((r) => r.name === 'direct');
-  return runs.map((r) => ({
-    ...r,
-    rps_ratio_nginx: nginx && nginx.rps > 0 ? round3(r.rps / nginx.rps) : null,
-    p99_ratio_nginx: nginx && nginx.p99_ms > 0 ? round3(r.p99_ms / nginx.p99_ms) : null,
-    rps_ratio_direct: direct && direct.rps > 0 ? round3(r.rps / direct.rps) : null,
-  }));
-}
-
-export function formatTable(runs: RunSummary[]): string {
-  const hasNginx = runs.some((r) => r.name === 'nginx');
-  const head = ['run', 'rps', 'p50 ms', 'p99 ms', 'non2xx', 'errors', 'rss MB'];
-  if (hasNginx) head.push('rps/nginx', 'p99/nginx');
-  head.push('rps/direct');
-  const fmt = (n: number | null, digits = 2) => (n === null || Number.isNaN(n) ? '-' : n.toFixed(digits));
-  const rows = runs.map((r) => {
-    const row = [r.name, String(r.rps), fmt(r.p50_ms), fmt(r.p99_ms), String(r.non2xx), String(r.errors), fmt(r.rss_mb, 1)];
-    if (hasNginx) row.push(fmt(r.rps_ratio_nginx), fmt(r.p99_ratio_nginx));
-    row.push(fmt(r.rps_ratio_direct));
-    return row;
-  });
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
-  const line = (cells: string[]) => '| ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join(' | ') + ' |';
-  const sep = '|' + widths.map((w, i) => (i === 0 ? '-'.repeat(w + 1) + '-' : '-'.repeat(w + 1) + ':')).join('|') + '|';
-  return [line(head), sep, ...rows.map(line)].join('\n');
-}
-
 async function startUpstreamProcess(streamBytes: number): Promise<{ proc: ManagedProcess; port: number }> {
   const port = await freePort();
   const proc = new ManagedProcess('upstream', process.execPath, [
@@ -174,82 +104,6 @@ async function measure(tool: LoadTool, target: RunningTarget, opts: BenchOptions
   await tool.run({ url, connections: opts.connections, durationS: opts.warmupS });
   const r = await tool.run({ url, connections: opts.connections, durationS: opts.durationS });
   return { ...r, rss_bytes: target.proc ? treeRssBytes(target.proc.pid) : null };
-}
-
-export interface StreamResult {
-  name: string;
-  bytes: number;
-  expected_bytes: number;
-  complete: boolean;
-  seconds: number;
-  mb_per_s: number;
-  rss_before_mb: number;
-  rss_peak_mb: number;
-  rss_growth_mb: number;
-  error?: string;
-}
-
-const STREAM_STALL_MS = 10_000;
-const STREAM_DEADLINE_MS = 300_000;
-
-/** Download GET /stream through the target, sampling the target's RSS every 100 ms. */
-function streamThrough(target: RunningTarget, name: string, expected: number): Promise<StreamResult> {
-  const pid = target.proc?.pid ?? -1;
-  const before = treeRssBytes(pid);
-  let peak = before;
-  const started = process.hrtime.bigint();
-  let bytes = 0;
-  let lastDataAt = Date.now();
-  return new Promise((resolveResult) => {
-    let settled = false;
-    const sampler = setInterval(() => {
-      peak = Math.max(peak, treeRssBytes(pid));
-      if (Date.now() - lastDataAt > STREAM_STALL_MS) {
-        req.destroy();
-        finish(`stalled: no data for ${STREAM_STALL_MS / 1000} s`);
-      }
-    }, 100);
-    const finish = (error?: string) => {
-      if (settled) return;
-      settled = true;
-      clearInterval(sampler);
-      clearTimeout(deadline);
-      peak = Math.max(peak, treeRssBytes(pid));
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const mb = 1024 * 1024;
-      resolveResult({
-        name,
-        bytes,
-        expected_bytes: expected,
-        complete: bytes === expected,
-        seconds: round3(seconds),
-        mb_per_s: round2(bytes / mb / seconds),
-        rss_before_mb: round2(before / mb),
-        rss_peak_mb: round2(peak / mb),
-        rss_growth_mb: round2((peak - before) / mb),
-        ...(error ? { error } : {}),
-      });
-    };
-    const req = http.get({ host: '127.0.0.1', port: target.port, path: '/stream', agent: false }, (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        finish(`status ${res.statusCode}`);
-        return;
-      }
-      res.on('data', (chunk: Buffer) => {
-        bytes += chunk.length;
-        lastDataAt = Date.now();
-      });
-      res.on('end', () => finish());
-      res.on('error', (err) => finish(err.message));
-      res.on('close', () => finish(bytes === expected ? undefined : 'connection closed early'));
-    });
-    req.on('error', (err) => finish(err.message));
-    const deadline = setTimeout(() => {
-      req.destroy();
-      finish(`timed out after ${STREAM_DEADLINE_MS / 1000} s`);
-    }, STREAM_DEADLINE_MS);
-  });
 }
 
 function machine(): { cpus: number; model: string; node: string; os: string } {
@@ -380,50 +234,6 @@ export async function runBench(opts: BenchOptions): Promise<number> {
     else process.stdout.write(`${readme} has no ${README_START} … ${README_END} block; not updated\n`);
   }
   return failed.length > 0 ? 1 : 0;
-}
-
-export function formatStreamTable(streams: StreamResult[]): string {
-  const lines = ['| stream | bytes | complete | s | MB/s | RSS before MB | RSS peak MB | growth MB | error |', '|---|--:|---|--:|--:|--:|--:|--:|---|'];
-  for (const r of streams) {
-    lines.push(`| ${r.name} | ${r.bytes} | ${r.complete ? 'yes' : 'no'} | ${r.seconds} | ${r.mb_per_s} | ${r.rss_before_mb} | ${r.rss_peak_mb} | ${r.rss_growth_mb} | ${r.error ?? ''} |`);
-  }
-  return lines.join('\n');
-}
-
-export const README_START = '<!-- bench:latest:start -->';
-export const README_END = '<!-- bench:latest:end -->';
-
-export function readmeBlock(
-  date: string,
-  m: { cpus: number; model: string; node: string },
-  settings: { tool: string; connections: number; duration_s: number; warmup_s: number; rounds: number; versions: Record<string, string> },
-  runs: RunSummary[],
-  skipped: { name: string; reason: string }[],
-): string {
-  const versions = Object.values(settings.versions).map((v) => v.replace(/ - https?:\S+/, '')).join('; ');
-  const lines = [
-    `${date.slice(0, 16).replace('T', ' ')} UTC, ${m.cpus} × ${m.model}, Node ${m.node}; ${settings.tool} -c${settings.connections}, ` +
-      `${settings.warmup_s} s warm-up + ${settings.duration_s} s, median of ${settings.rounds} round(s). ${versions}.`,
-    '',
-    formatTable(runs),
-  ];
-  for (const s of skipped) lines.push('', `Skipped ${s.name}: ${s.reason}.`);
-  return lines.join('\n');
-}
-
-/** Put `block` between the README's markers; false when the markers are missing. */
-export function replaceReadmeBlock(file: string, block: string): boolean {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return false;
-  }
-  const a = text.indexOf(README_START);
-  const b = text.indexOf(README_END);
-  if (a < 0 || b < a) return false;
-  writeFileSync(file, `${text.slice(0, a + README_START.length)}\n${block}\n${text.slice(b)}`);
-  return true;
 }
 
 const USAGE = `usage: npm run bench -- [--quick] [--rounds R] [--duration S] [--warmup S] [--connections N]

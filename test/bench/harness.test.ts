@@ -3,7 +3,7 @@
 // asserted here; that is what `npm run bench` is for.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,7 +15,9 @@ import { findExecutable, treeRssBytes } from '../../bench/peers/proc.js';
 import { nginxTarget } from '../../bench/peers/nginx.js';
 import { haproxyTarget } from '../../bench/peers/haproxy.js';
 import { wispConfig } from '../../bench/peers/wisp.js';
-import { addRatios, formatTable, median, parseArgs, summarise } from '../../bench/run.js';
+import { streamThrough } from '../../bench/peers/stream.js';
+import { parseArgs } from '../../bench/run.js';
+import { addRatios, formatTable, median, readmeBlock, replaceReadmeBlock, summarise, README_START, README_END } from '../../bench/peers/report.js';
 
 const WRK_SAMPLE = `Running 3s test @ http://127.0.0.1:39999/
   1 threads and 50 connections
@@ -160,4 +162,37 @@ test('parseArgs: quick defaults, overrides and validation', () => {
   assert.deepEqual(d.only, ['nginx', 'wisp']);
   assert.throws(() => parseArgs(['--connections', 'many']), /positive number/);
   assert.throws(() => parseArgs(['--only']), /needs a value/);
+});
+
+test('readme block: the results table goes between the markers, the rest stays', () => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'wisp-bench-test-'));
+  try {
+    const file = join(dir, 'README.md');
+    writeFileSync(file, `# title\n\n${README_START}\nold\n${README_END}\n\ntail\n`);
+    const runs = addRatios([summarise('nginx', [{ rps: 10, p50_ms: 1, p99_ms: 2, non2xx: 0, errors: 0, requests: 10, rss_bytes: null }])]);
+    const block = readmeBlock('2026-01-02T03:04:05.000Z', { cpus: 2, model: 'cpu', node: 'v20' }, { tool: 'wrk', connections: 50, duration_s: 10, warmup_s: 2, rounds: 2, versions: {} }, runs, [{ name: 'wisp', reason: 'not built' }]);
+    assert.equal(replaceReadmeBlock(file, block), true);
+    const text = readFileSync(file, 'utf8');
+    assert.match(text, /^# title\n/);
+    assert.match(text, /tail\n$/);
+    assert.doesNotMatch(text, /\nold\n/);
+    assert.match(text, /2026-01-02 03:04 UTC, 2 × cpu/);
+    assert.match(text, /Skipped wisp: not built\./);
+    assert.equal(replaceReadmeBlock(join(dir, 'missing.md'), block), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('streamThrough downloads the whole body and reports it complete', async () => {
+  const size = 2 * 1024 * 1024 + 1;
+  const up = await startBenchUpstream({ streamBytes: size });
+  try {
+    const r = await streamThrough({ port: up.port, proc: null, stop: async () => {} }, 'direct', size);
+    assert.equal(r.bytes, size);
+    assert.equal(r.complete, true);
+    assert.equal(r.error, undefined);
+  } finally {
+    up.close();
+  }
 });

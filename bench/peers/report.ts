@@ -1,0 +1,114 @@
+// The report's arithmetic and formatting: medians over rounds, ratios to nginx and direct,
+// the markdown table printed at the end and kept in bench/README.md.
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { LoadResult } from './load.js';
+
+export interface RunSummary {
+  name: string;
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  non2xx: number;
+  errors: number;
+  rss_mb: number | null;
+  /** Each round's rps, in round order (the medians above come from these). */
+  rps_rounds: number[];
+  rps_ratio_nginx: number | null;
+  p99_ratio_nginx: number | null;
+  rps_ratio_direct: number | null;
+}
+
+export interface Sample extends LoadResult {
+  rss_bytes: number | null;
+}
+
+export function median(values: number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+export const round2 = (n: number) => Math.round(n * 100) / 100;
+export const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+/** Medians per target (rps, latencies, RSS); errors and non-2xx are totals over all rounds. */
+export function summarise(name: string, samples: Sample[]): Omit<RunSummary, 'rps_ratio_nginx' | 'p99_ratio_nginx' | 'rps_ratio_direct'> {
+  const rss = samples.map((s) => s.rss_bytes).filter((v): v is number => v !== null);
+  return {
+    name,
+    rps: Math.round(median(samples.map((s) => s.rps))),
+    p50_ms: round3(median(samples.map((s) => s.p50_ms))),
+    p99_ms: round3(median(samples.map((s) => s.p99_ms))),
+    non2xx: samples.reduce((a, s) => a + s.non2xx, 0),
+    errors: samples.reduce((a, s) => a + s.errors, 0),
+    rss_mb: rss.length > 0 ? round2(median(rss) / (1024 * 1024)) : null,
+    rps_rounds: samples.map((s) => Math.round(s.rps)),
+  };
+}
+
+export function addRatios(runs: Omit<RunSummary, 'rps_ratio_nginx' | 'p99_ratio_nginx' | 'rps_ratio_direct'>[]): RunSummary[] {
+  const nginx = runs.find((r) => r.name === 'nginx');
+  const direct = runs.find((r) => r.name === 'direct');
+  return runs.map((r) => ({
+    ...r,
+    rps_ratio_nginx: nginx && nginx.rps > 0 ? round3(r.rps / nginx.rps) : null,
+    p99_ratio_nginx: nginx && nginx.p99_ms > 0 ? round3(r.p99_ms / nginx.p99_ms) : null,
+    rps_ratio_direct: direct && direct.rps > 0 ? round3(r.rps / direct.rps) : null,
+  }));
+}
+
+export function formatTable(runs: RunSummary[]): string {
+  const hasNginx = runs.some((r) => r.name === 'nginx');
+  const head = ['run', 'rps', 'p50 ms', 'p99 ms', 'non2xx', 'errors', 'rss MB'];
+  if (hasNginx) head.push('rps/nginx', 'p99/nginx');
+  head.push('rps/direct');
+  const fmt = (n: number | null, digits = 2) => (n === null || Number.isNaN(n) ? '-' : n.toFixed(digits));
+  const rows = runs.map((r) => {
+    const row = [r.name, String(r.rps), fmt(r.p50_ms), fmt(r.p99_ms), String(r.non2xx), String(r.errors), fmt(r.rss_mb, 1)];
+    if (hasNginx) row.push(fmt(r.rps_ratio_nginx), fmt(r.p99_ratio_nginx));
+    row.push(fmt(r.rps_ratio_direct));
+    return row;
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join(' | ') + ' |';
+  const sep = '|' + widths.map((w, i) => (i === 0 ? '-'.repeat(w + 1) + '-' : '-'.repeat(w + 1) + ':')).join('|') + '|';
+  return [line(head), sep, ...rows.map(line)].join('\n');
+}
+
+export const README_START = '<!-- bench:latest:start -->';
+export const README_END = '<!-- bench:latest:end -->';
+
+export function readmeBlock(
+  date: string,
+  m: { cpus: number; model: string; node: string },
+  settings: { tool: string; connections: number; duration_s: number; warmup_s: number; rounds: number; versions: Record<string, string> },
+  runs: RunSummary[],
+  skipped: { name: string; reason: string }[],
+): string {
+  const versions = Object.values(settings.versions).map((v) => v.replace(/ - https?:\S+/, '')).join('; ');
+  const lines = [
+    `${date.slice(0, 16).replace('T', ' ')} UTC, ${m.cpus} × ${m.model}, Node ${m.node}; ${settings.tool} -c${settings.connections}, ` +
+      `${settings.warmup_s} s warm-up + ${settings.duration_s} s, median of ${settings.rounds} round(s). ${versions}.`,
+    '',
+    formatTable(runs),
+  ];
+  for (const s of skipped) lines.push('', `Skipped ${s.name}: ${s.reason}.`);
+  return lines.join('\n');
+}
+
+/** Put `block` between the README's markers; false when the markers are missing. */
+export function replaceReadmeBlock(file: string, block: string): boolean {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return false;
+  }
+  const a = text.indexOf(README_START);
+  const b = text.indexOf(README_END);
+  if (a < 0 || b < a) return false;
+  writeFileSync(file, `${text.slice(0, a + README_START.length)}\n${block}\n${text.slice(b)}`);
+  return true;
+}
+
