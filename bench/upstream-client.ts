@@ -3,6 +3,7 @@
 //
 //   node dist/bench/upstream-client.js [--concurrency 50] [--seconds 5] [--requests 2000000]
 //                                      [--rounds 10] [--warmup 1] [--path /] [--only wisp]
+//                                      [--body-bytes N]   (GET /stream with N-byte bodies)
 //
 // The upstream (bench/upstream.ts, uWebSockets.js) runs in a child process so that it does
 // not share this event loop. Each client keeps `concurrency` requests in flight (closed loop:
@@ -30,6 +31,8 @@ interface Options {
   path: string;
   /** Run only the clients whose name contains this (for profiling one of them). */
   only: string;
+  /** > 0: GET /stream answering this many bytes (the upstream's --stream-bytes). */
+  bodyBytes: number;
 }
 
 interface RunResult {
@@ -57,6 +60,7 @@ function parseArgs(argv: string[]): Options {
     warmup: Number(get('--warmup', '1')),
     path: get('--path', '/'),
     only: get('--only', ''),
+    bodyBytes: Number(get('--body-bytes', '0')),
   };
 }
 
@@ -263,9 +267,11 @@ function runSlice(driver: Driver, rec: Recorder, seconds: number, maxRequests: n
   });
 }
 
-async function startUpstreamProcess(): Promise<{ port: number; child: ChildProcess }> {
+async function startUpstreamProcess(bodyBytes: number): Promise<{ port: number; child: ChildProcess }> {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const child = spawn(process.execPath, [path.join(here, 'upstream.js'), '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const args = [path.join(here, 'upstream.js'), '--port', '0'];
+  if (bodyBytes > 0) args.push('--stream-bytes', String(bodyBytes));
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -284,7 +290,8 @@ function fmt(n: number, digits = 0): string {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
-  const { port, child } = await startUpstreamProcess();
+  if (opts.bodyBytes > 0) opts.path = '/stream';
+  const { port, child } = await startUpstreamProcess(opts.bodyBytes);
   const makers: ((p: number) => Driver)[] = [
     (p) => new WispDriver(p, opts.concurrency, opts.path),
     (p) => new UndiciRequestDriver(p, opts.concurrency, opts.path),
