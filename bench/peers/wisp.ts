@@ -30,6 +30,8 @@ export function wispConfig(o: WispConfigOptions): string {
   if (o.routeTimeout !== undefined) route.timeout = o.routeTimeout;
   const doc: Record<string, unknown> = {
     admin: { address: `127.0.0.1:${o.adminPort}` },
+    // The load has stopped when the harness stops Wisp; nothing is left to drain.
+    drain_timeout: '2s',
     listeners: [{ name: 'bench', address: `127.0.0.1:${o.listenPort}`, routes: [route] }],
     clusters: [{ name: 'up', endpoints: [`127.0.0.1:${o.upstreamPort}`] }],
   };

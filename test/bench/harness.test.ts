@@ -119,6 +119,7 @@ test('wispConfig writes the listener, cluster and filter chain Wisp expects', ()
   const doc = parse(wispConfig({ root: '/repo', adminPort: 1, listenPort: 2, upstreamPort: 3, filters: [{ name: 'noop', wasm: 'filters/build/noop.wasm' }] }));
   assert.deepEqual(doc, {
     admin: { address: '127.0.0.1:1' },
+    drain_timeout: '2s',
     listeners: [{ name: 'bench', address: '127.0.0.1:2', routes: [{ match: { prefix: '/' }, cluster: 'up', filters: ['noop'] }] }],
     clusters: [{ name: 'up', endpoints: ['127.0.0.1:3'] }],
     filters: [{ name: 'noop', wasm: '/repo/filters/build/noop.wasm' }],
