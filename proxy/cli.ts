@@ -53,8 +53,11 @@ async function demo(): Promise<void> {
   process.stdout.write(`
 Wisp is running (demo upstream on http://127.0.0.1:${upstream.port}/). Try:
 
-  curl -i http://127.0.0.1:${port}/
-  curl -i http://127.0.0.1:${port}/hello?name=wisp
+  curl -i http://127.0.0.1:${port}/hello?name=wisp                 (headers filter adds x-served-by)
+  curl -i http://127.0.0.1:${port}/private/                        (auth filter: 401)
+  curl -i -H 'x-api-key: demo-key' http://127.0.0.1:${port}/private/  (auth filter: 200)
+  for i in $(seq 12); do curl -s -o /dev/null -w '%{http_code} ' http://127.0.0.1:${port}/limited/; done
+                                                                   (ratelimit filter: 10 × 200, then 429)
   curl -s http://127.0.0.1:${admin}/clusters
   curl -s http://127.0.0.1:${admin}/filters
   curl -s http://127.0.0.1:${admin}/metrics | grep wisp_requests_total
