@@ -80,8 +80,9 @@ test('every example config loads', () => {
   assert.deepEqual([demo.admin.host, demo.admin.port], ['127.0.0.1', 9901]);
   assert.deepEqual([demo.listeners[0]!.host, demo.listeners[0]!.port], ['127.0.0.1', 8080]);
   assert.deepEqual(demo.clusters[0]!.endpoints, [{ host: '127.0.0.1', port: 8081, weight: 1 }]);
-  assert.equal(demo.listeners[0]!.routes[0]!.cluster, 'demo');
-  assert.deepEqual(demo.filters, []);
+  assert.equal(demo.listeners[0]!.routes.at(-1)!.cluster, 'demo');
+  assert.deepEqual(demo.filters.map((f) => f.name), ['auth', 'ratelimit', 'breaker', 'headers']);
+  for (const f of demo.filters) assert.equal(f.wasm, path.join(EXAMPLES, '..', 'filters', 'build', `${f.name}.wasm`));
 });
 
 test('the config sketch in DESIGN.md is valid as written', () => {
