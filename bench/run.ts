@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { pickLoadTool } from './peers/load.js';
 import type { LoadTool } from './peers/load.js';
-import { README_END, README_START, addRatios, formatTable, readmeBlock, replaceReadmeBlock, summarise } from './peers/report.js';
+import { README_END, README_START, addRatios, formatTable, readmeBlock, replaceReadmeBlock, round2, summarise } from './peers/report.js';
 import type { Sample } from './peers/report.js';
 import { formatStreamTable, streamThrough } from './peers/stream.js';
 import type { StreamResult } from './peers/stream.js';
@@ -146,6 +146,9 @@ export async function runBench(opts: BenchOptions): Promise<number> {
   }
   for (const s of skipped) log(`skip ${s.name}: ${s.reason}`);
 
+  // Anything else running on the machine shows up as noise in every column; say so.
+  const loadBefore = round2((os.loadavg()[0] as number));
+  if (loadBefore > os.cpus().length) log(`warning: 1-min load average ${loadBefore} on ${os.cpus().length} CPUs: the machine is busy, expect noisy numbers`);
   const tmp = mkdtempSync(join(os.tmpdir(), 'wisp-bench-'));
   const samples = new Map<string, Sample[]>(active.map((t) => [t.name, []]));
   const failed: { name: string; round: number; error: string }[] = [];
@@ -210,6 +213,8 @@ export async function runBench(opts: BenchOptions): Promise<number> {
       duration_s: opts.durationS,
       warmup_s: opts.warmupS,
       rounds: opts.rounds,
+      /** 1-minute load average before and after: well above `cpus` means others shared the machine. */
+      loadavg: [loadBefore, round2(os.loadavg()[0] as number)],
       versions: peerVersions(),
     },
     runs,

@@ -82,14 +82,15 @@ export const README_END = '<!-- bench:latest:end -->';
 export function readmeBlock(
   date: string,
   m: { cpus: number; model: string; node: string },
-  settings: { tool: string; connections: number; duration_s: number; warmup_s: number; rounds: number; versions: Record<string, string> },
+  settings: { tool: string; connections: number; duration_s: number; warmup_s: number; rounds: number; versions: Record<string, string>; loadavg?: number[] },
   runs: RunSummary[],
   skipped: { name: string; reason: string }[],
 ): string {
   const versions = Object.values(settings.versions).map((v) => v.replace(/ - https?:\S+/, '')).join('; ');
   const lines = [
     `${date.slice(0, 16).replace('T', ' ')} UTC, ${m.cpus} × ${m.model}, Node ${m.node}; ${settings.tool} -c${settings.connections}, ` +
-      `${settings.warmup_s} s warm-up + ${settings.duration_s} s, median of ${settings.rounds} round(s). ${versions}.`,
+      `${settings.warmup_s} s warm-up + ${settings.duration_s} s, median of ${settings.rounds} round(s)` +
+      `${settings.loadavg ? ` (load average ${settings.loadavg.join(' → ')})` : ''}. ${versions}.`,
     '',
     formatTable(runs),
   ];
