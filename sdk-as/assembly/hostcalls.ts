@@ -152,9 +152,10 @@ export function deserializeHeaders(buf: ArrayBuffer): HeaderPair[] {
   if (size < 4) return out;
   const base = changetype<usize>(buf);
   const n = <usize>load<u32>(base);
-  if (4 + 8 * n > size) return out;
-  let lens = base + 4;
-  let data = base + 4 + 8 * n;
+  const headerBytes: usize = <usize>4 + (n << 3);
+  if (headerBytes > size) return out;
+  let lens: usize = base + 4;
+  let data: usize = base + headerBytes;
   const end = base + size;
   for (let i: usize = 0; i < n; i++) {
     const kl = <usize>load<u32>(lens);

@@ -38,6 +38,7 @@ export declare class FilterHost {
     }>;
     private readonly metricIds;
     pluginConfig: string;
+    vmConfig: string;
     nowNs: bigint;
     tickPeriodMs: number;
     requestHeaders: Pairs;
@@ -48,6 +49,18 @@ export declare class FilterHost {
         headers: Pairs;
         timeout: number;
     }[];
+    requestTrailers: Pairs;
+    responseTrailers: Pairs;
+    requestBody: Uint8Array;
+    responseBody: Uint8Array;
+    httpCallResponseHeaders: Pairs;
+    httpCallResponseTrailers: Pairs;
+    httpCallResponseBody: Uint8Array;
+    /** queue id → items; names → ids */
+    readonly queues: Map<number, Uint8Array[]>;
+    readonly queueIds: Map<string, number>;
+    /** how many times the filter called proxy_done */
+    doneCalls: number;
     readonly instance: WebAssembly.Instance;
     private readonly exports;
     private nextContextId;
@@ -59,6 +72,15 @@ export declare class FilterHost {
     newStream(): number;
     onRequestHeaders(id: number, headers: Pairs, eos?: boolean): number;
     onResponseHeaders(id: number, headers: Pairs, eos?: boolean): number;
+    onRequestBody(id: number, body: string | Uint8Array, eos?: boolean): number;
+    onRequestTrailers(id: number, trailers: Pairs): number;
+    onResponseBody(id: number, body: string | Uint8Array, eos?: boolean): number;
+    onResponseTrailers(id: number, trailers: Pairs): number;
+    /** Answers an http call made with proxy_http_call (headers empty = the call failed). */
+    httpCallResponse(token: number, headers: Pairs, body?: string | Uint8Array, trailers?: Pairs, contextId?: number): void;
+    /** Tells the root context an item is waiting on a queue. */
+    queueReady(queueId: number): void;
+    /** on_done; when it returns true (or the filter called proxy_done inside), on_log + on_delete. */
     finish(id: number): void;
     /** One request through both phases; returns the local response if the filter sent one. */
     request(reqHeaders: Pairs, status?: number, respHeaders?: Pairs): {
@@ -76,6 +98,7 @@ export declare class FilterHost {
     private giveString;
     private map;
     private setMap;
+    private buffer;
     static serialize(pairs: Pairs): Uint8Array;
     static deserialize(buf: Uint8Array): Pairs;
     private envImports;

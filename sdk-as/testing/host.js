@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 export function loadModule(path) {
     return new WebAssembly.Module(readFileSync(path));
 }
-const OK = 0, NOT_FOUND = 1, CAS_MISMATCH = 8, EMPTY = 7;
+const OK = 0, NOT_FOUND = 1, BAD_ARGUMENT = 2, CAS_MISMATCH = 8, EMPTY = 7;
 /** Shared KV with CAS, shared by several FilterHosts like Wisp's workers share a SAB. */
 export class SharedStore {
     data = new Map();
@@ -46,12 +46,25 @@ export class FilterHost {
     metrics = new Map();
     metricIds = [];
     pluginConfig = '';
+    vmConfig = '';
     nowNs = 1700000000000000000n;
     tickPeriodMs = 0;
     requestHeaders = [];
     responseHeaders = [];
     localResponse = null;
     httpCalls = [];
+    requestTrailers = [];
+    responseTrailers = [];
+    requestBody = new Uint8Array(0);
+    responseBody = new Uint8Array(0);
+    httpCallResponseHeaders = [];
+    httpCallResponseTrailers = [];
+    httpCallResponseBody = new Uint8Array(0);
+    /** queue id → items; names → ids */
+    queues = new Map();
+    queueIds = new Map();
+    /** how many times the filter called proxy_done */
+    doneCalls = 0;
     instance;
     exports;
     nextContextId = 2;
@@ -69,7 +82,7 @@ export class FilterHost {
     start(config) {
         this.pluginConfig = config;
         this.exports.proxy_on_context_create(this.rootId, 0);
-        if (!this.exports.proxy_on_vm_start(this.rootId, 0))
+        if (!this.exports.proxy_on_vm_start(this.rootId, Buffer.byteLength(this.vmConfig)))
             return false;
         return this.exports.proxy_on_configure(this.rootId, Buffer.byteLength(config)) !== 0;
     }
@@ -88,8 +101,35 @@ export class FilterHost {
         this.responseHeaders = headers.map(([k, v]) => [k, v]);
         return this.exports.proxy_on_response_headers(id, headers.length, eos ? 1 : 0);
     }
+    onRequestBody(id, body, eos = true) {
+        this.requestBody = Buffer.from(body);
+        return this.exports.proxy_on_request_body(id, this.requestBody.length, eos ? 1 : 0);
+    }
+    onRequestTrailers(id, trailers) {
+        this.requestTrailers = trailers.map(([k, v]) => [k, v]);
+        return this.exports.proxy_on_request_trailers(id, trailers.length);
+    }
+    onResponseBody(id, body, eos = true) {
+        this.responseBody = Buffer.from(body);
+        return this.exports.proxy_on_response_body(id, this.responseBody.length, eos ? 1 : 0);
+    }
+    onResponseTrailers(id, trailers) {
+        this.responseTrailers = trailers.map(([k, v]) => [k, v]);
+        return this.exports.proxy_on_response_trailers(id, trailers.length);
+    }
+    /** Answers an http call made with proxy_http_call (headers empty = the call failed). */
+    httpCallResponse(token, headers, body = '', trailers = [], contextId = this.rootId) {
+        this.httpCallResponseHeaders = headers.map(([k, v]) => [k, v]);
+        this.httpCallResponseTrailers = trailers.map(([k, v]) => [k, v]);
+        this.httpCallResponseBody = Buffer.from(body);
+        this.exports.proxy_on_http_call_response(contextId, token, headers.length, this.httpCallResponseBody.length, trailers.length);
+    }
+    /** Tells the root context an item is waiting on a queue. */
+    queueReady(queueId) { this.exports.proxy_on_queue_ready(this.rootId, queueId); }
+    /** on_done; when it returns true (or the filter called proxy_done inside), on_log + on_delete. */
     finish(id) {
-        if (this.exports.proxy_on_done(id)) {
+        const before = this.doneCalls;
+        if (this.exports.proxy_on_done(id) || this.doneCalls > before) {
             this.exports.proxy_on_log(id);
             this.exports.proxy_on_delete(id);
         }
@@ -126,17 +166,33 @@ export class FilterHost {
         return this.giveBytes(Buffer.from(s, 'utf8'), retPtr, retLen);
     }
     map(type) {
-        if (type === 0)
-            return this.requestHeaders;
-        if (type === 2)
-            return this.responseHeaders;
-        return [];
+        switch (type) {
+            case 0: return this.requestHeaders;
+            case 1: return this.requestTrailers;
+            case 2: return this.responseHeaders;
+            case 3: return this.responseTrailers;
+            case 6: return this.httpCallResponseHeaders;
+            case 7: return this.httpCallResponseTrailers;
+            default: return [];
+        }
     }
     setMap(type, pairs) {
-        if (type === 0)
-            this.requestHeaders = pairs;
-        else if (type === 2)
-            this.responseHeaders = pairs;
+        switch (type) {
+            case 0: this.requestHeaders = pairs; break;
+            case 1: this.requestTrailers = pairs; break;
+            case 2: this.responseHeaders = pairs; break;
+            case 3: this.responseTrailers = pairs; break;
+        }
+    }
+    buffer(type) {
+        switch (type) {
+            case 0: return this.requestBody;
+            case 1: return this.responseBody;
+            case 4: return this.httpCallResponseBody;
+            case 6: return Buffer.from(this.vmConfig, 'utf8');
+            case 7: return Buffer.from(this.pluginConfig, 'utf8');
+            default: return null;
+        }
     }
     static serialize(pairs) {
         const parts = pairs.map(([k, v]) => [Buffer.from(k), Buffer.from(v)]);
@@ -184,12 +240,26 @@ export class FilterHost {
             proxy_get_current_time_nanoseconds(ret) { h.view.setBigUint64(ret, h.nowNs, true); return OK; },
             proxy_set_tick_period_milliseconds(ms) { h.tickPeriodMs = ms; return OK; },
             proxy_get_buffer_bytes(type, start, max, retPtr, retLen) {
-                if (type !== 7)
+                const all = h.buffer(type);
+                if (all === null)
                     return NOT_FOUND;
-                const all = Buffer.from(h.pluginConfig, 'utf8');
+                if (start > all.length)
+                    return BAD_ARGUMENT;
                 return h.giveBytes(all.subarray(start, start + Math.min(max >>> 0, all.length)), retPtr, retLen);
             },
-            proxy_set_buffer_bytes() { return NOT_FOUND; },
+            proxy_set_buffer_bytes(type, start, size, vp, vl) {
+                if (type !== 0 && type !== 1)
+                    return NOT_FOUND;
+                const cur = h.buffer(type);
+                const value = h.bytes(vp, vl);
+                const at = Math.min(start >>> 0, cur.length);
+                const next = Buffer.concat([cur.subarray(0, at), value, cur.subarray(Math.min(cur.length, at + (size >>> 0)))]);
+                if (type === 0)
+                    h.requestBody = next;
+                else
+                    h.responseBody = next;
+                return OK;
+            },
             proxy_get_header_map_pairs(type, retPtr, retLen) {
                 return h.giveBytes(FilterHost.serialize(h.map(type)), retPtr, retLen);
             },
@@ -247,10 +317,32 @@ export class FilterHost {
             proxy_set_shared_data(kp, kl, vp, vl, cas) {
                 return h.shared.set(h.str(kp, kl), h.bytes(vp, vl), cas);
             },
-            proxy_register_shared_queue(_p, _l, ret) { h.view.setUint32(ret, 1, true); return OK; },
+            proxy_register_shared_queue(np, nl, ret) {
+                const name = h.str(np, nl);
+                let id = h.queueIds.get(name);
+                if (id === undefined) {
+                    id = h.queueIds.size + 1;
+                    h.queueIds.set(name, id);
+                    h.queues.set(id, []);
+                }
+                h.view.setUint32(ret, id, true);
+                return OK;
+            },
             proxy_resolve_shared_queue() { return NOT_FOUND; },
-            proxy_enqueue_shared_queue() { return OK; },
-            proxy_dequeue_shared_queue() { return EMPTY; },
+            proxy_enqueue_shared_queue(id, vp, vl) {
+                const q = h.queues.get(id);
+                if (!q)
+                    return NOT_FOUND;
+                q.push(h.bytes(vp, vl));
+                return OK;
+            },
+            proxy_dequeue_shared_queue(id, retPtr, retLen) {
+                const q = h.queues.get(id);
+                if (!q)
+                    return NOT_FOUND;
+                const item = q.shift();
+                return item === undefined ? EMPTY : h.giveBytes(item, retPtr, retLen);
+            },
             proxy_http_call(cp, cl, hp, hl, _bp, _bl, _tp, _tl, timeout, ret) {
                 h.httpCalls.push({ cluster: h.str(cp, cl), headers: FilterHost.deserialize(h.bytes(hp, hl)), timeout });
                 h.view.setUint32(ret, h.httpCalls.length, true);
@@ -288,7 +380,7 @@ export class FilterHost {
                 return OK;
             },
             proxy_set_effective_context() { return OK; },
-            proxy_done() { return OK; },
+            proxy_done() { h.doneCalls++; return OK; },
             proxy_call_foreign_function() { return NOT_FOUND; },
             proxy_get_buffer_status() { return NOT_FOUND; },
             proxy_get_status() { return NOT_FOUND; },
