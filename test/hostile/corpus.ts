@@ -203,6 +203,25 @@ export const hostileCases: HostileCase[] = [
   { name: 'good request pipelined after xchunked', ref: 'Kettle 2019 TE.TE', raw: msg('POST /p HTTP/1.1', [HOST, 'Transfer-Encoding: xchunked'], '0\r\n\r\n') + GOOD_TAIL, uws: 'handed', expect: { status: 501, orClosed: true }, forwarded: false },
 ];
 
+// The same kinds of hostile heads dressed as WebSocket upgrades: uWS routes a GET with
+// Sec-WebSocket-Key to the listener's .ws() upgrade handler instead of the HTTP one, so the
+// upgrade path must refuse them too. (A bare uWS app without a .ws() route hands them to its
+// HTTP handler, which is how uws-behaviour.test.ts checks checkRequest's verdict on them.)
+const WS = ['Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13'];
+
+export const wsHostileCases: HostileCase[] = [
+  { name: 'WS: two Host headers', ref: 'RFC 9112 §3.2', raw: msg('GET /ws HTTP/1.1', [HOST, 'Host: evil.test', ...WS]), uws: 'handed', expect: W400, forwarded: false },
+  { name: 'WS: Host with a slash', ref: 'RFC 3986 §3.2.2', raw: msg('GET /ws HTTP/1.1', ['Host: wisp.test/evil', ...WS]), uws: 'handed', expect: W400, forwarded: false },
+  { name: 'WS: fragment # in path', ref: 'RFC 9112 §3.2', raw: msg('GET /ws#frag HTTP/1.1', [HOST, ...WS]), uws: 'handed', expect: W400, forwarded: false },
+  { name: 'WS: DEL in a value', ref: 'RFC 9110 §5.5', raw: bytes(msg('GET /ws HTTP/1.1', [HOST, 'X-A: a\x7fb', ...WS])), uws: 'handed', expect: W400, forwarded: false },
+  { name: 'WS: CL.CL hiding a request', ref: 'Watchfire 2005', raw: msg('GET /ws HTTP/1.1', [HOST, 'Content-Length: 0', 'Content-Length: 40', ...WS], msg('GET /smuggled HTTP/1.1', [HOST])), uws: 'handed', expect: { status: 400, orClosed: true }, forwarded: false },
+  { name: 'WS: Transfer-Encoding xchunked', ref: 'Kettle 2019 TE.TE', raw: msg('GET /ws HTTP/1.1', [HOST, 'Transfer-Encoding: xchunked', ...WS], '0\r\n\r\n'), uws: 'handed', expect: W501, forwarded: false },
+  { name: 'WS: Expect other than 100-continue', ref: 'RFC 9110 §10.1.1', raw: msg('GET /ws HTTP/1.1', [HOST, 'Expect: teapot', ...WS]), uws: 'handed', expect: { status: 417 }, forwarded: false },
+  { name: 'WS: request line over max_request_line_bytes', ref: 'RFC 9112 §3 (414)', raw: msg('GET /' + 'a'.repeat(3000) + ' HTTP/1.1', [HOST, ...WS]), uws: 'handed', expect: { status: 414 }, forwarded: false },
+  { name: 'WS: header over max_header_bytes', ref: 'RFC 6585 §5 (431)', raw: msg('GET /ws HTTP/1.1', [HOST, 'X-Big: ' + 'a'.repeat(10_000), ...WS]), uws: 'handed', expect: { status: 431 }, forwarded: false },
+  { name: 'WS: empty Host', ref: 'RFC 9112 §3.2', raw: msg('GET /ws HTTP/1.1', ['Host: ', ...WS]), uws: 'handed', expect: W400, forwarded: false },
+];
+
 export const goodCases: GoodCase[] = [
   { name: 'plain GET', raw: msg('GET /good/get?x=1 HTTP/1.1', [HOST]), status: 200, forwardedUrls: ['/good/get?x=1'] },
   { name: 'POST with Content-Length', raw: msg('POST /good/post HTTP/1.1', [HOST, 'Content-Length: 5'], 'hello'), status: 200, forwardedUrls: ['/good/post'], body: 'hello' },

@@ -7,14 +7,20 @@ import assert from 'node:assert/strict';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { startUpstream, rawRequest, httpGet, type RawResult, type TestUpstream } from '../helpers/net.js';
-import { hostileCases, goodCases, CORPUS_LIMITS, type HostileCase } from './corpus.js';
+import { hostileCases, wsHostileCases, goodCases, CORPUS_LIMITS, type HostileCase } from './corpus.js';
 
 let upstream: TestUpstream;
+/** WebSocket handshakes that reached the upstream (node:http emits them as 'upgrade', not 'request'). */
+const upgrades: string[] = [];
 let wisp: Wisp;
 let port = 0;
 
 before(async () => {
   upstream = await startUpstream();
+  upstream.server.on('upgrade', (req: { url?: string }, socket: { destroy(): void }) => {
+    upgrades.push(req.url ?? '');
+    socket.destroy();
+  });
   wisp = await Wisp.start(
     normalizeConfig(
       {
@@ -82,6 +88,23 @@ function upstreamUrlsSince(index: number): string[] {
   return upstream.requests.slice(index).map((r) => r.url);
 }
 
+/** One refused case: the answer Wisp gave, and that nothing but a sentinel reached the upstream. */
+async function assertRefused(c: HostileCase): Promise<void> {
+  const before = upstream.requests.length;
+  const upgradesBefore = upgrades.length;
+  const r = await send(c.raw, 3000, 1000);
+  const s = await sentinel();
+  assert.deepEqual(upstreamUrlsSince(before), [s], `${c.name}: the upstream must record nothing but the sentinel`);
+  assert.deepEqual(upgrades.slice(upgradesBefore), [], `${c.name}: no WebSocket handshake may reach the upstream`);
+  const status = finalStatus(r.text);
+  if (status === 0) {
+    assert.ok(c.expect.orClosed, `${c.name}: expected ${c.expect.status}, got no answer (${JSON.stringify(r.text.slice(0, 80))})`);
+  } else {
+    assert.equal(status, c.expect.status, `${c.name}: ${JSON.stringify(r.text.slice(0, 120))}`);
+  }
+  assert.ok(r.closedByServer, `${c.name}: Wisp must close the connection after refusing`);
+}
+
 const WISP_ANSWERS = hostileCases.filter((c) => !c.expect.closedByUws);
 const UWS_DROPS = hostileCases.filter((c) => c.expect.closedByUws);
 
@@ -107,19 +130,14 @@ test('good requests are forwarded (the harness can see forwarding)', async () =>
 });
 
 test('Wisp refuses every malformed request uWS hands over, closes, and forwards nothing', async () => {
-  for (const c of WISP_ANSWERS) {
-    const before = upstream.requests.length;
-    const r = await send(c.raw, 3000, 1000);
-    const s = await sentinel();
-    assert.deepEqual(upstreamUrlsSince(before), [s], `${c.name}: the upstream must record nothing but the sentinel`);
-    const status = finalStatus(r.text);
-    if (status === 0) {
-      assert.ok(c.expect.orClosed, `${c.name}: expected ${c.expect.status}, got no answer (${JSON.stringify(r.text.slice(0, 80))})`);
-    } else {
-      assert.equal(status, c.expect.status, `${c.name}: ${JSON.stringify(r.text.slice(0, 120))}`);
-    }
-    assert.ok(r.closedByServer, `${c.name}: Wisp must close the connection after refusing`);
-  }
+  for (const c of WISP_ANSWERS) await assertRefused(c);
+});
+
+// The WebSocket upgrade handler (proxy/listener/websocket.ts) does not run checkRequest yet:
+// these reach the upstream as handshakes. Marked todo so the suite stays green while the
+// report asks for the fix; drop the todo once WsUpgrade.start refuses via checkRequest.
+test('hostile heads dressed as WebSocket upgrades are refused the same way', { todo: 'proxy/listener/websocket.ts must call checkRequest + rejectRequest' }, async () => {
+  for (const c of wsHostileCases) await assertRefused(c);
 });
 
 test('requests uWS drops never get an answer and are never forwarded', async () => {
@@ -142,4 +160,5 @@ test('over the whole run the upstream saw only good requests and sentinels', asy
   const unexpected = upstream.requests.map((r) => r.url).filter((u) => !allowed.has(u));
   assert.deepEqual(unexpected, [], 'malformed or smuggled requests reached the upstream');
   assert.equal(upstream.requests.length, goodCases.reduce((n, g) => n + g.forwardedUrls.length, 0) + sentinels);
+  assert.ok(!upstream.requests.some((r) => r.url.includes('smuggled') || r.url.includes('after-bad')));
 });

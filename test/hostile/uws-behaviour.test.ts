@@ -11,7 +11,7 @@ import net from 'node:net';
 import uWS from 'uWebSockets.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { rawRequest, waitFor, type RawResult } from '../helpers/net.js';
-import { hostileCases, CORPUS_LIMITS, type HostileCase } from './corpus.js';
+import { hostileCases, wsHostileCases, CORPUS_LIMITS, type HostileCase } from './corpus.js';
 import { checkRequest, RequestCheck, rejectRequest } from '../../proxy/http/request-validation.js';
 
 interface Seen {
@@ -86,7 +86,8 @@ async function send(raw: string | Buffer, timeoutMs: number, idleMs = 50): Promi
   }
 }
 
-const HANDED = hostileCases.filter((c) => c.uws === 'handed' || c.uws === 'handed-then-closed');
+// The bare app has no .ws() route, so upgrade-shaped cases reach its HTTP handler too.
+const HANDED = [...hostileCases, ...wsHostileCases].filter((c) => c.uws === 'handed' || c.uws === 'handed-then-closed');
 const NOT_HANDED = hostileCases.filter((c) => c.uws !== 'handed' && c.uws !== 'handed-then-closed');
 
 function finalStatus(text: string): number {
