@@ -83,7 +83,8 @@ export function filterConfig(name: string, wasm: string, over: Partial<FilterCon
     root_id: name,
     vm_config: '',
     failure: 'closed',
-    deadline_ms: 50,
+    // Generous: tests share 2 cores, and a deadline is wall time. Deadline tests set their own.
+    deadline_ms: 1000,
     max_memory_bytes: 64 * 1024 * 1024,
     max_body_bytes: 1024 * 1024,
     ...over,

@@ -134,11 +134,11 @@ test('apply(): loads new and changed, drops removed, all or nothing', async () =
 
 test('200 reloads do not grow RSS much', async () => {
   const bytes = await readFile(fixture('probe.wasm'));
-  global.gc?.();
+  (globalThis as { gc?: () => void }).gc?.();
   const rss0 = process.memoryUsage().rss;
   for (let i = 0; i < 200; i++) await rt.loadBytes('f', bytes, { config: `r${i}` });
   assert.equal(await probeValue(), 'r199');
-  global.gc?.();
+  (globalThis as { gc?: () => void }).gc?.();
   const grown = process.memoryUsage().rss - rss0;
   console.log(`# RSS growth after 200 reloads: ${(grown / 1048576).toFixed(1)} MB`);
   assert.ok(grown < 50 * 1024 * 1024, `RSS grew ${grown} bytes`);
