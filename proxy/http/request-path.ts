@@ -369,7 +369,12 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     }
     if (this.responseLength === 0) {
       const noBody = this.method === 'HEAD' || this.responseStatus === 204 || this.responseStatus === 304;
-      if (noBody) res.endWithoutBody();
+      if (noBody) {
+        // HEAD keeps the length of the resource it describes (the client passes it through).
+        const len = this.method === 'HEAD' ? contentLengthOf(h) : -1;
+        if (len >= 0) res.endWithoutBody(len);
+        else res.endWithoutBody();
+      }
       else res.end();
       this.finish(this.responseStatus);
     }
@@ -695,4 +700,15 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (this.chain !== null) this.chain.done(this);
     if (this.listener.accessLog !== null) this.listener.accessLog.write(this, status, seconds, this.endpoint?.key ?? '', aborted);
   }
+}
+
+/** The content-length header of a flat list as a number, -1 when absent or not a number. */
+function contentLengthOf(h: readonly string[]): number {
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i] === 'content-length') {
+      const n = Number(h[i + 1]);
+      return Number.isSafeInteger(n) && n >= 0 ? n : -1;
+    }
+  }
+  return -1;
 }

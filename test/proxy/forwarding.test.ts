@@ -155,6 +155,8 @@ test('HEAD gets headers and no body', async () => {
   const r = await httpGet(port, '/api/head', { method: 'HEAD' });
   assert.equal(r.status, 200);
   assert.equal(r.body, '');
+  // The upstream's length of the resource is kept (node:http answers HEAD like GET).
+  assert.equal(r.headers['content-length'], String(JSON.stringify({ method: 'HEAD', url: '/api/head', bytes: 0 }).length));
 });
 
 test('connect failure answers 502 with x-request-id after the retry', async () => {
