@@ -8,7 +8,9 @@ import { log } from './log.js';
 
 const USAGE = `usage:
   wisp --config FILE        run a proxy from a YAML config (hot-reloads on change)
+  wisp run FILE             the same
   wisp --validate FILE      check a config and exit (non-zero with the reasons when invalid)
+  wisp validate FILE        the same
   wisp demo                 start the demo: an upstream on :8081 and a gateway on :8080
 `;
 
@@ -68,7 +70,7 @@ Edit examples/demo.yaml and save: the config hot-reloads. Ctrl-C drains and stop
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, arg] = argv;
-  if (cmd === '--validate' && arg) {
+  if ((cmd === '--validate' || cmd === 'validate') && arg) {
     try {
       const cfg = loadConfigFile(path.resolve(arg));
       process.stdout.write(`${arg}: valid (${cfg.listeners.length} listeners, ${cfg.clusters.length} clusters, ${cfg.filters.length} filters)\n`);
@@ -78,7 +80,7 @@ async function main(argv: string[]): Promise<void> {
     }
     return;
   }
-  if (cmd === '--config' && arg) {
+  if ((cmd === '--config' || cmd === 'run') && arg) {
     await run(arg);
     return;
   }
