@@ -59,7 +59,9 @@ export class WorkerHandle {
   private flyOps: number[] = [];
   private ctl: PendingControl[] = [];
   private flyCtl: PendingControl[] = [];
-  private controller: AbortController | null = null;
+  /** Reused across tasks (a fresh AbortController per task costs more than the task's
+   * round-trip); replaced only after it fired. */
+  private controller = new AbortController();
   private abortGen = 0;
   private abortReason = '';
   private spare: ArrayBuffer | null = null;
@@ -125,7 +127,7 @@ export class WorkerHandle {
 
   /** Called by the runtime's watchdog: the current call ran past its deadline. */
   abort(genId: number, reason: string): void {
-    if (!this.busy || this.controller === null || this.abortGen !== 0) return;
+    if (!this.busy || this.abortGen !== 0) return;
     this.abortGen = genId;
     this.abortReason = reason;
     this.controller.abort();
@@ -171,7 +173,6 @@ export class WorkerHandle {
       len = w.pos;
     }
     const task: WorkerTask = { ctl: ctlOps, buf, len, quarantined: this.sink.quarantined() };
-    this.controller = new AbortController();
     this.busy = true;
     this.piscina
       .run(task, { transferList: buf !== null ? [buf] : undefined, signal: this.controller.signal })
@@ -180,7 +181,6 @@ export class WorkerHandle {
 
   private onReply(reply: WorkerReply | ArrayBuffer): void {
     this.busy = false;
-    this.controller = null;
     if (this.closed) return;
     let buf: ArrayBuffer;
     if (reply instanceof ArrayBuffer) {
@@ -206,7 +206,7 @@ export class WorkerHandle {
 
   private onError(err: unknown): void {
     this.busy = false;
-    this.controller = null;
+    if (this.controller.signal.aborted) this.controller = new AbortController();
     const culprit = this.abortGen;
     const reason = culprit !== 0 ? this.abortReason : `filter worker failed: ${err instanceof Error ? err.message : String(err)}`;
     this.abortGen = 0;
