@@ -120,6 +120,14 @@ function peerVersions(): Record<string, string> {
   return out;
 }
 
+/** The line of a multi-line failure (exit notice + the process's output) that says what broke. */
+function briefError(error: string): string {
+  const lines = error.split('\n').map((l) => l.trim()).filter(Boolean);
+  const first = lines[0] ?? '';
+  const cause = lines.slice(1).find((l) => l.includes('Error') || l.includes('error') || l.startsWith('wisp:'));
+  return cause ? `${first} ${cause}` : first;
+}
+
 function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
 }
@@ -230,7 +238,7 @@ export async function runBench(opts: BenchOptions): Promise<number> {
   if (runs.length > 0) process.stdout.write(`\n${formatTable(runs)}\n\n`);
   if (streams.length > 0) process.stdout.write(`\n${formatStreamTable(streams)}\n\n`);
   for (const s of skipped) process.stdout.write(`skipped ${s.name}: ${s.reason}\n`);
-  for (const f of failed) process.stdout.write(`failed ${f.name}${f.round ? ` (round ${f.round})` : ''}: ${f.error.split('\n')[0]}\n`);
+  for (const f of failed) process.stdout.write(`failed ${f.name}${f.round ? ` (round ${f.round})` : ''}: ${briefError(f.error)}\n`);
   process.stdout.write(`wrote ${opts.out}\n`);
   if (opts.updateReadme && runs.length > 0) {
     const readme = join(ROOT, 'bench', 'README.md');

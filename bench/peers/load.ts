@@ -1,8 +1,7 @@
 // The load generator: wrk when installed (C, one thread, so it takes one core and leaves the
 // rest to the target), autocannon as a fallback. Both report the same LoadResult.
-import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { findExecutable } from './proc.js';
+import { ManagedProcess, findExecutable } from './proc.js';
 
 export interface LoadResult {
   rps: number;
@@ -57,24 +56,15 @@ export function parseWrkOutput(text: string): LoadResult {
   };
 }
 
-function runCapture(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out);
-      else reject(new Error(`${cmd} ${args.join(' ')} failed (code ${code}, signal ${signal}): ${err || out}`));
-    });
-  });
+/** Run a command to completion and return what it printed. It is a ManagedProcess so that
+ * Ctrl-C or an error in the harness stops it too. */
+async function runCapture(cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  const proc = new ManagedProcess(cmd, cmd, args);
+  const timer = setTimeout(() => void proc.stop(0), timeoutMs);
+  await proc.exited;
+  clearTimeout(timer);
+  if (proc.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${proc.describeExit()}`);
+  return proc.tail();
 }
 
 export class WrkTool implements LoadTool {
