@@ -27,6 +27,8 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 const REPLAY_LIMIT = 64 * 1024;
 /** Body bytes buffered while the head is still in the filter chain before reading pauses. */
 const EARLY_BODY_LIMIT = 256 * 1024;
+/** Chunked request bodies: bytes that must parse before the head goes upstream. */
+const CHUNKED_HOLD = 64 * 1024;
 
 let nextStreamId = 1;
 
@@ -90,13 +92,14 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   private readonly cluster: Cluster | null;
   private readonly stats: RequestStats;
   private readonly idempotent: boolean;
-  private readonly bodyLength: number; // 0 none, >0 Content-Length
+  private readonly bodyLength: number; // 0 none, >0 Content-Length, -1 chunked
   private bodyReceived = 0;
   private bodyDone: boolean;
   private bodyChunks: Buffer[] | null = null; // buffered before the exchange exists / kept for replay
   private bodyBuffered = 0;
   private replayable: boolean;
   private uwsPaused = false;
+  private holdingForBody = false;
 
   // upstream side
   private endpoint: Endpoint | null = null;
@@ -144,11 +147,12 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     this.chain = listener.chainFor(route);
     this.stats = listener.statsFor(route);
     this.idempotent = IDEMPOTENT.has(method);
-    this.bodyLength = contentLength > 0 ? contentLength : 0;
-    this.bodyDone = this.bodyLength === 0;
-    this.replayable = this.bodyLength <= REPLAY_LIMIT;
+    this.bodyLength = contentLength;
+    this.bodyDone = contentLength === 0;
+    // A chunked body has no known size: it is streamed, never kept for a retry.
+    this.replayable = contentLength >= 0 && contentLength <= REPLAY_LIMIT;
     res.onAborted(this.onClientAborted.bind(this));
-    if (this.bodyLength > 0) {
+    if (this.bodyLength !== 0) {
       this.bodyChunks = [];
       res.onData(this.onClientData.bind(this));
       const bt = listener.config.limits.body_timeout_ms;
@@ -165,6 +169,16 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (!this.cluster.acquire()) return this.fail(503, 'upstream overflow: cluster max_requests reached');
     this.acquired = true;
     budgetOf(this.cluster).active++;
+    if (this.bodyLength === -1 && !this.bodyDone && this.bodyBuffered < CHUNKED_HOLD) {
+      // uWS checks chunk framing as it decodes: hold the head until the body (or its first
+      // CHUNKED_HOLD bytes) parsed cleanly, so a bad chunk size never reaches the upstream.
+      this.holdingForBody = true;
+      return;
+    }
+    this.requestFilter();
+  }
+
+  private requestFilter(): void {
     if (this.chain !== null) {
       // The chain offers filters Envoy's pseudo-headers and folds :path / :authority back
       // into `path` and the host header before it calls onFilterContinue.
@@ -263,7 +277,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       if (!ok) this.pauseClient();
       else if (this.uwsPaused) this.resumeClient();
     }
-    if (this.bodyDone && this.bodyLength > 0) ex.endBody();
+    if (this.bodyDone && this.bodyLength !== 0) ex.endBody();
   }
 
   private onClientData(ab: ArrayBuffer, isLast: boolean): void {
@@ -289,6 +303,11 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (ex !== null) {
       if (chunk.length > 0 && !ex.writeBody(chunk)) this.pauseClient();
       if (isLast) ex.endBody();
+    } else if (this.holdingForBody) {
+      if (isLast || this.bodyBuffered >= CHUNKED_HOLD) {
+        this.holdingForBody = false;
+        this.requestFilter();
+      }
     } else if (this.bodyBuffered > EARLY_BODY_LIMIT) {
       this.pauseClient();
     }
@@ -553,7 +572,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (this.tries > retry.attempts) return false;
     if (!this.idempotent && !retry.non_idempotent) return false;
     // A streamed body that was not kept cannot be sent again.
-    if (this.bodyLength > 0 && !this.replayable) return false;
+    if (this.bodyLength !== 0 && !this.replayable) return false;
     return budgetOf(this.cluster!).allow(retry.budget_ratio);
   }
 
@@ -648,7 +667,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       }
       if (!hasType) res.writeHeader('content-type', 'text/plain; charset=utf-8');
       res.writeHeader('x-request-id', requestId);
-      res.end(body, close || (this.bodyLength > 0 && !this.bodyDone));
+      res.end(body, close || (this.bodyLength !== 0 && !this.bodyDone));
     });
     this.finish(status);
   }

@@ -320,7 +320,9 @@ export function checkRequest(
   if (!sawHost) return fail(out, 400, R_HOST_MISSING);
   if (sawTE) {
     // Anything but exactly "chunked" is a coding Wisp cannot frame (RFC 9112 §6.1: 501).
-    if (!equalsLower(teValue, 'chunked')) return fail(out, 501, R_TE);
+    // Codings are case-insensitive, but "Chunked" is a classic TE.TE probe that a front proxy
+    // may read differently: only the lower-case spelling every client sends is accepted.
+    if (teValue !== 'chunked') return fail(out, 501, R_TE);
     if (!out.acceptChunked) return fail(out, 501, R_CHUNKED);
     out.chunked = true;
   }

@@ -34,9 +34,12 @@ function requestIdFrom(headers: readonly string[]): string {
   return randomUUID();
 }
 
-/** Addresses as uWS reports them; IPv4-mapped IPv6 is shown as IPv4. */
-function clientAddressOf(res: HttpResponse): string {
-  const text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+/** Addresses as uWS reports them; IPv4-mapped IPv6 is shown as IPv4. With proxy_protocol,
+ * the address a PROXY v2 header carried (uWS parses it), else the peer's. */
+function clientAddressOf(res: HttpResponse, proxyProtocol: boolean): string {
+  let text = '';
+  if (proxyProtocol) text = Buffer.from(res.getProxiedRemoteAddressAsText()).toString('latin1');
+  if (text === '') text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
   if (text.startsWith('0000:0000:0000:0000:0000:ffff:')) {
     const hex = text.slice(30).replace(':', '');
     const n = parseInt(hex, 16);
@@ -105,15 +108,16 @@ export class HttpListener {
     const requestId = requestIdFrom(headers);
     const host = hostWithoutPort(check.host);
     const route = st.router.match(method, host, url, query, headers);
-    if (route === null) return plainResponse(res, 404, 'no route matched', requestId, check.connectionClose || check.contentLength > 0);
+    const unreadBody = check.contentLength > 0 || check.chunked;
+    if (route === null) return plainResponse(res, 404, 'no route matched', requestId, check.connectionClose || unreadBody);
     const rc = route.config;
     if (rc.direct_response !== undefined) {
       const d = rc.direct_response;
-      return directResponse(res, d.status, d.content_type, d.body, requestId, check.connectionClose || check.contentLength > 0);
+      return directResponse(res, d.status, d.content_type, d.body, requestId, check.connectionClose || unreadBody);
     }
     if (rc.redirect !== undefined) return redirect(res, route, st.scheme, check.host, url, query, requestId);
 
-    const clientAddress = clientAddressOf(res);
+    const clientAddress = clientAddressOf(res, st.config.proxy_protocol);
     const upstreamHost = rc.rewrite?.host ?? check.host;
     const fwd = forwardRequestHeaders(headers, headerValue(headers, 'connection') ?? '', {
       host: upstreamHost,
@@ -125,7 +129,8 @@ export class HttpListener {
     });
     const path = query === '' ? route.rewritePath(url) : `${route.rewritePath(url)}?${query}`;
     inflight.count++;
-    const pr = new ProxyRequest(res, st, route, method, clientAddress, requestId, fwd, check.host, check.contentLength);
+    const bodyLength = check.chunked ? -1 : check.contentLength > 0 ? check.contentLength : 0;
+    const pr = new ProxyRequest(res, st, route, method, clientAddress, requestId, fwd, check.host, bodyLength);
     pr.start(path);
   }
 }

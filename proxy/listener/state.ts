@@ -15,7 +15,8 @@ export const inflight = { count: 0 };
 export class ListenerState {
   readonly router: Router;
   readonly scheme: 'http' | 'https';
-  readonly check = new RequestCheck();
+  // uWS 20.30 decodes chunked request bodies itself (docs/http-limits.md); Wisp re-frames them upstream.
+  readonly check = new RequestCheck(true);
   readonly accessLog: AccessLog | null;
   private readonly chains = new Map<CompiledRoute, FilterChain>();
   private readonly stats = new Map<CompiledRoute, RequestStats>();

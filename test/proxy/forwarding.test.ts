@@ -138,6 +138,32 @@ test('POST body with content-length is streamed to the upstream', async () => {
   assert.equal(r.body.length, body.length);
 });
 
+test('chunked request body (1 MB, in many writes) is re-framed and arrives whole', async () => {
+  const part = Buffer.alloc(16 * 1024, 'c');
+  const status = await new Promise<{ status: number; bytes: number }>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/web/echo', method: 'POST', agent: false }, (res) => {
+      let bytes = 0;
+      res.on('data', (c: Buffer) => (bytes += c.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+    });
+    req.on('error', reject);
+    let i = 0;
+    const pump = (): void => {
+      while (i < 64) {
+        i++;
+        if (!req.write(part)) return void req.once('drain', pump);
+      }
+      req.end();
+    };
+    pump();
+  });
+  assert.equal(status.status, 200);
+  assert.equal(status.bytes, 64 * part.length);
+  const seen = web.requests.at(-1)!;
+  assert.equal(seen.headers['transfer-encoding'], 'chunked');
+  assert.equal(seen.body.length, 64 * part.length);
+});
+
 test('chunked upstream response is streamed back complete', async () => {
   const r = await httpGet(port, '/web/chunked');
   assert.equal(r.status, 200);
