@@ -252,6 +252,34 @@ test('upstream connections are kept alive and reused', async () => {
   assert.ok(pool.stats().created - before <= 1, `created ${pool.stats().created - before} connections for 30 sequential requests`);
 });
 
+test('PROXY protocol v2: the client address it carries is used only when the listener trusts it', async () => {
+  // v2 header: PROXY command, TCP over IPv4, 10.1.2.3:12345 → 127.0.0.1:8080.
+  const header = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c, 10, 1, 2, 3, 127, 0, 0, 1, 0x30, 0x39, 0x1f, 0x90]);
+  const request = Buffer.concat([header, Buffer.from('GET /api/pp HTTP/1.1\r\nHost: a\r\n\r\n')]);
+  const trusting = await Wisp.start(
+    normalizeConfig(
+      {
+        admin: { address: '127.0.0.1:0' },
+        listeners: [{ name: 'pp', address: '127.0.0.1:0', proxy_protocol: true, routes: [{ match: { prefix: '/' }, cluster: 'api' }] }],
+        clusters: [{ name: 'api', endpoints: [`127.0.0.1:${api.port}`] }],
+      },
+      'pp.test',
+    ),
+  );
+  try {
+    const before = api.requests.length;
+    const r = await rawRequest(trusting.listenerPort('pp'), request);
+    assert.equal(r.status, 200);
+    assert.equal(api.requests[before]!.headers['x-forwarded-for'], '10.1.2.3');
+  } finally {
+    await trusting.stop(0);
+  }
+  const before = api.requests.length;
+  const r = await rawRequest(port, request);
+  assert.equal(r.status, 200);
+  assert.equal(api.requests[before]!.headers['x-forwarded-for'], '127.0.0.1');
+});
+
 test('admin: live, ready, metrics, config, clusters', async () => {
   const admin = wisp.adminPort();
   assert.equal((await httpGet(admin, '/live')).status, 200);
