@@ -2,7 +2,7 @@
 // the worker's answer back into stream callbacks. See wasm/wire.ts for the layout.
 
 import type { StreamEntry, WorkerHandle } from '../wasm/pool.js';
-import { BinReader, type BinWriter, CallFlag, Op, ResultKind } from '../wasm/wire.js';
+import { BinReader, type BinWriter, CallFlag, type HttpCallAnswer, Op, Phase, ResultKind } from '../wasm/wire.js';
 import type { FilterPhase, FilterStream } from './types.js';
 
 export interface ReplyHandler {
@@ -12,14 +12,45 @@ export interface ReplyHandler {
   released(entry: StreamEntry): void;
   filterLog(genId: number, level: number, message: string): void;
   filterFault(genId: number, kind: number, reason: string): void;
+  /** The worker lost the state of a paused stream: apply failure policies. */
+  lost(entry: StreamEntry): void;
+  /** A filter called proxy_http_call; answer it with handle.enqueue(..., Op.HttpCallResponse). */
+  httpCallIssued(
+    handle: WorkerHandle,
+    token: number,
+    streamId: number,
+    cluster: string,
+    headers: string[],
+    body: Uint8Array,
+    timeoutMs: number,
+  ): void;
 }
 
-export function encodeCalls(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[]): void {
+export function encodeCalls(
+  handle: WorkerHandle,
+  w: BinWriter,
+  entries: StreamEntry[],
+  ops: number[],
+  answers: (HttpCallAnswer | null)[],
+): void {
   w.u32(entries.length);
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
     const op = ops[i];
     const s = entry.stream;
+    if (op === Op.HttpCallResponse) {
+      const a = answers[i]!;
+      w.u8(op);
+      w.f64(s.streamId);
+      w.u8(0);
+      w.u8(entry.gens.length);
+      for (let k = 0; k < entry.gens.length; k++) w.u32(entry.gens[k].id);
+      w.u32(a.token);
+      w.u32(a.status);
+      w.strList(a.headers);
+      w.bytes(a.body);
+      continue;
+    }
     let flags = 0;
     if (op === Op.RequestHeaders || (op === Op.ResponseHeaders && entry.epoch !== handle.epoch)) flags |= CallFlag.StreamInfo;
     w.u8(op);
@@ -51,7 +82,7 @@ export function encodeCalls(handle: WorkerHandle, w: BinWriter, entries: StreamE
   }
 }
 
-export function decodeReply(buf: ArrayBuffer, entries: StreamEntry[], ops: number[], h: ReplyHandler): void {
+export function decodeReply(handle: WorkerHandle, buf: ArrayBuffer, entries: StreamEntry[], ops: number[], h: ReplyHandler): void {
   const total = new DataView(buf).getUint32(0, true);
   const r = new BinReader(buf, total);
   r.pos = 4;
@@ -59,8 +90,8 @@ export function decodeReply(buf: ArrayBuffer, entries: StreamEntry[], ops: numbe
   for (let i = 0; i < results; i++) {
     const index = r.u32();
     const kind = r.u8();
+    const request = r.u8() === Phase.Request;
     const entry = entries[index];
-    const request = ops[index] === Op.RequestHeaders;
     const phase: FilterPhase = request ? 'request_headers' : 'response_headers';
     if (kind === ResultKind.ContinueMutated) {
       const list = r.strList();
@@ -75,11 +106,23 @@ export function decodeReply(buf: ArrayBuffer, entries: StreamEntry[], ops: numbe
       const body = r.bytes();
       r.str(); // details, for logs later
       if (!entry.done) h.localResponse(entry, status, headers, body);
-    } else if (!entry.done) {
+    } else if (kind === ResultKind.Lost) {
+      if (!entry.done) h.lost(entry);
+    } else if (kind === ResultKind.Continue && !entry.done) {
       h.continueStream(entry, phase);
     }
+    // Paused: the answer comes with a later batch (after the filter's http call).
   }
   for (let i = 0; i < entries.length; i++) if (ops[i] === Op.Done) h.released(entries[i]);
+  const calls = r.u32();
+  for (let i = 0; i < calls; i++) {
+    const token = r.u32();
+    const streamId = r.f64();
+    const cluster = r.str();
+    const headers = r.strList();
+    const body = r.bytes();
+    h.httpCallIssued(handle, token, streamId, cluster, headers, body, r.u32());
+  }
   const logs = r.u32();
   for (let i = 0; i < logs; i++) {
     const gen = r.u32();

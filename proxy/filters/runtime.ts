@@ -17,7 +17,7 @@ import {
 } from '../wasm/module-registry.js';
 import { type BatchSink, StreamEntry, WorkerHandle } from '../wasm/pool.js';
 import { DEFAULT_SHARED_STATE, type MetricSample, SharedState, type SharedStateOptions } from '../wasm/shared-state.js';
-import { type BinWriter, type ControlOp, FaultKind, Op, Watch } from '../wasm/wire.js';
+import { type BinWriter, type ControlOp, FaultKind, type HttpCallAnswer, Op, Watch } from '../wasm/wire.js';
 import { decodeReply, encodeCalls, type ReplyHandler } from './batch.js';
 import { type ChainHost, WasmFilterChain } from './chain.js';
 import type { FilterChain, FilterPhase, FilterRuntime, FilterStream } from './types.js';
@@ -29,7 +29,27 @@ export { FilterLoadError } from '../wasm/module-registry.js';
 /** Where filter log lines (proxy_log, WASI stdout/stderr) and runtime events go. */
 export type FilterLogFn = (level: LogLevelName, filter: string, message: string) => void;
 
+/** An outgoing call a filter made with proxy_http_call. headers carry :method, :path and
+ * usually :authority (flat pairs, names lower-case); cluster is the name the filter gave. */
+export interface FilterHttpCall {
+  cluster: string;
+  headers: string[];
+  body: Uint8Array;
+  timeoutMs: number;
+}
+
+export interface FilterHttpResponse {
+  status: number;
+  /** Flat pairs, without :status. */
+  headers: string[];
+  body: Uint8Array;
+}
+
 export interface WasmRuntimeOptions {
+  /** Performs filters' proxy_http_call (the server wires it to its clusters). Without it
+   * proxy_http_call answers Unimplemented. A rejection or the call's timeout reaches the
+   * filter as a failed call (no headers, no body). */
+  httpCall?: (call: FilterHttpCall) => Promise<FilterHttpResponse>;
   /** Worker threads; default max(1, cores - 1). */
   workers?: number;
   /** Lowest level filters log at (proxy_get_log_level answers this). Default 'info'. */
@@ -48,6 +68,8 @@ export interface ApplyResult {
 }
 
 const FAIL_HEADERS: readonly string[] = ['content-type', 'text/plain'];
+const EMPTY = new Uint8Array(0);
+const DEFAULT_HTTP_CALL_TIMEOUT_MS = 5000;
 const encoder = new TextEncoder();
 
 function defaultLog(level: LogLevelName, filter: string, message: string): void {
@@ -84,15 +106,17 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
   private readonly serial = new Map<string, Promise<unknown>>();
   private closed = false;
   private readonly watchdogIntervalMs: number;
+  private readonly httpCall: ((call: FilterHttpCall) => Promise<FilterHttpResponse>) | null;
   private lastWatchdogTick = Date.now();
 
   constructor(opts: WasmRuntimeOptions = {}) {
     const workers = Math.max(1, opts.workers ?? Math.max(1, os.availableParallelism() - 1));
     const level = LOG_LEVEL_NAMES.indexOf(opts.logLevel ?? 'info');
     this.log = opts.log ?? defaultLog;
+    this.httpCall = opts.httpCall ?? null;
     this.shared = SharedState.create({ ...DEFAULT_SHARED_STATE, ...opts.sharedState });
     this.handles = [];
-    for (let i = 0; i < workers; i++) this.handles.push(new WorkerHandle(i, this, this.shared.sab, level < 0 ? 2 : level));
+    for (let i = 0; i < workers; i++) this.handles.push(new WorkerHandle(i, this, this.shared.sab, level < 0 ? 2 : level, this.httpCall !== null));
     this.watchdogIntervalMs = opts.watchdogIntervalMs ?? 5;
     this.watchdog = setInterval(() => this.checkDeadlines(), this.watchdogIntervalMs);
     this.watchdog.unref();
@@ -153,6 +177,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
       worker.streams++;
       this.streams.set(stream.streamId, entry);
     }
+    entry.pendingRequestPhase = op === Op.RequestHeaders;
     entry.worker.enqueue(entry, op);
   }
 
@@ -198,12 +223,12 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
 
   // --- BatchSink ----------------------------------------------------------------------
 
-  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[]): void {
-    encodeCalls(handle, w, entries, ops);
+  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[], answers: (HttpCallAnswer | null)[]): void {
+    encodeCalls(handle, w, entries, ops, answers);
   }
 
-  onReply(_handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBuffer): void {
-    decodeReply(buf, entries, ops, this);
+  onReply(handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBuffer): void {
+    decodeReply(handle, buf, entries, ops, this);
   }
 
   onFailure(_handle: WorkerHandle, entries: StreamEntry[], ops: number[], culpritGen: number, reason: string): void {
@@ -219,20 +244,24 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
         this.released(entry);
         continue;
       }
-      if (entry.done) continue;
-      const request = ops[i] === Op.RequestHeaders;
-      const gens = entry.gens;
-      let closedBy: Generation | null = null;
-      for (let k = 0; k < gens.length; k++) {
-        const g = request ? gens[k] : gens[gens.length - 1 - k];
-        if (g.cfg.failure !== 'open') {
-          closedBy = g;
-          break;
-        }
-      }
-      if (closedBy !== null) this.localResponse(entry, 503, [...FAIL_HEADERS], encoder.encode(`filter ${closedBy.name} failed\n`));
-      else this.continueStream(entry, request ? 'request_headers' : 'response_headers');
+      if (!entry.done) this.applyPolicy(entry, ops[i] === Op.HttpCallResponse ? entry.pendingRequestPhase : ops[i] === Op.RequestHeaders);
     }
+  }
+
+  /** The answer for a stream's phase is lost: the first fail-closed filter of the phase
+   * answers 503; with only fail-open filters the stream continues unfiltered. */
+  private applyPolicy(entry: StreamEntry, request: boolean): void {
+    const gens = entry.gens;
+    let closedBy: Generation | null = null;
+    for (let k = 0; k < gens.length; k++) {
+      const g = request ? gens[k] : gens[gens.length - 1 - k];
+      if (g.cfg.failure !== 'open') {
+        closedBy = g;
+        break;
+      }
+    }
+    if (closedBy !== null) this.localResponse(entry, 503, [...FAIL_HEADERS], encoder.encode(`filter ${closedBy.name} failed\n`));
+    else this.continueStream(entry, request ? 'request_headers' : 'response_headers');
   }
 
   resyncOps(): ControlOp[] {
@@ -290,6 +319,49 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
       gen.streams--;
       if (this.registry.collectable(gen)) this.dropEverywhere(gen);
     }
+  }
+
+  lost(entry: StreamEntry): void {
+    this.log('warn', '(runtime)', `stream ${entry.stream.streamId}: paused filter state was lost (worker replaced); failure policy applied`);
+    this.applyPolicy(entry, entry.pendingRequestPhase);
+  }
+
+  httpCallIssued(
+    handle: WorkerHandle,
+    token: number,
+    streamId: number,
+    cluster: string,
+    headers: string[],
+    body: Uint8Array,
+    timeoutMs: number,
+  ): void {
+    const entry = streamId >= 0 ? this.streams.get(streamId) : undefined;
+    const target = entry !== undefined && entry.worker === handle ? entry : handle.rootEntry;
+    const fn = this.httpCall;
+    const timeout = timeoutMs > 0 ? timeoutMs : DEFAULT_HTTP_CALL_TIMEOUT_MS;
+    let settled = false;
+    const finish = (res: FilterHttpResponse | null, error: string | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error !== null) this.log('warn', '(http_call)', `call to "${cluster}" failed: ${error}`);
+      if (this.closed) return;
+      const answer: HttpCallAnswer =
+        res !== null ? { token, status: res.status, headers: res.headers, body: res.body } : { token, status: 0, headers: [], body: EMPTY };
+      handle.enqueue(target, Op.HttpCallResponse, answer);
+    };
+    const timer = setTimeout(() => finish(null, `timed out after ${timeout} ms`), timeout);
+    timer.unref();
+    if (fn === null) return finish(null, 'no httpCall handler');
+    Promise.resolve()
+      .then(() => fn({ cluster, headers, body, timeoutMs: timeout }))
+      .then(
+        (res) => {
+          const ok = Number.isInteger(res?.status) && res.status >= 100 && res.status <= 599 && Array.isArray(res.headers);
+          finish(ok ? { status: res.status, headers: res.headers.map(String), body: res.body ?? EMPTY } : null, ok ? null : 'handler returned an invalid response');
+        },
+        (err: unknown) => finish(null, err instanceof Error ? err.message : String(err)),
+      );
   }
 
   filterLog(genId: number, level: number, message: string): void {

@@ -20,6 +20,8 @@ const { Ok, NotFound, BadArgument, InvalidMemoryAccess, Empty, Unimplemented, Se
 
 /** Which header list of the current stream a map type refers to; null when not available. */
 function headerList(inst: FilterInstance, mapType: number): string[] | null {
+  if (mapType === MapType.HttpCallResponseHeaders) return inst.httpResponse?.headers ?? null;
+  if (mapType === MapType.HttpCallResponseTrailers) return inst.httpResponse !== null ? [] : null;
   const s = inst.stream;
   if (s === null) return null;
   if (mapType === MapType.RequestHeaders) return s.requestHeaders;
@@ -32,6 +34,8 @@ function markDirty(inst: FilterInstance, mapType: number): void {
   if (mapType === MapType.RequestHeaders) s.requestDirty = true;
   else s.responseDirty = true;
 }
+
+const EMPTY_BYTES = new Uint8Array(0);
 
 function isWritableMap(mapType: number): boolean {
   return mapType === MapType.RequestHeaders || mapType === MapType.ResponseHeaders;
@@ -160,6 +164,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       let buf: Uint8Array;
       if (type === BufferType.PluginConfiguration) buf = inst.pluginConfig;
       else if (type === BufferType.VmConfiguration) buf = inst.vmConfig;
+      else if (type === BufferType.HttpCallResponseBody && inst.httpResponse !== null) buf = inst.httpResponse.body;
       else if (type >= 0 && type <= 5) return NotFound;
       else return BadArgument;
       if (start > buf.length) return BadArgument;
@@ -170,6 +175,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       let n: number;
       if (type === BufferType.PluginConfiguration) n = inst.pluginConfig.length;
       else if (type === BufferType.VmConfiguration) n = inst.vmConfig.length;
+      else if (type === BufferType.HttpCallResponseBody && inst.httpResponse !== null) n = inst.httpResponse.body.length;
       else if (type >= 0 && type <= 5) return NotFound;
       else return BadArgument;
       return inst.writeU32(retSizePtr, n) && inst.writeU32(retFlagsPtr, 0) ? Ok : InvalidMemoryAccess;
@@ -330,19 +336,27 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       return Ok;
     },
     proxy_continue_stream(): number {
+      if (inst.stream !== null) inst.stream.resumeRequested = true;
       return Ok;
     },
     proxy_continue_request(): number {
+      if (inst.stream !== null) inst.stream.resumeRequested = true;
       return Ok;
     },
     proxy_continue_response(): number {
+      if (inst.stream !== null) inst.stream.resumeRequested = true;
       return Ok;
     },
     proxy_close_stream: unimplemented('proxy_close_stream', 'use proxy_send_local_response'),
     proxy_clear_route_cache(): number {
       return Ok;
     },
-    proxy_get_status: unimplemented('proxy_get_status', 'http calls are not supported yet'),
+    proxy_get_status(retCodePtr: number, retMsgPtrPtr: number, retMsgSizePtr: number): number {
+      const r = inst.httpResponse;
+      if (r === null) return NotFound;
+      if (!inst.writeU32(retCodePtr, r.status)) return InvalidMemoryAccess;
+      return inst.returnBytes(EMPTY_BYTES, retMsgPtrPtr, retMsgSizePtr);
+    },
     proxy_set_effective_context(ctx: number): number {
       if (ctx === 1 || ctx === inst.contextId) return Ok;
       for (const id of inst.contexts.values()) if (id === ctx) return Ok;
@@ -423,7 +437,47 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     },
 
     // --- not (yet) supported -----------------------------------------------------------
-    proxy_http_call: unimplemented('proxy_http_call', 'outgoing http calls are not supported yet'),
+    proxy_http_call(
+      upPtr: number,
+      upLen: number,
+      hPtr: number,
+      hLen: number,
+      bPtr: number,
+      bLen: number,
+      tPtr: number,
+      tLen: number,
+      timeoutMs: number,
+      retTokenPtr: number,
+    ): number {
+      const sink = inst.deps.httpCalls;
+      if (sink === null) {
+        inst.warnOnce('proxy_http_call', 'proxy_http_call is not available: the runtime was started without an httpCall handler');
+        return Unimplemented;
+      }
+      const cluster = inst.readString(upPtr, upLen);
+      const hbytes = inst.viewBytes(hPtr, hLen);
+      const body = inst.readBytes(bPtr, bLen);
+      if (cluster === null || hbytes === null || body === null || !inst.inBounds(tPtr, tLen) || !inst.inBounds(retTokenPtr, 4)) {
+        return InvalidMemoryAccess;
+      }
+      const headers = deserializeHeaderMap(hbytes);
+      if (headers === null) return SerializationFailure;
+      let hasMethod = false;
+      let hasPath = false;
+      for (let i = 0; i < headers.length; i += 2) {
+        headers[i] = lowerAscii(headers[i]);
+        if (!acceptHeader(inst, 'proxy_http_call', headers[i], headers[i + 1])) return BadArgument;
+        if (headers[i] === ':method') hasMethod = true;
+        else if (headers[i] === ':path') hasPath = true;
+      }
+      if (!hasMethod || !hasPath) {
+        inst.log(LogLevel.Warn, 'proxy_http_call refused: headers need :method and :path');
+        return BadArgument;
+      }
+      const token = sink.issue(inst, cluster, headers, body, timeoutMs >>> 0);
+      inst.writeU32(retTokenPtr, token);
+      return Ok;
+    },
     proxy_grpc_call: unimplemented('proxy_grpc_call', 'gRPC calls are not supported'),
     proxy_grpc_stream: unimplemented('proxy_grpc_stream', 'gRPC calls are not supported'),
     proxy_grpc_send: unimplemented('proxy_grpc_send', 'gRPC calls are not supported'),

@@ -39,9 +39,25 @@ export class WorkerLog {
   }
 }
 
+/** Where proxy_http_call requests go (the worker collects them for the main thread). */
+export interface HttpCallSink {
+  /** Returns the call's token. */
+  issue(inst: FilterInstance, cluster: string, headers: string[], body: Uint8Array, timeoutMs: number): number;
+}
+
+/** The response an http call callback may read. */
+export interface HttpCallResponseView {
+  status: number;
+  /** With :status first. */
+  headers: string[];
+  body: Uint8Array;
+}
+
 export interface InstanceDeps {
   shared: SharedState;
   log: WorkerLog;
+  /** null when the runtime has no way to make http calls (proxy_http_call is Unimplemented). */
+  httpCalls: HttpCallSink | null;
   /** Per-worker watchdog slots read by the main thread (deadline enforcement). */
   watch: Float64Array;
 }
@@ -70,6 +86,9 @@ export class FilterInstance {
   onDone: ExportFn | null = null;
   onLog: ExportFn | null = null;
   onDelete: ExportFn | null = null;
+  onHttpCallResponse: ExportFn | null = null;
+  /** Set during proxy_on_http_call_response. */
+  httpResponse: HttpCallResponseView | null = null;
 
   /** Current call: the stream it belongs to (null for root callbacks) and its context id. */
   stream: StreamState | null = null;
@@ -110,6 +129,7 @@ export class FilterInstance {
     this.onDone = (ex.proxy_on_done as ExportFn) ?? null;
     this.onLog = (ex.proxy_on_log as ExportFn) ?? null;
     this.onDelete = (ex.proxy_on_delete as ExportFn) ?? null;
+    this.onHttpCallResponse = (ex.proxy_on_http_call_response as ExportFn) ?? null;
 
     const watch = this.deps.watch;
     watch[Watch.DeadlineMs] = Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs);

@@ -6,12 +6,22 @@
 import { Piscina } from 'piscina';
 import type { FilterStream } from '../filters/types.js';
 import type { Generation } from './module-registry.js';
-import { BinWriter, type ControlOp, type ControlResult, Watch, type WorkerReply, type WorkerTask } from './wire.js';
+import {
+  BinWriter,
+  type ControlOp,
+  type ControlResult,
+  type HttpCallAnswer,
+  Watch,
+  type WorkerReply,
+  type WorkerTask,
+} from './wire.js';
 import type { WorkerBootData } from './worker.js';
 
 /** Main-thread record of one stream that reached the filters. */
 export class StreamEntry {
   done = false;
+  /** The phase whose answer is outstanding (a paused stream may lose it to a worker crash). */
+  pendingRequestPhase = true;
   /** Worker epoch the stream's contexts were created in (a replaced worker lost them). */
   epoch: number;
   constructor(
@@ -25,7 +35,7 @@ export class StreamEntry {
 
 export interface BatchSink {
   /** Encode the calls of one batch (the writer is positioned at the start). */
-  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[]): void;
+  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[], answers: (HttpCallAnswer | null)[]): void;
   /** A batch came back: dispatch results, logs and faults. */
   onReply(handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBuffer): void;
   /** A batch was lost (deadline abort or worker crash): apply failure policies. */
@@ -42,6 +52,26 @@ interface PendingControl {
 
 const WORKER_URL = new URL('./worker.js', import.meta.url).href;
 
+/** Stands in for "no stream" (http call answers to a root context): never called back. */
+const NO_STREAM: FilterStream = {
+  streamId: -1,
+  method: '',
+  scheme: '',
+  authority: '',
+  path: '',
+  clientAddress: '',
+  clientPort: 0,
+  listenerName: '',
+  routeName: '',
+  clusterName: '',
+  requestId: '',
+  requestHeaders: [],
+  responseStatus: 0,
+  responseHeaders: [],
+  onFilterContinue() {},
+  onFilterLocalResponse() {},
+};
+
 export class WorkerHandle {
   readonly watch: Float64Array;
   /** Streams currently assigned to this worker (least-loaded pick). */
@@ -55,8 +85,12 @@ export class WorkerHandle {
   private needsResync = false;
   private entries: StreamEntry[] = [];
   private ops: number[] = [];
+  private answers: (HttpCallAnswer | null)[] = [];
   private flyEntries: StreamEntry[] = [];
   private flyOps: number[] = [];
+  private flyAnswers: (HttpCallAnswer | null)[] = [];
+  /** Entry for calls that belong to no stream (root-context http call answers). */
+  readonly rootEntry: StreamEntry;
   private ctl: PendingControl[] = [];
   private flyCtl: PendingControl[] = [];
   /** Reused across tasks (a fresh AbortController per task costs more than the task's
@@ -75,10 +109,13 @@ export class WorkerHandle {
     private readonly sink: BatchSink,
     shared: SharedArrayBuffer,
     logLevel: number,
+    httpCalls: boolean,
   ) {
     const watchSab = new SharedArrayBuffer(Watch.Slots * 8);
     this.watch = new Float64Array(watchSab);
-    const boot: WorkerBootData = { shared, watch: watchSab, logLevel };
+    this.rootEntry = new StreamEntry(NO_STREAM, this, []);
+    this.rootEntry.done = true;
+    const boot: WorkerBootData = { shared, watch: watchSab, logLevel, httpCalls };
     this.piscina = new Piscina({
       filename: WORKER_URL,
       minThreads: 1,
@@ -95,9 +132,10 @@ export class WorkerHandle {
     return this.busy;
   }
 
-  enqueue(entry: StreamEntry, op: number): void {
+  enqueue(entry: StreamEntry, op: number, answer: HttpCallAnswer | null = null): void {
     this.entries.push(entry);
     this.ops.push(op);
+    this.answers.push(answer);
     if (!this.scheduled && !this.busy) {
       this.scheduled = true;
       setImmediate(this.flushBound);
@@ -161,6 +199,9 @@ export class WorkerHandle {
     const swapO = this.flyOps;
     this.flyOps = this.ops;
     this.ops = swapO;
+    const swapA = this.flyAnswers;
+    this.flyAnswers = this.answers;
+    this.answers = swapA;
 
     let buf: ArrayBuffer | null = null;
     let len = 0;
@@ -168,7 +209,7 @@ export class WorkerHandle {
       const w = this.writer;
       w.reset(this.spare, 4096);
       this.spare = null;
-      this.sink.encode(this, w, this.flyEntries, this.flyOps);
+      this.sink.encode(this, w, this.flyEntries, this.flyOps, this.flyAnswers);
       buf = w.arrayBuffer;
       len = w.pos;
     }
@@ -199,6 +240,7 @@ export class WorkerHandle {
     } finally {
       this.flyEntries.length = 0;
       this.flyOps.length = 0;
+      this.flyAnswers.length = 0;
       this.spare = buf;
       if (this.entries.length > 0 || this.ctl.length > 0) this.flush();
     }
@@ -232,6 +274,7 @@ export class WorkerHandle {
     } finally {
       this.flyEntries.length = 0;
       this.flyOps.length = 0;
+      this.flyAnswers.length = 0;
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(this.flushBound);

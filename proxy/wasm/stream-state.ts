@@ -27,6 +27,13 @@ export class StreamState {
   requestDirty = false;
   responseDirty = false;
   local: LocalResponse | null = null;
+  /** Set while a filter paused this stream waiting for its http call(s). */
+  pausedRequest = false;
+  pausedStep = -1;
+  /** proxy_continue_stream was called during the current callback. */
+  resumeRequested = false;
+  /** Outstanding proxy_http_call tokens made on behalf of this stream. */
+  pendingCalls = 0;
   /** proxy_set_property values, by dotted path. */
   properties: Map<string, Uint8Array> | null = null;
 

@@ -3,9 +3,10 @@
 // The buffers ping-pong: the main thread reuses the worker's result buffer for its next
 // batch and the worker reuses the batch buffer for its results.
 
-export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3 } as const;
+export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4 } as const;
+export const Phase = { Request: 1, Response: 2 } as const;
 export const CallFlag = { StreamInfo: 1, EndOfStream: 2 } as const;
-export const ResultKind = { Continue: 0, ContinueMutated: 1, LocalResponse: 2, Paused: 3 } as const;
+export const ResultKind = { Continue: 0, ContinueMutated: 1, LocalResponse: 2, Paused: 3, Lost: 4 } as const;
 export const FaultKind = { Trap: 1, Memory: 2, Deadline: 3, NotLoaded: 4, Quarantined: 5 } as const;
 
 export class BinWriter {
@@ -185,6 +186,15 @@ export interface WorkerTask {
 export interface WorkerReply {
   ctl: ControlResult[] | null;
   buf: ArrayBuffer;
+}
+
+/** The answer to a filter's proxy_http_call, sent back to the worker that made it. status 0
+ * means the call failed (no response). */
+export interface HttpCallAnswer {
+  token: number;
+  status: number;
+  headers: string[];
+  body: Uint8Array;
 }
 
 /** Layout of the per-worker watchdog SharedArrayBuffer (Float64 slots). */

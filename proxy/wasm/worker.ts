@@ -5,7 +5,7 @@
 
 import { move, workerData } from 'piscina';
 import { LogLevel } from './abi.js';
-import { FilterInstance, WorkerLog, type InstanceDeps } from './instance.js';
+import { FilterInstance, type HttpCallSink, WorkerLog, type InstanceDeps } from './instance.js';
 import { SharedState } from './shared-state.js';
 import { StreamState } from './stream-state.js';
 import {
@@ -17,6 +17,7 @@ import {
   FaultKind,
   type GenerationSpec,
   Op,
+  Phase,
   ResultKind,
   Watch,
   type WorkerReply,
@@ -27,6 +28,15 @@ export interface WorkerBootData {
   shared: SharedArrayBuffer;
   watch: SharedArrayBuffer;
   logLevel: number;
+  /** Whether the main thread answers proxy_http_call. */
+  httpCalls: boolean;
+}
+
+interface PendingCall {
+  inst: FilterInstance;
+  genId: number;
+  contextId: number;
+  streamId: number;
 }
 
 const RECREATE_BACKOFF_MIN_MS = 100;
@@ -41,7 +51,7 @@ class Generation {
 
 const EMPTY_SET: ReadonlySet<number> = new Set();
 
-export class FilterWorker {
+export class FilterWorker implements HttpCallSink {
   private readonly gens = new Map<number, Generation>();
   private readonly streams = new Map<number, StreamState>();
   private readonly deps: InstanceDeps;
@@ -52,11 +62,24 @@ export class FilterWorker {
   private readonly faultGens: number[] = [];
   private readonly faultKinds: number[] = [];
   private readonly faultReasons: string[] = [];
+  private readonly calls = new Map<number, PendingCall>();
+  private nextToken = 1;
+  private readonly outTokens: number[] = [];
+  private readonly outStreams: number[] = [];
+  private readonly outClusters: string[] = [];
+  private readonly outHeaders: string[][] = [];
+  private readonly outBodies: Uint8Array[] = [];
+  private readonly outTimeouts: number[] = [];
 
   constructor(boot: WorkerBootData) {
     const log = new WorkerLog();
     log.level = boot.logLevel;
-    this.deps = { shared: new SharedState(boot.shared), log, watch: new Float64Array(boot.watch) };
+    this.deps = {
+      shared: new SharedState(boot.shared),
+      log,
+      watch: new Float64Array(boot.watch),
+      httpCalls: boot.httpCalls ? this : null,
+    };
   }
 
   handle(task: WorkerTask): WorkerReply | ArrayBuffer {
@@ -83,6 +106,104 @@ export class FilterWorker {
     const buf = out.arrayBuffer; // transferred; the writer is reset onto a spare next time
     if (ctl !== null) return { ctl, buf };
     return move(buf) as unknown as ArrayBuffer;
+  }
+
+  // --- http calls -----------------------------------------------------------------------
+
+  issue(inst: FilterInstance, cluster: string, headers: string[], body: Uint8Array, timeoutMs: number): number {
+    const token = this.nextToken;
+    this.nextToken = this.nextToken >= 0x7fffffff ? 1 : this.nextToken + 1;
+    const s = inst.stream;
+    this.calls.set(token, { inst, genId: inst.spec.id, contextId: inst.contextId, streamId: s !== null ? s.id : -1 });
+    if (s !== null) s.pendingCalls++;
+    this.outTokens.push(token);
+    this.outStreams.push(s !== null ? s.id : -1);
+    this.outClusters.push(cluster);
+    this.outHeaders.push(headers);
+    this.outBodies.push(body);
+    this.outTimeouts.push(timeoutMs);
+    return token;
+  }
+
+  /** proxy_on_http_call_response, then resume the paused chain when the filter lets it. */
+  private httpCallResponse(r: BinReader, index: number, id: number, gens: number[], out: BinWriter): boolean {
+    const token = r.u32();
+    const status = r.u32();
+    const headers = r.strList();
+    const body = r.bytes();
+    const call = this.calls.get(token);
+    if (call !== undefined) this.calls.delete(token);
+    const s = id >= 0 ? this.streams.get(id) : undefined;
+    if (s !== undefined && call !== undefined && call.streamId === s.id) s.pendingCalls--;
+    if (call === undefined) {
+      // The worker that made the call was replaced, or the stream is gone.
+      if (id < 0) return false;
+      out.u32(index);
+      out.u8(ResultKind.Lost);
+      out.u8(0);
+      return true;
+    }
+    const gen = this.gens.get(call.genId);
+    const inst = call.inst;
+    if (gen === undefined || gen.inst !== inst || inst.onHttpCallResponse === null) {
+      if (s === undefined || s.pausedStep < 0) return false;
+      out.u32(index);
+      out.u8(ResultKind.Lost);
+      out.u8(0);
+      return true;
+    }
+    const h: string[] = status > 0 ? [':status', String(status)] : [];
+    for (let i = 0; i < headers.length; i++) h.push(headers[i]);
+    inst.httpResponse = { status, headers: h, body };
+    inst.stream = s ?? null;
+    inst.contextId = call.contextId;
+    if (s !== undefined) {
+      s.resumeRequested = false;
+      s.local = null;
+    }
+    const watch = this.deps.watch;
+    watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
+    watch[Watch.GenId] = gen.spec.id;
+    watch[Watch.StartMs] = Date.now();
+    let trapped = false;
+    try {
+      inst.onHttpCallResponse(call.contextId, token, h.length >> 1, body.length, 0);
+    } catch (err) {
+      trapped = true;
+      this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in proxy_on_http_call_response: ${errorMessage(err)}`);
+    } finally {
+      watch[Watch.StartMs] = 0;
+      inst.httpResponse = null;
+      inst.stream = null;
+    }
+    if (s === undefined || s.pausedStep < 0) return false;
+    const request = s.pausedRequest;
+    let kind: number;
+    if (trapped) {
+      const next = s.pausedStep + 1;
+      s.pausedStep = -1;
+      kind = applyPolicy(s, gen.spec) ? ResultKind.LocalResponse : this.runPhase(s, gens, request, 0, next);
+    } else if (s.local !== null) {
+      s.pausedStep = -1;
+      kind = ResultKind.LocalResponse;
+    } else if (s.resumeRequested || s.pendingCalls === 0) {
+      if (!s.resumeRequested) inst.warnOnce('no-resume', 'proxy_on_http_call_response neither resumed the stream nor answered it; resuming');
+      const next = s.pausedStep + 1;
+      s.pausedStep = -1;
+      kind = this.runPhase(s, gens, request, 0, next);
+    } else {
+      return false; // still waiting for another call
+    }
+    this.writeResult(out, index, kind, s, request);
+    return true;
+  }
+
+  private writeResult(out: BinWriter, index: number, kind: number, s: StreamState, request: boolean): void {
+    out.u32(index);
+    out.u8(kind);
+    out.u8(request ? Phase.Request : Phase.Response);
+    if (kind === ResultKind.ContinueMutated) out.strList(request ? s.requestHeaders : s.responseHeaders);
+    else if (kind === ResultKind.LocalResponse) writeLocal(out, s);
   }
 
   // --- control ------------------------------------------------------------------------
@@ -145,6 +266,7 @@ export class FilterWorker {
     const gens = this.callGens;
     gens.length = ng;
     for (let k = 0; k < ng; k++) gens[k] = r.u32();
+    if (op === Op.HttpCallResponse) return this.httpCallResponse(r, index, id, gens, out);
     let s = this.streams.get(id);
     if (s === undefined) {
       if (op === Op.Done) return false;
@@ -166,33 +288,26 @@ export class FilterWorker {
     const eos = (flags & CallFlag.EndOfStream) !== 0 ? 1 : 0;
     if (op === Op.RequestHeaders) {
       s.setRequestHeaders(r.strList());
-      const kind = this.runPhase(s, gens, true, eos);
-      out.u32(index);
-      out.u8(kind);
-      if (kind === ResultKind.ContinueMutated) out.strList(s.requestHeaders);
-      else if (kind === ResultKind.LocalResponse) writeLocal(out, s);
+      this.writeResult(out, index, this.runPhase(s, gens, true, eos, 0), s, true);
       return true;
     }
     if (op === Op.ResponseHeaders) {
       if ((flags & CallFlag.StreamInfo) !== 0) s.setRequestHeaders(r.strList());
       const status = r.u32();
       s.setResponseHeaders(status, r.strList());
-      const kind = this.runPhase(s, gens, false, eos);
-      out.u32(index);
-      out.u8(kind);
-      if (kind === ResultKind.ContinueMutated) out.strList(s.responseHeaders);
-      else if (kind === ResultKind.LocalResponse) writeLocal(out, s);
+      this.writeResult(out, index, this.runPhase(s, gens, false, eos, 0), s, false);
       return true;
     }
     this.finish(s, gens);
     return false;
   }
 
-  private runPhase(s: StreamState, gens: number[], request: boolean, eos: number): number {
+  /** Run the phase's filters from `start` (0, or after the filter that paused). */
+  private runPhase(s: StreamState, gens: number[], request: boolean, eos: number, start: number): number {
     s.local = null;
     const watch = this.deps.watch;
     const n = gens.length;
-    for (let step = 0; step < n; step++) {
+    for (let step = start; step < n; step++) {
       const genId = request ? gens[step] : gens[n - 1 - step];
       const gen = this.gens.get(genId);
       if (gen === undefined) {
@@ -235,7 +350,12 @@ export class FilterWorker {
       }
       if (s.local !== null) return ResultKind.LocalResponse;
       if (action === 1) {
-        inst.warnOnce('pause', `${phaseName} returned Pause; this host cannot resume a paused stream yet, so the chain continues`);
+        if (s.pendingCalls > 0) {
+          s.pausedRequest = request;
+          s.pausedStep = step;
+          return ResultKind.Paused;
+        }
+        inst.warnOnce('pause', `${phaseName} returned Pause with no http call to wait for; nothing could resume it, so the chain continues`);
       }
     }
     if (request ? s.requestDirty : s.responseDirty) return ResultKind.ContinueMutated;
@@ -270,10 +390,28 @@ export class FilterWorker {
       watch[Watch.StartMs] = 0;
       inst.stream = null;
     }
+    if (s.pendingCalls > 0) {
+      for (const [token, call] of this.calls) if (call.streamId === s.id) this.calls.delete(token);
+    }
     this.streams.delete(s.id);
   }
 
   private writeLogsAndFaults(out: BinWriter): void {
+    out.u32(this.outTokens.length);
+    for (let i = 0; i < this.outTokens.length; i++) {
+      out.u32(this.outTokens[i]);
+      out.f64(this.outStreams[i]);
+      out.str(this.outClusters[i]);
+      out.strList(this.outHeaders[i]);
+      out.bytes(this.outBodies[i]);
+      out.u32(this.outTimeouts[i]);
+    }
+    this.outTokens.length = 0;
+    this.outStreams.length = 0;
+    this.outClusters.length = 0;
+    this.outHeaders.length = 0;
+    this.outBodies.length = 0;
+    this.outTimeouts.length = 0;
     const log = this.deps.log;
     const dropped = log.droppedCount;
     out.u32(log.messages.length + (dropped > 0 ? 1 : 0));
