@@ -12,6 +12,8 @@ export interface ReplyHandler {
   released(entry: StreamEntry): void;
   filterLog(genId: number, level: number, message: string): void;
   filterFault(genId: number, kind: number, reason: string): void;
+  /** A filter instance in this worker asked for ticks every periodMs (0 = stop). */
+  tickPeriod(handle: WorkerHandle, genId: number, periodMs: number): void;
   /** The worker lost the state of a paused stream: apply failure policies. */
   lost(entry: StreamEntry): void;
   /** A filter called proxy_http_call; answer it with handle.enqueue(..., Op.HttpCallResponse). */
@@ -114,6 +116,11 @@ export function decodeReply(handle: WorkerHandle, buf: ArrayBuffer, entries: Str
     // Paused: the answer comes with a later batch (after the filter's http call).
   }
   for (let i = 0; i < entries.length; i++) if (ops[i] === Op.Done) h.released(entries[i]);
+  const ticks = r.u32();
+  for (let i = 0; i < ticks; i++) {
+    const genId = r.u32();
+    h.tickPeriod(handle, genId, r.u32());
+  }
   const calls = r.u32();
   for (let i = 0; i < calls; i++) {
     const token = r.u32();

@@ -321,6 +321,14 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     }
   }
 
+  tickPeriod(handle: WorkerHandle, genId: number, periodMs: number): void {
+    const gen = this.registry.generations.get(genId);
+    if (gen === undefined) return;
+    const entry = new StreamEntry(handle.rootEntry.stream, handle, [gen]);
+    entry.done = true;
+    handle.setTick(entry, periodMs);
+  }
+
   lost(entry: StreamEntry): void {
     this.log('warn', '(runtime)', `stream ${entry.stream.streamId}: paused filter state was lost (worker replaced); failure policy applied`);
     this.applyPolicy(entry, entry.pendingRequestPhase);
@@ -494,7 +502,10 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
   }
 
   private dropEverywhere(gen: Generation): void {
-    for (const h of this.handles) h.post({ op: 'drop', genId: gen.id });
+    for (const h of this.handles) {
+      h.clearTick(gen.id);
+      h.post({ op: 'drop', genId: gen.id });
+    }
   }
 
   private infoOf(name: string): FilterInfo {

@@ -157,7 +157,15 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     proxy_get_current_time_nanoseconds(retPtr: number): number {
       return inst.writeU64(retPtr, BigInt(Date.now()) * 1_000_000n) ? Ok : InvalidMemoryAccess;
     },
-    proxy_set_tick_period_milliseconds: unimplemented('proxy_set_tick_period_milliseconds', 'timers are not supported yet'),
+    proxy_set_tick_period_milliseconds(period: number): number {
+      const ms = period >>> 0;
+      if (ms !== inst.tickPeriodMs) {
+        inst.tickPeriodMs = ms;
+        inst.tickChanged = true;
+        inst.deps.onTickPeriod(inst);
+      }
+      return Ok;
+    },
 
     // --- buffers --------------------------------------------------------------------------
     proxy_get_buffer_bytes(type: number, start: number, maxSize: number, retPtrPtr: number, retSizePtr: number): number {

@@ -58,6 +58,8 @@ export interface InstanceDeps {
   log: WorkerLog;
   /** null when the runtime has no way to make http calls (proxy_http_call is Unimplemented). */
   httpCalls: HttpCallSink | null;
+  /** An instance changed its tick period (reported with the batch). */
+  onTickPeriod(inst: FilterInstance): void;
   /** Per-worker watchdog slots read by the main thread (deadline enforcement). */
   watch: Float64Array;
 }
@@ -87,6 +89,10 @@ export class FilterInstance {
   onLog: ExportFn | null = null;
   onDelete: ExportFn | null = null;
   onHttpCallResponse: ExportFn | null = null;
+  onTick: ExportFn | null = null;
+  /** proxy_set_tick_period_milliseconds; reported to the main thread, which sends ticks. */
+  tickPeriodMs = 0;
+  tickChanged = false;
   /** Set during proxy_on_http_call_response. */
   httpResponse: HttpCallResponseView | null = null;
 
@@ -130,6 +136,7 @@ export class FilterInstance {
     this.onLog = (ex.proxy_on_log as ExportFn) ?? null;
     this.onDelete = (ex.proxy_on_delete as ExportFn) ?? null;
     this.onHttpCallResponse = (ex.proxy_on_http_call_response as ExportFn) ?? null;
+    this.onTick = (ex.proxy_on_tick as ExportFn) ?? null;
 
     const watch = this.deps.watch;
     watch[Watch.DeadlineMs] = Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs);

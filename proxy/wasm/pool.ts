@@ -11,6 +11,7 @@ import {
   type ControlOp,
   type ControlResult,
   type HttpCallAnswer,
+  Op,
   Watch,
   type WorkerReply,
   type WorkerTask,
@@ -100,6 +101,7 @@ export class WorkerHandle {
   private abortReason = '';
   private spare: ArrayBuffer | null = null;
   private readonly writer = new BinWriter(64 * 1024);
+  private readonly ticks = new Map<number, NodeJS.Timeout>();
   private readonly flushBound = (): void => this.flush();
   private readonly onReplyBound = (reply: WorkerReply | ArrayBuffer): void => this.onReply(reply);
   private readonly onErrorBound = (err: unknown): void => this.onError(err);
@@ -282,8 +284,29 @@ export class WorkerHandle {
     }
   }
 
+  /** Send proxy_on_tick for the generation every `ms` (0 stops). `entry` names the
+   * generation and belongs to no stream. */
+  setTick(entry: StreamEntry, ms: number): void {
+    const genId = entry.gens[0].id;
+    const old = this.ticks.get(genId);
+    if (old !== undefined) clearInterval(old);
+    this.ticks.delete(genId);
+    if (ms <= 0 || this.closed) return;
+    const timer = setInterval(() => this.enqueue(entry, Op.Tick), ms);
+    timer.unref();
+    this.ticks.set(genId, timer);
+  }
+
+  clearTick(genId: number): void {
+    const old = this.ticks.get(genId);
+    if (old !== undefined) clearInterval(old);
+    this.ticks.delete(genId);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    for (const t of this.ticks.values()) clearInterval(t);
+    this.ticks.clear();
     for (const c of this.ctl) c.resolve?.({ ok: false, error: 'filter runtime closed' });
     this.ctl.length = 0;
     await this.piscina.destroy();

@@ -3,7 +3,7 @@
 // The buffers ping-pong: the main thread reuses the worker's result buffer for its next
 // batch and the worker reuses the batch buffer for its results.
 
-export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4 } as const;
+export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4, Tick: 5 } as const;
 export const Phase = { Request: 1, Response: 2 } as const;
 export const CallFlag = { StreamInfo: 1, EndOfStream: 2 } as const;
 export const ResultKind = { Continue: 0, ContinueMutated: 1, LocalResponse: 2, Paused: 3, Lost: 4 } as const;

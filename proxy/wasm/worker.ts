@@ -70,6 +70,7 @@ export class FilterWorker implements HttpCallSink {
   private readonly outHeaders: string[][] = [];
   private readonly outBodies: Uint8Array[] = [];
   private readonly outTimeouts: number[] = [];
+  private readonly tickChanges: FilterInstance[] = [];
 
   constructor(boot: WorkerBootData) {
     const log = new WorkerLog();
@@ -79,6 +80,7 @@ export class FilterWorker implements HttpCallSink {
       log,
       watch: new Float64Array(boot.watch),
       httpCalls: boot.httpCalls ? this : null,
+      onTickPeriod: (inst) => this.tickChanges.push(inst),
     };
   }
 
@@ -198,6 +200,30 @@ export class FilterWorker implements HttpCallSink {
     return true;
   }
 
+  private tick(genId: number): void {
+    const gen = this.gens.get(genId);
+    if (gen === undefined || this.quarantined.has(genId)) return;
+    const inst = this.ready(gen);
+    if (inst === null || inst.onTick === null) return;
+    const watch = this.deps.watch;
+    watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
+    watch[Watch.GenId] = genId;
+    watch[Watch.StartMs] = Date.now();
+    inst.stream = null;
+    inst.contextId = 1;
+    try {
+      inst.onTick(1);
+    } catch (err) {
+      watch[Watch.StartMs] = 0;
+      this.fault(gen, genId, FaultKind.Trap, `trap in proxy_on_tick: ${errorMessage(err)}`);
+      return;
+    }
+    watch[Watch.StartMs] = 0;
+    if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
+      this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
+    }
+  }
+
   private writeResult(out: BinWriter, index: number, kind: number, s: StreamState, request: boolean): void {
     out.u32(index);
     out.u8(kind);
@@ -267,6 +293,10 @@ export class FilterWorker implements HttpCallSink {
     gens.length = ng;
     for (let k = 0; k < ng; k++) gens[k] = r.u32();
     if (op === Op.HttpCallResponse) return this.httpCallResponse(r, index, id, gens, out);
+    if (op === Op.Tick) {
+      this.tick(gens[0]);
+      return false;
+    }
     let s = this.streams.get(id);
     if (s === undefined) {
       if (op === Op.Done) return false;
@@ -397,6 +427,19 @@ export class FilterWorker implements HttpCallSink {
   }
 
   private writeLogsAndFaults(out: BinWriter): void {
+    // Tick periods, last value per generation (only instances still current count).
+    let ticks = 0;
+    const tickAt = out.pos;
+    out.u32(0);
+    for (const inst of this.tickChanges) {
+      if (!inst.tickChanged || this.gens.get(inst.spec.id)?.inst !== inst) continue;
+      inst.tickChanged = false;
+      out.u32(inst.spec.id);
+      out.u32(inst.tickPeriodMs);
+      ticks++;
+    }
+    out.patchU32(tickAt, ticks);
+    this.tickChanges.length = 0;
     out.u32(this.outTokens.length);
     for (let i = 0; i < this.outTokens.length; i++) {
       out.u32(this.outTokens[i]);
