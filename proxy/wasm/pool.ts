@@ -100,6 +100,8 @@ export class WorkerHandle {
   private abortGen = 0;
   private abortReason = '';
   private spare: ArrayBuffer | null = null;
+  /** Consecutive lost tasks; a worker that cannot even start must not be retried in a hot loop. */
+  private failures = 0;
   private readonly writer = new BinWriter(64 * 1024);
   private readonly ticks = new Map<number, NodeJS.Timeout>();
   private readonly flushBound = (): void => this.flush();
@@ -224,6 +226,7 @@ export class WorkerHandle {
 
   private onReply(reply: WorkerReply | ArrayBuffer): void {
     this.busy = false;
+    this.failures = 0;
     if (this.closed) return;
     let buf: ArrayBuffer;
     if (reply instanceof ArrayBuffer) {
@@ -279,7 +282,9 @@ export class WorkerHandle {
       this.flyAnswers.length = 0;
       if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(this.flushBound);
+        this.failures++;
+        if (this.failures <= 2) setImmediate(this.flushBound);
+        else setTimeout(this.flushBound, Math.min(2000, 10 << this.failures)).unref();
       }
     }
   }
