@@ -102,6 +102,14 @@ export function decodeReply(handle: WorkerHandle, buf: ArrayBuffer, entries: Str
         else applyResponseHeaders(entry.stream, list);
         h.continueStream(entry, phase);
       }
+    } else if (kind === ResultKind.ContinueAppended) {
+      const added = r.strList();
+      if (!entry.done) {
+        // A new array, as the contract promises (the request path may still hold the old one).
+        if (request) entry.stream.requestHeaders = entry.stream.requestHeaders.concat(added);
+        else entry.stream.responseHeaders = entry.stream.responseHeaders.concat(added);
+        h.continueStream(entry, phase);
+      }
     } else if (kind === ResultKind.LocalResponse) {
       const status = r.u32();
       const headers = r.strList();

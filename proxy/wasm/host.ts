@@ -15,6 +15,7 @@ import {
 } from './abi.js';
 import type { FilterInstance } from './instance.js';
 import type { StreamState } from './stream-state.js';
+import { ABSENT_CAS } from './shared-state.js';
 
 const { Ok, NotFound, BadArgument, InvalidMemoryAccess, Empty, Unimplemented, SerializationFailure } = WasmResult;
 
@@ -29,10 +30,15 @@ function headerList(inst: FilterInstance, mapType: number): string[] | null {
   return null;
 }
 
-function markDirty(inst: FilterInstance, mapType: number): void {
+function markDirty(inst: FilterInstance, mapType: number, appendOnly = false): void {
   const s = inst.stream as StreamState;
-  if (mapType === MapType.RequestHeaders) s.requestDirty = true;
-  else s.responseDirty = true;
+  if (mapType === MapType.RequestHeaders) {
+    s.requestDirty = true;
+    if (!appendOnly) s.requestAppendOnly = false;
+  } else {
+    s.responseDirty = true;
+    if (!appendOnly) s.responseAppendOnly = false;
+  }
 }
 
 const EMPTY_BYTES = new Uint8Array(0);
@@ -241,7 +247,8 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       const name = lowerAscii(key);
       if (!acceptHeader(inst, 'proxy_add_header_map_value', name, value)) return BadArgument;
       list.push(name, value);
-      markDirty(inst, mapType);
+      // Appended pseudo-headers need the full list (the request path sees no pseudo-headers).
+      markDirty(inst, mapType, name.charCodeAt(0) !== 58);
       return Ok;
     },
     proxy_replace_header_map_value(mapType: number, keyPtr: number, keyLen: number, valPtr: number, valLen: number): number {
@@ -261,6 +268,8 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       }
       if (found < 0) {
         list.push(name, value);
+        markDirty(inst, mapType, name.charCodeAt(0) !== 58);
+        return Ok;
       } else {
         list[found + 1] = value;
         // Later duplicates go: replace means "exactly this one value".
@@ -379,7 +388,12 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       const key = inst.viewBytes(keyPtr, keyLen);
       if (key === null) return InvalidMemoryAccess;
       const entry = shared.getData(key);
-      if (entry === null) return NotFound;
+      if (entry === null) {
+        // Hand out the create-if-absent CAS (see SharedState.setData); SDKs that ignore the
+        // cas of a NotFound behave as on Envoy.
+        inst.writeU32(retCasPtr, ABSENT_CAS);
+        return NotFound;
+      }
       const r = inst.returnBytes(entry.value, retPtrPtr, retSizePtr);
       if (r !== Ok) return r;
       return inst.writeU32(retCasPtr, entry.cas) ? Ok : InvalidMemoryAccess;

@@ -51,6 +51,10 @@ function align8(n: number): number {
   return (n + 7) & ~7;
 }
 
+/** The CAS a get of a missing key reports (an extension: Envoy leaves it unset, i.e. 0).
+ * Never issued for a stored entry. */
+export const ABSENT_CAS = 0xffffffff;
+
 export interface MetricSample {
   filter: string;
   name: string;
@@ -173,7 +177,9 @@ export class SharedState {
     }
   }
 
-  /** Envoy semantics: cas 0 writes unconditionally; otherwise it must match the entry's. */
+  /** Envoy semantics: cas 0 writes unconditionally; otherwise it must match the entry's.
+   * Wisp adds one case: ABSENT_CAS (what a get of a missing key reports) succeeds only while
+   * the key is still missing, so two workers creating the same key cannot both win. */
   setData(key: Uint8Array, value: Uint8Array, cas: number): { result: number; error?: string } {
     if (key.length === 0) return { result: WasmResult.BadArgument, error: 'empty shared data key' };
     if (key.length > this.keyMax) return { result: WasmResult.BadArgument, error: `shared data key is ${key.length} bytes, limit ${this.keyMax}` };
@@ -183,7 +189,7 @@ export class SharedState {
       let idx = this.findSlot(key);
       if (idx >= 0) {
         const w = (this.kvBase + idx * this.kvStride) >> 2;
-        if (cas !== 0 && (this.i32[w + 1] >>> 0) !== cas) return { result: WasmResult.CasMismatch };
+        if (cas !== 0 && (cas === ABSENT_CAS || (this.i32[w + 1] >>> 0) !== cas)) return { result: WasmResult.CasMismatch };
       } else {
         if (this.i32[H_KV_USED] >= this.kvCap) {
           return { result: WasmResult.InternalFailure, error: `shared data is full (${this.kvCap} keys); raise shared_data capacity` };
@@ -200,7 +206,7 @@ export class SharedState {
       this.u8.set(value, off + KV_HDR + this.keyMax);
       this.i32[w + 3] = value.length;
       let next = (this.i32[H_CAS] + 1) | 0;
-      if (next === 0) next = 1;
+      if (next === 0 || next === (ABSENT_CAS | 0)) next = 1;
       this.i32[H_CAS] = next;
       this.i32[w + 1] = next;
       return { result: WasmResult.Ok };

@@ -26,6 +26,11 @@ export class StreamState {
   responseStatus = 0;
   requestDirty = false;
   responseDirty = false;
+  /** Every mutation so far only appended pairs after the first `*BaseLength` entries. */
+  requestAppendOnly = true;
+  responseAppendOnly = true;
+  requestBaseLength = 0;
+  responseBaseLength = 0;
   local: LocalResponse | null = null;
   /** Set while a filter paused this stream waiting for its http call(s). */
   pausedRequest = false;
@@ -54,6 +59,8 @@ export class StreamState {
     for (let i = 0; i < raw.length; i++) h[i + 8] = raw[i];
     this.requestHeaders = h;
     this.requestDirty = false;
+    this.requestAppendOnly = true;
+    this.requestBaseLength = h.length;
   }
 
   setResponseHeaders(status: number, raw: string[]): void {
@@ -64,5 +71,7 @@ export class StreamState {
     this.responseHeaders = h;
     this.responseStatus = status;
     this.responseDirty = false;
+    this.responseAppendOnly = true;
+    this.responseBaseLength = h.length;
   }
 }

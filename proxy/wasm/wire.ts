@@ -6,7 +6,8 @@
 export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4, Tick: 5 } as const;
 export const Phase = { Request: 1, Response: 2 } as const;
 export const CallFlag = { StreamInfo: 1, EndOfStream: 2 } as const;
-export const ResultKind = { Continue: 0, ContinueMutated: 1, LocalResponse: 2, Paused: 3, Lost: 4 } as const;
+/** ContinueAppended: the filters only added headers; the result carries just the new pairs. */
+export const ResultKind = { Continue: 0, ContinueMutated: 1, LocalResponse: 2, Paused: 3, Lost: 4, ContinueAppended: 5 } as const;
 export const FaultKind = { Trap: 1, Memory: 2, Deadline: 3, NotLoaded: 4, Quarantined: 5 } as const;
 
 export class BinWriter {
@@ -66,10 +67,27 @@ export class BinWriter {
 
   str(s: string): void {
     // Worst case 3 bytes per UTF-16 unit; write first, then patch the length.
-    this.ensure(4 + s.length * 3);
-    const n = this.buf.write(s, this.pos + 4, 'utf8');
+    const len = s.length;
+    this.ensure(4 + len * 3);
+    const buf = this.buf;
+    const at = this.pos + 4;
+    // Header names and values are short and ASCII: a plain loop beats the native call.
+    if (len <= 64) {
+      let i = 0;
+      for (; i < len; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[at + i] = c;
+      }
+      if (i === len) {
+        this.view.setUint32(this.pos, len, true);
+        this.pos = at + len;
+        return;
+      }
+    }
+    const n = buf.write(s, at, 'utf8');
     this.view.setUint32(this.pos, n, true);
-    this.pos += 4 + n;
+    this.pos = at + n;
   }
 
   bytes(b: Uint8Array): void {
@@ -94,6 +112,9 @@ export class BinWriter {
     return this.buf.buffer as ArrayBuffer;
   }
 }
+
+/** Buffer's own UTF-8 decoder, without toString's argument handling (not in the typings). */
+type Utf8SliceBuffer = Buffer & { utf8Slice(start: number, end: number): string };
 
 export class BinReader {
   buf: Buffer;
@@ -131,7 +152,7 @@ export class BinReader {
 
   str(): string {
     const n = this.u32();
-    const s = this.buf.toString('utf8', this.pos, this.pos + n);
+    const s = (this.buf as Utf8SliceBuffer).utf8Slice(this.pos, this.pos + n);
     this.pos += n;
     return s;
   }

@@ -228,8 +228,17 @@ export class FilterWorker implements HttpCallSink {
     out.u32(index);
     out.u8(kind);
     out.u8(request ? Phase.Request : Phase.Response);
-    if (kind === ResultKind.ContinueMutated) out.strList(request ? s.requestHeaders : s.responseHeaders);
-    else if (kind === ResultKind.LocalResponse) writeLocal(out, s);
+    if (kind === ResultKind.ContinueMutated) {
+      out.strList(request ? s.requestHeaders : s.responseHeaders);
+    } else if (kind === ResultKind.ContinueAppended) {
+      const list = request ? s.requestHeaders : s.responseHeaders;
+      const base = request ? s.requestBaseLength : s.responseBaseLength;
+      out.u32(list.length - base);
+      for (let i = base; i < list.length; i++) out.str(list[i]);
+      // The request path will hold these too: the next phase's base includes them.
+    } else if (kind === ResultKind.LocalResponse) {
+      writeLocal(out, s);
+    }
   }
 
   // --- control ------------------------------------------------------------------------
@@ -388,7 +397,9 @@ export class FilterWorker implements HttpCallSink {
         inst.warnOnce('pause', `${phaseName} returned Pause with no http call to wait for; nothing could resume it, so the chain continues`);
       }
     }
-    if (request ? s.requestDirty : s.responseDirty) return ResultKind.ContinueMutated;
+    if (request ? s.requestDirty : s.responseDirty) {
+      return (request ? s.requestAppendOnly : s.responseAppendOnly) ? ResultKind.ContinueAppended : ResultKind.ContinueMutated;
+    }
     return ResultKind.Continue;
   }
 
