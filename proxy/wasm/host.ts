@@ -414,6 +414,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
         inst.log(LogLevel.Warn, `proxy_register_shared_queue: ${r.error}`);
         return BadArgument;
       }
+      inst.deps.onQueueRegistered(inst, r.id);
       return inst.writeU32(retIdPtr, r.id) ? Ok : InvalidMemoryAccess;
     },
     proxy_resolve_shared_queue(_vmPtr: number, _vmLen: number, namePtr: number, nameLen: number, retIdPtr: number): number {
@@ -426,7 +427,10 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     proxy_enqueue_shared_queue(id: number, valPtr: number, valLen: number): number {
       const value = inst.viewBytes(valPtr, valLen);
       if (value === null) return InvalidMemoryAccess;
-      return shared.enqueue(id, value);
+      const r = shared.enqueue(id, value);
+      if (r === Ok) inst.deps.onEnqueue(id);
+      else if (r === WasmResult.InternalFailure) inst.log(LogLevel.Warn, `proxy_enqueue_shared_queue: queue ${id} is full`);
+      return r;
     },
     proxy_dequeue_shared_queue(id: number, retPtrPtr: number, retSizePtr: number): number {
       const r = shared.dequeue(id);

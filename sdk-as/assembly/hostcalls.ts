@@ -337,8 +337,13 @@ export function getSharedData(key: string): SharedData {
     const cas = load<u32>(RET_U32);
     return new SharedData(takeBuffer(), cas, WasmResult.Ok);
   }
-  if (r != WasmResult.NotFound) reportFailure("proxy_get_shared_data", r);
-  return new SharedData(null, 0, <WasmResult>r);
+  if (r != WasmResult.NotFound) {
+    reportFailure("proxy_get_shared_data", r);
+    return new SharedData(null, 0, <WasmResult>r);
+  }
+  // Wisp reports a create-if-absent cas for a missing key (Envoy leaves it 0: an
+  // unconditional write). Passing it back to setSharedData makes creation race-free.
+  return new SharedData(null, load<u32>(RET_U32), WasmResult.NotFound);
 }
 
 /** Stores value; with cas != 0 the write only succeeds if nobody wrote since the read that
