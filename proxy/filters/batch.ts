@@ -2,7 +2,7 @@
 // the worker's answer back into stream callbacks. See wasm/wire.ts for the layout.
 
 import type { StreamEntry, WorkerHandle } from '../wasm/pool.js';
-import { BinReader, type BinWriter, CallFlag, type HttpCallAnswer, Op, Phase, ResultKind } from '../wasm/wire.js';
+import { BinReader, type BinWriter, CallFlag, type CallPayload, type HttpCallAnswer, Op, Phase, ResultKind } from '../wasm/wire.js';
 import type { FilterPhase, FilterStream } from './types.js';
 
 export interface ReplyHandler {
@@ -12,6 +12,8 @@ export interface ReplyHandler {
   released(entry: StreamEntry): void;
   filterLog(genId: number, level: number, message: string): void;
   filterFault(genId: number, kind: number, reason: string): void;
+  /** A filter enqueued to shared queue `id` (ids come deduplicated per batch). */
+  queueReady(id: number): void;
   /** A filter instance in this worker asked for ticks every periodMs (0 = stop). */
   tickPeriod(handle: WorkerHandle, genId: number, periodMs: number): void;
   /** The worker lost the state of a paused stream: apply failure policies. */
@@ -33,15 +35,23 @@ export function encodeCalls(
   w: BinWriter,
   entries: StreamEntry[],
   ops: number[],
-  answers: (HttpCallAnswer | null)[],
+  answers: CallPayload[],
 ): void {
   w.u32(entries.length);
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
     const op = ops[i];
     const s = entry.stream;
+    if (op === Op.QueueReady) {
+      w.u8(op);
+      w.f64(-1);
+      w.u8(0);
+      w.u8(0);
+      w.u32(answers[i] as number);
+      continue;
+    }
     if (op === Op.HttpCallResponse) {
-      const a = answers[i]!;
+      const a = answers[i] as HttpCallAnswer;
       w.u8(op);
       w.f64(s.streamId);
       w.u8(0);
@@ -129,6 +139,8 @@ export function decodeReply(handle: WorkerHandle, buf: ArrayBuffer, entries: Str
     const genId = r.u32();
     h.tickPeriod(handle, genId, r.u32());
   }
+  const queues = r.u32();
+  for (let i = 0; i < queues; i++) h.queueReady(r.u32());
   const calls = r.u32();
   for (let i = 0; i < calls; i++) {
     const token = r.u32();

@@ -17,7 +17,7 @@ import {
 } from '../wasm/module-registry.js';
 import { type BatchSink, StreamEntry, WorkerHandle } from '../wasm/pool.js';
 import { DEFAULT_SHARED_STATE, type MetricSample, SharedState, type SharedStateOptions } from '../wasm/shared-state.js';
-import { type BinWriter, type ControlOp, FaultKind, type HttpCallAnswer, Op, Watch } from '../wasm/wire.js';
+import { type BinWriter, type CallPayload, type ControlOp, FaultKind, type HttpCallAnswer, Op, Watch } from '../wasm/wire.js';
 import { decodeReply, encodeCalls, type ReplyHandler } from './batch.js';
 import { type ChainHost, WasmFilterChain } from './chain.js';
 import type { FilterChain, FilterPhase, FilterRuntime, FilterStream } from './types.js';
@@ -223,7 +223,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
 
   // --- BatchSink ----------------------------------------------------------------------
 
-  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[], answers: (HttpCallAnswer | null)[]): void {
+  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[], answers: CallPayload[]): void {
     encodeCalls(handle, w, entries, ops, answers);
   }
 
@@ -319,6 +319,11 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
       gen.streams--;
       if (this.registry.collectable(gen)) this.dropEverywhere(gen);
     }
+  }
+
+  queueReady(id: number): void {
+    // Whoever registered the queue may live in any worker: tell them all.
+    for (const h of this.handles) h.enqueue(h.rootEntry, Op.QueueReady, id);
   }
 
   tickPeriod(handle: WorkerHandle, genId: number, periodMs: number): void {

@@ -58,6 +58,10 @@ export interface InstanceDeps {
   log: WorkerLog;
   /** null when the runtime has no way to make http calls (proxy_http_call is Unimplemented). */
   httpCalls: HttpCallSink | null;
+  /** The instance registered shared queue `id` (it gets proxy_on_queue_ready for it). */
+  onQueueRegistered(inst: FilterInstance, id: number): void;
+  /** Something was enqueued to shared queue `id`. */
+  onEnqueue(id: number): void;
   /** An instance changed its tick period (reported with the batch). */
   onTickPeriod(inst: FilterInstance): void;
   /** Per-worker watchdog slots read by the main thread (deadline enforcement). */
@@ -90,6 +94,7 @@ export class FilterInstance {
   onDelete: ExportFn | null = null;
   onHttpCallResponse: ExportFn | null = null;
   onTick: ExportFn | null = null;
+  onQueueReady: ExportFn | null = null;
   /** proxy_set_tick_period_milliseconds; reported to the main thread, which sends ticks. */
   tickPeriodMs = 0;
   tickChanged = false;
@@ -137,6 +142,7 @@ export class FilterInstance {
     this.onDelete = (ex.proxy_on_delete as ExportFn) ?? null;
     this.onHttpCallResponse = (ex.proxy_on_http_call_response as ExportFn) ?? null;
     this.onTick = (ex.proxy_on_tick as ExportFn) ?? null;
+    this.onQueueReady = (ex.proxy_on_queue_ready as ExportFn) ?? null;
 
     const watch = this.deps.watch;
     watch[Watch.DeadlineMs] = Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs);

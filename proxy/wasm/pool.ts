@@ -10,7 +10,7 @@ import {
   BinWriter,
   type ControlOp,
   type ControlResult,
-  type HttpCallAnswer,
+  type CallPayload,
   Op,
   Watch,
   type WorkerReply,
@@ -36,7 +36,7 @@ export class StreamEntry {
 
 export interface BatchSink {
   /** Encode the calls of one batch (the writer is positioned at the start). */
-  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[], answers: (HttpCallAnswer | null)[]): void;
+  encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[], answers: CallPayload[]): void;
   /** A batch came back: dispatch results, logs and faults. */
   onReply(handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBuffer): void;
   /** A batch was lost (deadline abort or worker crash): apply failure policies. */
@@ -86,10 +86,10 @@ export class WorkerHandle {
   private needsResync = false;
   private entries: StreamEntry[] = [];
   private ops: number[] = [];
-  private answers: (HttpCallAnswer | null)[] = [];
+  private answers: CallPayload[] = [];
   private flyEntries: StreamEntry[] = [];
   private flyOps: number[] = [];
-  private flyAnswers: (HttpCallAnswer | null)[] = [];
+  private flyAnswers: CallPayload[] = [];
   /** Entry for calls that belong to no stream (root-context http call answers). */
   readonly rootEntry: StreamEntry;
   private ctl: PendingControl[] = [];
@@ -136,7 +136,7 @@ export class WorkerHandle {
     return this.busy;
   }
 
-  enqueue(entry: StreamEntry, op: number, answer: HttpCallAnswer | null = null): void {
+  enqueue(entry: StreamEntry, op: number, answer: CallPayload = null): void {
     this.entries.push(entry);
     this.ops.push(op);
     this.answers.push(answer);

@@ -3,7 +3,7 @@
 // The buffers ping-pong: the main thread reuses the worker's result buffer for its next
 // batch and the worker reuses the batch buffer for its results.
 
-export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4, Tick: 5 } as const;
+export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4, Tick: 5, QueueReady: 6 } as const;
 export const Phase = { Request: 1, Response: 2 } as const;
 export const CallFlag = { StreamInfo: 1, EndOfStream: 2 } as const;
 /** ContinueAppended: the filters only added headers; the result carries just the new pairs. */
@@ -217,6 +217,9 @@ export interface HttpCallAnswer {
   headers: string[];
   body: Uint8Array;
 }
+
+/** Extra data of a call: an http call answer, or a queue id (QueueReady). */
+export type CallPayload = HttpCallAnswer | number | null;
 
 /** Layout of the per-worker watchdog SharedArrayBuffer (Float64 slots). */
 export const Watch = { StartMs: 0, DeadlineMs: 1, GenId: 2, Slots: 3 } as const;

@@ -71,6 +71,9 @@ export class FilterWorker implements HttpCallSink {
   private readonly outBodies: Uint8Array[] = [];
   private readonly outTimeouts: number[] = [];
   private readonly tickChanges: FilterInstance[] = [];
+  /** Instances in this worker that registered each shared queue. */
+  private readonly queueOwners = new Map<number, FilterInstance[]>();
+  private readonly readyQueues = new Set<number>();
 
   constructor(boot: WorkerBootData) {
     const log = new WorkerLog();
@@ -81,6 +84,12 @@ export class FilterWorker implements HttpCallSink {
       watch: new Float64Array(boot.watch),
       httpCalls: boot.httpCalls ? this : null,
       onTickPeriod: (inst) => this.tickChanges.push(inst),
+      onQueueRegistered: (inst, id) => {
+        const owners = this.queueOwners.get(id);
+        if (owners === undefined) this.queueOwners.set(id, [inst]);
+        else if (!owners.includes(inst)) owners.push(inst);
+      },
+      onEnqueue: (id) => this.readyQueues.add(id),
     };
   }
 
@@ -224,6 +233,34 @@ export class FilterWorker implements HttpCallSink {
     }
   }
 
+  /** proxy_on_queue_ready for every current instance here that registered the queue. */
+  private queueReady(id: number): void {
+    const owners = this.queueOwners.get(id);
+    if (owners === undefined) return;
+    const watch = this.deps.watch;
+    let w = 0;
+    for (let i = 0; i < owners.length; i++) {
+      const inst = owners[i];
+      const gen = this.gens.get(inst.spec.id);
+      if (gen === undefined || gen.inst !== inst) continue; // dropped or recycled: forget it
+      owners[w++] = inst;
+      if (inst.onQueueReady === null || this.quarantined.has(gen.spec.id)) continue;
+      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
+      watch[Watch.GenId] = gen.spec.id;
+      watch[Watch.StartMs] = Date.now();
+      inst.stream = null;
+      inst.contextId = 1;
+      try {
+        inst.onQueueReady(1, id);
+      } catch (err) {
+        this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in proxy_on_queue_ready: ${errorMessage(err)}`);
+      } finally {
+        watch[Watch.StartMs] = 0;
+      }
+    }
+    owners.length = w;
+  }
+
   private writeResult(out: BinWriter, index: number, kind: number, s: StreamState, request: boolean): void {
     out.u32(index);
     out.u8(kind);
@@ -304,6 +341,10 @@ export class FilterWorker implements HttpCallSink {
     if (op === Op.HttpCallResponse) return this.httpCallResponse(r, index, id, gens, out);
     if (op === Op.Tick) {
       this.tick(gens[0]);
+      return false;
+    }
+    if (op === Op.QueueReady) {
+      this.queueReady(r.u32());
       return false;
     }
     let s = this.streams.get(id);
@@ -451,6 +492,9 @@ export class FilterWorker implements HttpCallSink {
     }
     out.patchU32(tickAt, ticks);
     this.tickChanges.length = 0;
+    out.u32(this.readyQueues.size);
+    for (const id of this.readyQueues) out.u32(id);
+    this.readyQueues.clear();
     out.u32(this.outTokens.length);
     for (let i = 0; i < this.outTokens.length; i++) {
       out.u32(this.outTokens[i]);
