@@ -6,8 +6,8 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { pickLoadTool } from './peers/load.js';
-import type { LoadTool } from './peers/load.js';
-import { README_END, README_START, addRatios, formatTable, readmeBlock, replaceReadmeBlock, round2, summarise } from './peers/report.js';
+import type { LoadResult, LoadTool } from './peers/load.js';
+import { README_END, README_START, addRatios, formatExtras, formatTable, readmeBlock, replaceReadmeBlock, round2, summarise } from './peers/report.js';
 import type { Sample } from './peers/report.js';
 import { formatStreamTable, streamThrough } from './peers/stream.js';
 import type { StreamResult } from './peers/stream.js';
@@ -30,6 +30,14 @@ export const TARGETS: Target[] = [
   wispTarget('wisp'),
   wispTarget('wisp+noop', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }]),
   wispTarget('wisp+header', [{ name: 'add-header', wasm: 'filters/build/add-header.wasm' }]),
+  // Three stateless filters in a row: what a chain costs over one filter.
+  wispTarget('wisp+chain', [
+    { name: 'noop', wasm: 'filters/build/noop.wasm' },
+    { name: 'add-header', wasm: 'filters/build/add-header.wasm' },
+    { name: 'headers', wasm: 'filters/build/headers.wasm', config: { request: { set: { 'x-bench': '1' } } } },
+  ]),
+  // The noop filter hot-reloaded through the admin API every second under load.
+  wispTarget('wisp+hotload', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }], { hotload: { filter: 'noop', everyMs: 1000 } }),
 ];
 
 export interface BenchOptions {
@@ -102,8 +110,16 @@ async function measure(tool: LoadTool, target: RunningTarget, opts: BenchOptions
   const url = `http://127.0.0.1:${target.port}/`;
   // Warm-up: JIT, connection pools, page faults; its numbers are thrown away.
   await tool.run({ url, connections: opts.connections, durationS: opts.warmupS });
-  const r = await tool.run({ url, connections: opts.connections, durationS: opts.durationS });
-  return { ...r, rss_bytes: target.proc ? treeRssBytes(target.proc.pid) : null };
+  const side = target.duringMeasure?.();
+  let r: LoadResult;
+  try {
+    r = await tool.run({ url, connections: opts.connections, durationS: opts.durationS });
+  } catch (err) {
+    await side?.stop();
+    throw err;
+  }
+  const extra = await side?.stop();
+  return { ...r, rss_bytes: target.proc ? treeRssBytes(target.proc.pid) : null, ...(extra ? { extra } : {}) };
 }
 
 function machine(): { cpus: number; model: string; node: string; os: string } {
@@ -236,6 +252,7 @@ export async function runBench(opts: BenchOptions): Promise<number> {
   renameSync(tmpOut, opts.out);
 
   if (runs.length > 0) process.stdout.write(`\n${formatTable(runs)}\n\n`);
+  for (const e of formatExtras(runs)) process.stdout.write(`${e}\n`);
   if (streams.length > 0) process.stdout.write(`\n${formatStreamTable(streams)}\n\n`);
   for (const s of skipped) process.stdout.write(`skipped ${s.name}: ${s.reason}\n`);
   for (const f of failed) process.stdout.write(`failed ${f.name}${f.round ? ` (round ${f.round})` : ''}: ${briefError(f.error)}\n`);

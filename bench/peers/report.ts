@@ -16,10 +16,13 @@ export interface RunSummary {
   rps_ratio_nginx: number | null;
   p99_ratio_nginx: number | null;
   rps_ratio_direct: number | null;
+  /** Counters from the run's side task (e.g. hot reloads), summed over rounds. */
+  extra?: Record<string, number>;
 }
 
 export interface Sample extends LoadResult {
   rss_bytes: number | null;
+  extra?: Record<string, number>;
 }
 
 export function median(values: number[]): number {
@@ -44,7 +47,18 @@ export function summarise(name: string, samples: Sample[]): Omit<RunSummary, 'rp
     errors: samples.reduce((a, s) => a + s.errors, 0),
     rss_mb: rss.length > 0 ? round2(median(rss) / (1024 * 1024)) : null,
     rps_rounds: samples.map((s) => Math.round(s.rps)),
+    ...sumExtras(samples),
   };
+}
+
+function sumExtras(samples: Sample[]): { extra?: Record<string, number> } {
+  let extra: Record<string, number> | undefined;
+  for (const s of samples) {
+    if (!s.extra) continue;
+    extra ??= {};
+    for (const [k, v] of Object.entries(s.extra)) extra[k] = (extra[k] ?? 0) + v;
+  }
+  return extra ? { extra } : {};
 }
 
 export function addRatios(runs: Omit<RunSummary, 'rps_ratio_nginx' | 'p99_ratio_nginx' | 'rps_ratio_direct'>[]): RunSummary[] {
@@ -76,6 +90,13 @@ export function formatTable(runs: RunSummary[]): string {
   return [line(head), sep, ...rows.map(line)].join('\n');
 }
 
+/** One line per run that has side-task counters: "wisp+hotload: reloads 10, reload_failures 0". */
+export function formatExtras(runs: RunSummary[]): string[] {
+  return runs
+    .filter((r) => r.extra)
+    .map((r) => `${r.name}: ${Object.entries(r.extra as Record<string, number>).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+}
+
 export const README_START = '<!-- bench:latest:start -->';
 export const README_END = '<!-- bench:latest:end -->';
 
@@ -94,6 +115,7 @@ export function readmeBlock(
     '',
     formatTable(runs),
   ];
+  for (const e of formatExtras(runs)) lines.push('', `${e}.`);
   for (const s of skipped) lines.push('', `Skipped ${s.name}: ${s.reason}.`);
   return lines.join('\n');
 }

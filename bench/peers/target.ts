@@ -19,7 +19,15 @@ export interface RunningTarget {
   port: number;
   /** The process whose tree RSS is sampled; null for targets whose memory is not the point. */
   proc: ManagedProcess | null;
+  /** Something to do while the measured load runs (e.g. hot-reload a filter); its counters
+   * are added to the run's `extra` in the report. */
+  duringMeasure?(): SideTask;
   stop(): Promise<void>;
+}
+
+export interface SideTask {
+  /** Stop, wait for anything in flight, and return counters (summed over rounds). */
+  stop(): Promise<Record<string, number>>;
 }
 
 export interface Target {

@@ -1,11 +1,12 @@
 // Wisp as a target: `node bin/wisp.js --config <tmp>/wisp.yaml`, optionally with wasm filters
 // on the route. A variant whose filter .wasm has not been built is skipped, not failed.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ManagedProcess, waitReady } from './proc.js';
 import { freePort } from '../../test/helpers/net.js';
-import type { RunningTarget, Target, TargetContext } from './target.js';
+import type { RunningTarget, SideTask, Target, TargetContext } from './target.js';
 
 export interface BenchFilter {
   name: string;
@@ -47,8 +48,62 @@ export function wispConfig(o: WispConfigOptions): string {
 
 export const WISP_BIN = 'bin/wisp.js';
 
+export interface WispTargetOptions {
+  /** While the load runs, reload this filter through the admin API every `everyMs`. */
+  hotload?: { filter: string; everyMs: number };
+}
+
+/** Reloads one filter through the admin API on a timer, one reload at a time, counting
+ * the outcomes: the load must see no errors while generations switch underneath it. */
+export class FilterReloader implements SideTask {
+  private readonly timer: NodeJS.Timeout;
+  private inFlight: Promise<void> | null = null;
+  reloads = 0;
+  failures = 0;
+
+  constructor(
+    private readonly adminPort: number,
+    private readonly filter: string,
+    everyMs: number,
+  ) {
+    this.timer = setInterval(() => this.tick(), everyMs);
+  }
+
+  private tick(): void {
+    if (this.inFlight) return;
+    this.inFlight = this.reloadOnce().finally(() => {
+      this.inFlight = null;
+    });
+  }
+
+  private async reloadOnce(): Promise<void> {
+    const status = await post(this.adminPort, `/filters/${encodeURIComponent(this.filter)}/reload`);
+    if (status === 200) this.reloads++;
+    else this.failures++;
+  }
+
+  async stop(): Promise<Record<string, number>> {
+    clearInterval(this.timer);
+    await this.inFlight;
+    return { reloads: this.reloads, reload_failures: this.failures };
+  }
+}
+
+function post(port: number, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', agent: false, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
 /** A Wisp run with these filters on its one route (none: the plain forwarding path). */
-export function wispTarget(name: string, filters: BenchFilter[] = []): Target {
+export function wispTarget(name: string, filters: BenchFilter[] = [], options: WispTargetOptions = {}): Target {
   return {
     name,
     unavailable(ctx) {
@@ -71,7 +126,13 @@ export function wispTarget(name: string, filters: BenchFilter[] = []): Target {
         await proc.stop();
         throw err;
       }
-      return { port: listenPort, proc, stop: () => proc.stop(5000) };
+      const hotload = options.hotload;
+      return {
+        port: listenPort,
+        proc,
+        duringMeasure: hotload ? () => new FilterReloader(adminPort, hotload.filter, hotload.everyMs) : undefined,
+        stop: () => proc.stop(5000),
+      };
     },
   };
 }

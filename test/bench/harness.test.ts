@@ -8,13 +8,13 @@ import http from 'node:http';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
-import { httpGet } from '../helpers/net.js';
+import { httpGet, waitFor } from '../helpers/net.js';
 import { parseWrkOutput, parseWrkDuration, pickLoadTool } from '../../bench/peers/load.js';
 import { HELLO_BODY, startBenchUpstream } from '../../bench/upstream.js';
 import { findExecutable, treeRssBytes } from '../../bench/peers/proc.js';
 import { nginxTarget } from '../../bench/peers/nginx.js';
 import { haproxyTarget } from '../../bench/peers/haproxy.js';
-import { wispConfig } from '../../bench/peers/wisp.js';
+import { FilterReloader, wispConfig } from '../../bench/peers/wisp.js';
 import { streamThrough } from '../../bench/peers/stream.js';
 import { parseArgs } from '../../bench/run.js';
 import { addRatios, formatTable, median, readmeBlock, replaceReadmeBlock, summarise, README_START, README_END } from '../../bench/peers/report.js';
@@ -196,4 +196,35 @@ test('streamThrough downloads the whole body and reports it complete', async () 
   } finally {
     up.close();
   }
+});
+
+test('FilterReloader posts reloads to the admin API and counts outcomes', async () => {
+  const seen: string[] = [];
+  const admin = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    res.writeHead(seen.length === 2 ? 500 : 200).end('{}');
+  });
+  await new Promise<void>((r) => admin.listen(0, '127.0.0.1', r));
+  const port = (admin.address() as { port: number }).port;
+  try {
+    const reloader = new FilterReloader(port, 'noop', 10);
+    await waitFor(() => seen.length >= 3, 5000, 'three reloads');
+    const counts = await reloader.stop();
+    assert.equal(seen[0], 'POST /filters/noop/reload');
+    assert.equal(counts.reload_failures, 1);
+    assert.equal(counts.reloads, seen.length - 1);
+    const after = seen.length;
+    await new Promise((r) => setImmediate(r));
+    assert.equal(seen.length, after, 'no reload after stop');
+  } finally {
+    admin.closeAllConnections();
+    await new Promise<void>((r) => admin.close(() => r()));
+  }
+});
+
+test('side-task counters are summed over rounds', () => {
+  const s = (reloads: number) => ({ rps: 1, p50_ms: 1, p99_ms: 1, non2xx: 0, errors: 0, requests: 1, rss_bytes: null, extra: { reloads, reload_failures: 0 } });
+  const r = summarise('wisp+hotload', [s(3), s(4)]);
+  assert.deepEqual(r.extra, { reloads: 7, reload_failures: 0 });
+  assert.equal(summarise('wisp', [{ ...s(1), extra: undefined }]).extra, undefined);
 });
