@@ -242,6 +242,9 @@ export class WorkerHandle {
     this.flyCtl.length = 0;
     try {
       this.sink.onReply(this, this.flyEntries, this.flyOps, buf);
+    } catch (err) {
+      // A bug here must not become an unhandled rejection that takes the process down.
+      process.emitWarning(`filter worker ${this.index}: could not process a batch reply: ${err instanceof Error ? err.stack : String(err)}`);
     } finally {
       this.flyEntries.length = 0;
       this.flyOps.length = 0;
