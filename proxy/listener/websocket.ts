@@ -305,20 +305,16 @@ class WsUpgrade implements FilterStream {
     this.answered = true;
     this.responseStatus = 101;
     this.logHandshake(101);
-    corkingUpgrade = this;
-    corkingBridge = bridge;
-    this.res.cork(corkedUpgrade);
-    corkingUpgrade = null;
-    corkingBridge = null;
+    // Not inside res.cork: in uWS 20.30, cork() around an asynchronous upgrade reads the
+    // reallocated socket as if it were still HTTP and can close the new WebSocket at once
+    // (uNetworking/uWebSockets#1928, fixed upstream by #1929). upgrade() writes the 101 itself.
+    this.res.upgrade<WsUserData>({ bridge }, this.key, conn.protocol, '', this.context);
     this.handshakeOver();
     // uWS opens the socket inside upgrade(); if it did not (client gone in between), the
     // upstream must not wait for an open that will never come.
-    if (!bridge.opened) bridge.abandon();
-  }
-
-  /** Runs inside res.cork (see corkedUpgrade). */
-  upgradeCorked(bridge: WsBridge): void {
-    this.res.upgrade<WsUserData>({ bridge }, this.key, bridge.upstream.protocol, '', this.context);
+    if (!bridge.opened) return bridge.abandon();
+    // Upstream frames flow only now, outside upgrade(), so nothing is sent from inside open.
+    bridge.startUpstream();
   }
 
   private onUpstreamError(err: unknown): void {
@@ -409,10 +405,6 @@ let nextStreamId = 1_000_000_000; // apart from request-path's ids: both feed th
 
 // res.cork runs its callback synchronously; module-level slots spare a closure per upgrade.
 let corkingUpgrade: WsUpgrade | null = null;
-let corkingBridge: WsBridge | null = null;
-function corkedUpgrade(): void {
-  corkingUpgrade!.upgradeCorked(corkingBridge!);
-}
 function corkedAnswer(): void {
   corkingUpgrade!.answerCorked();
 }
@@ -424,6 +416,7 @@ class WsBridge implements WsHandler {
   private clientClosed = false;
   private upstreamClosed = false;
   private upstreamPaused = false;
+  private upstreamStarted = false;
 
   constructor(
     private readonly exchange: WsUpgrade,
@@ -434,7 +427,12 @@ class WsBridge implements WsHandler {
   onClientOpen(ws: WebSocket<WsUserData>): void {
     this.ws = ws;
     this.opened = true;
-    this.upstream.start(this);
+  }
+
+  /** Let upstream frames flow (called once upgrade() has returned). */
+  startUpstream(): void {
+    this.upstreamStarted = true;
+    if (!this.upstreamClosed) this.upstream.start(this);
   }
 
   onClientMessage(message: ArrayBuffer, isBinary: boolean): void {
@@ -460,7 +458,11 @@ class WsBridge implements WsHandler {
   onClientClose(code: number, message: ArrayBuffer): void {
     this.ws = null;
     this.clientClosed = true;
-    if (!this.upstreamClosed) {
+    if (!this.upstreamStarted) {
+      // Closed inside upgrade(): the upstream never started, so no close event will come from it.
+      this.upstreamClosed = true;
+      this.upstream.destroy();
+    } else if (!this.upstreamClosed) {
       if (code === 1005) this.upstream.close(1005, '');
       else if (isValidCloseCode(code)) this.upstream.close(code, Buffer.from(message).toString('utf8'));
       else this.upstream.destroy(); // 1006 (abnormal) and friends cannot be sent in a frame
@@ -497,6 +499,13 @@ class WsBridge implements WsHandler {
       else ws.end(code, reason);
     }
     this.maybeDone();
+  }
+
+  /** Every message of one upstream chunk goes out in one corked write. */
+  batch(deliver: () => void): void {
+    const ws = this.ws;
+    if (ws !== null) ws.cork(deliver);
+    else deliver();
   }
 
   onDrain(): void {

@@ -110,6 +110,10 @@ export interface WsHandler {
   onClose(code: number, reason: string, clean: boolean): void;
   /** The socket's write buffer drained (after send() returned false). */
   onDrain(): void;
+  /** Optional: run `deliver` (which calls onMessage for every whole message in the chunk
+   * just read) inside a batch, e.g. uWS's cork, so a chunk of many messages costs one write
+   * downstream. `deliver` is the same function for the connection's whole life. */
+  batch?(deliver: () => void): void;
 }
 
 const enum ReadState {
@@ -127,6 +131,7 @@ export class WsConnection {
   private paused = false;
   private parsing = false;
   private closeTimer: NodeJS.Timeout | null = null;
+  private readonly parseBound = (): void => this.parse();
 
   // Frame reader state. `buf` holds bytes not yet consumed (header bytes, or payload of a
   // frame whose length is known but which has not arrived whole).
@@ -225,7 +230,9 @@ export class WsConnection {
     } else {
       this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     }
-    this.parse();
+    const h = this.handler!;
+    if (h.batch !== undefined) h.batch(this.parseBound);
+    else this.parse();
   }
 
   private parse(): void {

@@ -33,13 +33,19 @@ let port: number;
 function startWsEcho(): Promise<{ port: number; close(): void }> {
   return new Promise((resolve, reject) => {
     let ls: us_listen_socket | null = null;
-    uWS.App()
-      .ws('/*', { message: (ws, msg, isBinary) => void ws.send(msg, isBinary) })
-      .listen('127.0.0.1', 0, (s) => {
-        if (!s) return reject(new Error('ws upstream cannot listen'));
-        ls = s;
-        resolve({ port: uWS.us_socket_local_port(s), close: () => uWS.us_listen_socket_close(ls!) });
+    // The returned closure holds the App: an App the GC collects takes its sockets with it.
+    const app = uWS.App().ws('/*', { message: (ws, msg, isBinary) => void ws.send(msg, isBinary) });
+    app.listen('127.0.0.1', 0, (s) => {
+      if (!s) return reject(new Error('ws upstream cannot listen'));
+      ls = s;
+      resolve({
+        port: uWS.us_socket_local_port(s),
+        close: () => {
+          uWS.us_listen_socket_close(ls!);
+          void app;
+        },
       });
+    });
   });
 }
 

@@ -4,9 +4,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import uWS from 'uWebSockets.js';
-import type { WebSocket, us_listen_socket } from 'uWebSockets.js';
+import type { TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { connectWebSocket, acceptKeyFor, type WsConnection, type WsHandler, type WsConnectOptions } from '../../proxy/upstream/ws-client.js';
@@ -38,6 +40,8 @@ class WsUpstream {
   /** The socket that got "flood", for the backpressure test. */
   flooding: WebSocket<UpstreamData> | null = null;
   private listenSocket: us_listen_socket | null = null;
+  /** Held for the server's lifetime: an App the GC collects takes its sockets with it. */
+  private app: TemplatedApp | null = null;
 
   constructor(private readonly tag: string) {}
 
@@ -93,6 +97,7 @@ class WsUpstream {
         this.closes.push({ url: ws.getUserData().url, code, reason: Buffer.from(message).toString() });
       },
     });
+    this.app = app;
     return new Promise((resolve, reject) => {
       app.listen('127.0.0.1', 0, (ls) => {
         if (!ls) return reject(new Error('upstream cannot listen'));
@@ -106,6 +111,7 @@ class WsUpstream {
   close(): void {
     if (this.listenSocket !== null) uWS.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+    this.app = null;
     for (const ws of this.sockets) ws.close();
     this.sockets.clear();
   }
@@ -139,6 +145,9 @@ let a: WsUpstream;
 let b: WsUpstream;
 let wisp: Wisp;
 let port: number;
+/** Accepts TCP and never answers: the handshake must time out. */
+let silent: net.Server;
+const silentSockets = new Set<net.Socket>();
 const clients: TestClient[] = [];
 const rawSockets: net.Socket[] = [];
 
@@ -156,6 +165,12 @@ before(async () => {
   await a.start();
   await b.start();
   const deadPort = await freePort();
+  silent = net.createServer((sock) => {
+    silentSockets.add(sock);
+    sock.on('close', () => silentSockets.delete(sock));
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const silentPort = (silent.address() as net.AddressInfo).port;
   wisp = await Wisp.start(
     normalizeConfig(
       {
@@ -169,6 +184,7 @@ before(async () => {
               { match: { prefix: '/a/' }, cluster: 'a' },
               { match: { prefix: '/b/' }, cluster: 'b', rewrite: { prefix: '/bee/' } },
               { match: { prefix: '/dead/' }, cluster: 'dead' },
+              { match: { prefix: '/silent/' }, cluster: 'silent', timeout: '300ms' },
             ],
           },
         ],
@@ -176,6 +192,7 @@ before(async () => {
           { name: 'a', endpoints: [`127.0.0.1:${a.port}`] },
           { name: 'b', endpoints: [`127.0.0.1:${b.port}`] },
           { name: 'dead', endpoints: [`127.0.0.1:${deadPort}`] },
+          { name: 'silent', endpoints: [`127.0.0.1:${silentPort}`] },
         ],
       },
       'websocket.test',
@@ -190,6 +207,8 @@ after(async () => {
   await wisp.stop(0);
   a.close();
   b.close();
+  for (const sock of silentSockets) sock.destroy();
+  await new Promise((resolve) => silent.close(resolve));
 });
 
 test('echo: text and binary keep their type in both directions', async () => {
@@ -302,6 +321,12 @@ test('an upstream that is down answers 502', async () => {
   assert.equal(r.status, 502);
 });
 
+test('an upstream that accepts but never answers the handshake gives 504 after the route timeout', async () => {
+  const r = await connectWebSocket({ host: '127.0.0.1', port, path: '/silent/x', handshakeTimeoutMs: 5000 });
+  assert.equal(r.upgraded, false);
+  assert.equal(r.status, 504);
+});
+
 test('no route answers 404, a direct_response route answers as HTTP', async () => {
   const none = await connectWebSocket({ host: '127.0.0.1', port, path: '/nowhere', handshakeTimeoutMs: 5000 });
   assert.equal(none.status, 404);
@@ -402,4 +427,45 @@ test('idle timeout in seconds, clamped to the range uWS accepts', () => {
   assert.equal(wsIdleTimeoutSeconds(60000), 60);
   assert.equal(wsIdleTimeoutSeconds(60400), 60);
   assert.equal(wsIdleTimeoutSeconds(3_600_000), 960);
+});
+
+test('wasm filters run on the upgrade: auth refuses without a key, a header filter reaches the upstream', async () => {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  const wasm = (name: string) => path.join(root, 'filters', 'build', `${name}.wasm`);
+  const filtered = await Wisp.start(
+    normalizeConfig(
+      {
+        admin: { address: '127.0.0.1:0' },
+        workers: 1,
+        listeners: [{ name: 'f', address: '127.0.0.1:0', routes: [{ match: { prefix: '/a/' }, cluster: 'a', filters: ['auth', 'tag'] }] }],
+        clusters: [{ name: 'a', endpoints: [`127.0.0.1:${a.port}`] }],
+        filters: [
+          { name: 'auth', wasm: wasm('auth'), config: { keys: ['sesame'] } },
+          { name: 'tag', wasm: wasm('add-header'), config: 'tagged' },
+        ],
+      },
+      'websocket-filters.test',
+    ),
+  );
+  try {
+    const fport = filtered.listenerPort('f');
+    const before = a.upgrades.length;
+    const refused = await connectWebSocket({ host: '127.0.0.1', port: fport, path: '/a/echo', handshakeTimeoutMs: 5000 });
+    assert.equal(refused.status, 401);
+    assert.equal(a.upgrades.length, before, 'nothing reached the upstream');
+    const ok = await connectWebSocket({ host: '127.0.0.1', port: fport, path: '/a/echo', headers: ['x-api-key', 'sesame'], handshakeTimeoutMs: 5000 });
+    assert.equal(ok.status, 101);
+    assert.ok(ok.upgraded);
+    const c = new TestClient(ok.connection);
+    clients.push(c);
+    assert.equal(a.upgrades[before]!.headers['x-wisp-filter'], 'tagged');
+    assert.equal(a.upgrades[before]!.url, '/a/echo');
+    c.conn.send('through filters', false);
+    await waitFor(() => c.messages.length === 1, 5000, 'echo');
+    assert.equal(c.messages[0]!.data.toString(), 'through filters');
+    c.conn.close(1000, '');
+    await waitFor(() => c.closeCode !== 0, 5000, 'closed');
+  } finally {
+    await filtered.stop(0);
+  }
 });
