@@ -151,3 +151,44 @@ test('list() describes loaded filters', () => {
   assert.ok(a.generation > 0);
   assert.ok(!Number.isNaN(Date.parse(a.loaded_at)));
 });
+
+test('response phase: :status rewrite reaches stream.responseStatus; local response from on_response_headers', async () => {
+  const chain = rt.chain(['probe-a', 'probe-b']);
+  const s = new TestStream(['x-action', 'status']);
+  chain.requestHeaders(s);
+  await s.next();
+  s.responseStatus = 200;
+  s.responseHeaders = ['content-type', 'text/plain'];
+  chain.responseHeaders(s);
+  assert.deepEqual(await s.next(), { kind: 'continue', phase: 'response_headers' });
+  assert.equal(s.responseStatus, 299);
+  assert.equal(s.responseHeader(':status'), undefined);
+  chain.done(s);
+
+  const d = new TestStream(['x-action', 'deny-response']);
+  chain.requestHeaders(d);
+  await d.next();
+  d.responseStatus = 200;
+  d.responseHeaders = [];
+  chain.responseHeaders(d);
+  const o = await d.next();
+  assert.equal(o.kind, 'local');
+  if (o.kind === 'local') {
+    assert.equal(o.status, 502);
+    // Reverse order: probe-b answers first.
+    assert.equal(o.body, 'response refused by B');
+  }
+  chain.done(d);
+});
+
+test('loadBytes() adds a new filter with default settings', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const info = await rt.loadBytes('uploaded', await readFile(fixture('probe.wasm')), { config: 'U' });
+  assert.equal(info.name, 'uploaded');
+  assert.equal(info.failure, 'closed');
+  const s = new TestStream();
+  rt.chain(['uploaded']).requestHeaders(s);
+  await s.next();
+  assert.equal(s.header('x-probe'), 'U');
+  rt.chain(['uploaded']).done(s);
+});
