@@ -18,6 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
 import { forwardRequestHeaders, isDroppedResponseHeader } from '../http/headers.js';
 import { statusLine } from '../http/status.js';
+import { checkRequest, rejectRequest } from '../http/request-validation.js';
 import { headerValue, hostWithoutPort, type CompiledRoute } from '../router/match.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -106,9 +107,12 @@ function collectHeader(name: string, value: string): void {
   collecting.push(name, value);
 }
 
-/** Addresses as uWS reports them; IPv4-mapped IPv6 shown as IPv4. */
-function clientAddressOf(res: HttpResponse): string {
-  const text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+/** Addresses as uWS reports them; IPv4-mapped IPv6 shown as IPv4. With proxy_protocol, the
+ * address a PROXY v2 header carried (as the HTTP listener does). */
+function clientAddressOf(res: HttpResponse, proxyProtocol: boolean): string {
+  let text = '';
+  if (proxyProtocol) text = Buffer.from(res.getProxiedRemoteAddressAsText()).toString('latin1');
+  if (text === '') text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
   if (text.startsWith('0000:0000:0000:0000:0000:ffff:')) {
     const n = parseInt(text.slice(30).replace(':', ''), 16);
     return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
@@ -170,18 +174,19 @@ class WsUpgrade implements FilterStream {
     this.protocols = req.getHeader('sec-websocket-protocol');
     this.requestId = requestIdFrom(headers);
     this.path = url;
-    this.clientAddress = clientAddressOf(this.res);
-
-    let host: string | undefined;
-    let hosts = 0;
-    for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i] === 'host') {
-        host = headers[i + 1];
-        hosts++;
-      }
+    // The same head checks as every HTTP request (duplicate Host, bad bytes, sizes...).
+    const check = st.check;
+    if (!checkRequest('GET', url, query, headers, st.config.limits, check)) {
+      this.answered = true;
+      return rejectRequest(this.res, check.status, check.reason, this.requestId);
     }
-    if (headers.length / 2 > st.config.limits.max_headers) return this.answerPlain(431, 'too many headers');
-    if (hosts !== 1 || host === undefined || host === '') return this.answerPlain(400, hosts > 1 ? 'more than one Host header' : 'missing Host header');
+    // Bytes after the head would be read as WebSocket frames once upgraded.
+    if (check.contentLength > 0 || check.chunked) {
+      this.answered = true;
+      return rejectRequest(this.res, 400, 'WebSocket upgrade with a request body', this.requestId);
+    }
+    this.clientAddress = clientAddressOf(this.res, st.config.proxy_protocol);
+    const host = check.host;
     this.authority = host;
 
     const route = st.router.match('GET', hostWithoutPort(host), url, query, headers);

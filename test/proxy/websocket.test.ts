@@ -327,6 +327,14 @@ test('an upstream that accepts but never answers the handshake gives 504 after t
   assert.equal(r.status, 504);
 });
 
+test('the upgrade head gets the same checks as any request: two Host headers answer 400', async () => {
+  const before = a.upgrades.length;
+  const r = await connectWebSocket({ host: '127.0.0.1', port, path: '/a/echo', headers: ['host', 'one.test', 'host', 'two.test'], handshakeTimeoutMs: 5000 });
+  assert.equal(r.upgraded, false);
+  assert.equal(r.status, 400);
+  assert.equal(a.upgrades.length, before);
+});
+
 test('no route answers 404, a direct_response route answers as HTTP', async () => {
   const none = await connectWebSocket({ host: '127.0.0.1', port, path: '/nowhere', handshakeTimeoutMs: 5000 });
   assert.equal(none.status, 404);
