@@ -125,7 +125,7 @@ export class WorkerHandle {
       minThreads: 1,
       maxThreads: 1,
       concurrentTasksPerWorker: 1,
-      idleTimeout: Number.MAX_SAFE_INTEGER,
+      idleTimeout: Infinity, // piscina skips its idle timer entirely
       workerData: boot,
     });
     // A terminated worker is replaced by piscina; its 'error' must not crash the process.
