@@ -89,6 +89,7 @@ class WsUpstream {
           return;
         }
         if (text === 'whoami') return void ws.send(this.tag);
+        if (text.startsWith('big:')) return void ws.send(Buffer.alloc(Number(text.slice(4)), 7), true);
         ws.send(msg, isBinary);
       },
       close: (ws, code, message) => {
@@ -305,6 +306,28 @@ test('a client that drops its connection makes the upstream see an abnormal clos
   c.conn.destroy();
   await waitFor(() => a.closes.some((x) => x.url === '/a/client-drops'), 5000, 'upstream close');
   assert.equal(a.closes.find((x) => x.url === '/a/client-drops')!.code, 1006);
+});
+
+test('messages over 16 MiB end the connection on both sides', async () => {
+  // Client → upstream: uWS (maxPayloadLength) drops the client's TCP connection at once, so
+  // the client sees 1006 and Wisp drops the upstream connection too.
+  const c = await open('/a/too-big-up');
+  c.conn.send(Buffer.alloc(16 * 1024 * 1024 + 1), true);
+  await waitFor(() => c.closeCode !== 0, 10000, 'client close');
+  assert.equal(c.closeCode, 1006);
+  await waitFor(() => a.closes.some((x) => x.url === '/a/too-big-up'), 5000, 'upstream close');
+  assert.equal(a.closes.find((x) => x.url === '/a/too-big-up')!.code, 1006);
+
+  // Upstream → client: Wisp's upstream connection refuses it with 1009 (message too big),
+  // and the client gets a clean close with that code.
+
+  const d = await open('/a/too-big-down');
+  d.conn.send(`big:${16 * 1024 * 1024 + 1}`, false);
+  await waitFor(() => d.closeCode !== 0, 10000, 'client close');
+  assert.equal(d.closeCode, 1009);
+  assert.equal(d.messages.length, 0);
+  await waitFor(() => a.closes.some((x) => x.url === '/a/too-big-down'), 5000, 'upstream close');
+  assert.equal(a.closes.find((x) => x.url === '/a/too-big-down')!.code, 1009);
 });
 
 test('an upstream refusing the upgrade with 403 gives the client that 403', async () => {
