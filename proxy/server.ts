@@ -64,7 +64,7 @@ export class Wisp {
   async apply(next: WispConfig, initial = false): Promise<void> {
     // 1. Filters first: a module that fails to load must stop the whole reload.
     if (next.filters.length > 0 || this.filters !== null) {
-      if (this.filters === null) this.filters = await createFilterRuntime(next, log);
+      if (this.filters === null) this.filters = await createFilterRuntime(next, log, this.clusters);
       await this.filters.apply(next.filters);
     }
     // 2. Clusters: unchanged ones (and their pools) are kept.

@@ -5,6 +5,8 @@ import type { FilterConfig, WispConfig } from '../config/types.js';
 import type { FilterRuntime } from './types.js';
 import type { Logger } from '../log.js';
 import { WasmFilterRuntime } from './runtime.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import { bufferedCall } from '../upstream/buffered-call.js';
 
 export interface FilterMetricSample {
   filter: string;
@@ -23,10 +25,12 @@ export interface ManagedFilterRuntime extends FilterRuntime {
   close(): Promise<void>;
 }
 
-export async function createFilterRuntime(config: WispConfig, log: Logger): Promise<ManagedFilterRuntime> {
+export async function createFilterRuntime(config: WispConfig, log: Logger, clusters: ClusterManager): Promise<ManagedFilterRuntime> {
   const level = log.enabled('debug') ? 'debug' : log.enabled('info') ? 'info' : 'warn';
   return new WasmFilterRuntime({
     workers: config.workers,
+    // proxy_http_call goes to the same clusters (LB, health, pools) as proxied requests.
+    httpCall: (call) => bufferedCall(clusters, call),
     logLevel: level,
     log: (lvl, filter, message) => {
       const mapped = lvl === 'trace' ? 'debug' : lvl === 'critical' ? 'error' : lvl;

@@ -12,12 +12,22 @@ import { startUpstream, httpGet, type TestUpstream } from '../helpers/net.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const wasm = (name: string) => path.join(ROOT, 'filters', 'build', `${name}.wasm`);
 
+const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+
 let up: TestUpstream;
+let authz: TestUpstream;
 let wisp: Wisp;
 let port: number;
 
 before(async () => {
   up = await startUpstream();
+  authz = await startUpstream((req, res) => {
+    if (req.url === '/check') res.end('ok-by-authz');
+    else {
+      res.writeHead(403);
+      res.end('no');
+    }
+  });
   wisp = await Wisp.start(
     normalizeConfig(
       {
@@ -32,15 +42,22 @@ before(async () => {
               { match: { prefix: '/tag/' }, cluster: 'up', filters: ['tag'] },
               { match: { prefix: '/secure/' }, cluster: 'up', filters: ['auth', 'limit', 'tag'] },
               { match: { prefix: '/plain/' }, cluster: 'up' },
+              { match: { prefix: '/probe-closed/' }, cluster: 'up', filters: ['probe-closed'] },
+              { match: { prefix: '/probe-open/' }, cluster: 'up', filters: ['probe-open'] },
             ],
           },
         ],
-        clusters: [{ name: 'up', endpoints: [`127.0.0.1:${up.port}`] }],
+        clusters: [
+          { name: 'up', endpoints: [`127.0.0.1:${up.port}`] },
+          { name: 'authz', endpoints: [`127.0.0.1:${authz.port}`] },
+        ],
         filters: [
           { name: 'noop', wasm: wasm('noop') },
           { name: 'tag', wasm: wasm('add-header'), config: 'tagged' },
           { name: 'auth', wasm: wasm('auth'), config: { keys: ['sesame'] } },
           { name: 'limit', wasm: wasm('ratelimit'), config: { rate: 1, per: '1h', burst: 5, key: 'header:x-api-key' } },
+          { name: 'probe-closed', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'closed', failure: 'closed', deadline: '200ms' },
+          { name: 'probe-open', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'open', failure: 'open', deadline: '200ms' },
         ],
       },
       'filters.test',
@@ -52,6 +69,7 @@ before(async () => {
 after(async () => {
   await wisp.stop(0);
   await up.close();
+  await authz.close();
 });
 
 test('noop filter: the request passes untouched', async () => {
@@ -124,4 +142,35 @@ test('admin: hot-load a filter by PUT; a corrupt module is refused and the old o
 test('filter metrics are exported on /metrics', async () => {
   const m = await httpGet(wisp.adminPort(), '/metrics');
   assert.match(m.body, /wisp_filter_metric\{filter="limit"/);
+});
+
+test('proxy_http_call goes to a configured cluster; its answer decides the request', async () => {
+  const before = up.requests.length;
+  const ok = await httpGet(port, '/probe-open/call', { headers: { 'x-action': 'callout' } });
+  assert.equal(ok.status, 200);
+  assert.equal(up.requests[before]!.headers['x-callout'], 'ok-by-authz');
+  const denied = await httpGet(port, '/probe-open/call', { headers: { 'x-action': 'callout', 'x-callout-path': '/deny' } });
+  assert.equal(denied.status, 403);
+  assert.equal(denied.headers['x-callout-status'], '403');
+  assert.equal(up.requests.length, before + 1);
+});
+
+test('a trapping filter gets its failure policy; the next request works', async () => {
+  const closed = await httpGet(port, '/probe-closed/t', { headers: { 'x-action': 'trap' } });
+  assert.equal(closed.status, 503);
+  assert.match(closed.body, /probe-closed/);
+  const open = await httpGet(port, '/probe-open/t', { headers: { 'x-action': 'trap' } });
+  assert.equal(open.status, 200);
+  assert.equal((await httpGet(port, '/probe-closed/after')).status, 200);
+});
+
+test('a looping filter is stopped by its deadline; other routes keep serving', async () => {
+  const pending = httpGet(port, '/probe-closed/loop', { headers: { 'x-action': 'loop' } });
+  const plain = await httpGet(port, '/plain/during-loop');
+  assert.equal(plain.status, 200);
+  const looped = await pending;
+  assert.equal(looped.status, 503);
+  assert.equal((await httpGet(port, '/probe-closed/after-loop')).status, 200);
+  const list = JSON.parse((await httpGet(wisp.adminPort(), '/filters')).body) as { name: string; faults: number }[];
+  assert.ok(list.find((f) => f.name === 'probe-closed')!.faults >= 2);
 });
