@@ -59,6 +59,23 @@ interface WsUserData {
   bridge: WsBridge;
 }
 
+/** Every proxied WebSocket that is open, across listeners, so a shutdown can close them. */
+const live = new Set<WsBridge>();
+
+/** Close every open proxied WebSocket: the client gets `code` (1001 "going away" by default),
+ * the upstream the same. For Wisp.stop(): uWS keeps upgraded sockets open after the listen
+ * socket is closed. Returns how many were open. */
+export function closeWebSockets(code = 1001, reason = 'going away'): number {
+  const n = live.size;
+  for (const bridge of [...live]) bridge.shutdown(code, reason);
+  return n;
+}
+
+/** Open proxied WebSockets (for metrics). */
+export function openWebSocketCount(): number {
+  return live.size;
+}
+
 /** uWS idleTimeout: whole seconds, 0 = off, otherwise 8..960 (uWS aborts the process
  * outside that range, so it is clamped here). */
 export function wsIdleTimeoutSeconds(idleMs: number): number {
@@ -432,6 +449,14 @@ class WsBridge implements WsHandler {
   onClientOpen(ws: WebSocket<WsUserData>): void {
     this.ws = ws;
     this.opened = true;
+    live.add(this);
+  }
+
+  /** Close both sides with the same code (server shutdown). */
+  shutdown(code: number, reason: string): void {
+    const ws = this.ws;
+    if (!this.upstreamClosed) this.upstream.close(code, reason);
+    if (ws !== null) ws.end(code, reason);
   }
 
   /** Let upstream frames flow (called once upgrade() has returned). */
@@ -526,6 +551,7 @@ class WsBridge implements WsHandler {
   }
 
   private maybeDone(): void {
+    if (this.clientClosed) live.delete(this);
     if (this.clientClosed && this.upstreamClosed) this.exchange.release();
   }
 }

@@ -491,6 +491,8 @@ class Handshake {
     const useTls = o.tls !== undefined;
     this.socket = useTls ? tls.connect({ ...o.tls, host: o.host, port: o.port }) : net.connect({ host: o.host, port: o.port });
     this.socket.setNoDelay(true);
+    // A WebSocket may stay quiet for hours: let TCP notice a peer that vanished.
+    this.socket.setKeepAlive(true, 30_000);
     this.socket.once(useTls ? 'secureConnect' : 'connect', () => this.onConnect());
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (err: Error) => this.onError(err));

@@ -12,7 +12,7 @@ import type { TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { connectWebSocket, acceptKeyFor, type WsConnection, type WsHandler, type WsConnectOptions } from '../../proxy/upstream/ws-client.js';
-import { wsIdleTimeoutSeconds } from '../../proxy/listener/websocket.js';
+import { closeWebSockets, openWebSocketCount, wsIdleTimeoutSeconds } from '../../proxy/listener/websocket.js';
 import { freePort, waitFor } from '../helpers/net.js';
 
 // ── the upstream: a uWS app that records what it sees ──
@@ -499,4 +499,22 @@ test('wasm filters run on the upgrade: auth refuses without a key, a header filt
   } finally {
     await filtered.stop(0);
   }
+});
+
+test('closeWebSockets (shutdown) closes both sides with 1001', async () => {
+  const c = await open('/a/shutdown');
+  c.conn.send('still here', false);
+  await waitFor(() => c.messages.length === 1, 5000, 'echo');
+  assert.ok(openWebSocketCount() >= 1);
+  assert.ok(closeWebSockets() >= 1);
+  await waitFor(() => c.closeCode !== 0, 5000, 'client close');
+  assert.equal(c.closeCode, 1001);
+  await waitFor(() => a.closes.some((x) => x.url === '/a/shutdown'), 5000, 'upstream close');
+  assert.equal(a.closes.find((x) => x.url === '/a/shutdown')!.code, 1001);
+  await waitFor(() => openWebSocketCount() === 0, 5000, 'no open WebSockets left');
+  // Every upgrade of this file released its cluster slot and endpoint count.
+  await waitFor(() => {
+    const st = wisp.clusters.get('a')!.stats();
+    return st.inFlight === 0 && st.endpoints.every((e) => e.active === 0);
+  }, 5000, 'cluster a: nothing in flight, no active endpoint');
 });
