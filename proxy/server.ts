@@ -1,8 +1,6 @@
 // Wisp: one process = clusters + filter runtime + listeners + admin API, driven by one
 // validated config. apply() is the only way configuration changes, at start and on every
 // reload: everything new is built (and can fail) before anything serving is touched.
-import fs from 'node:fs';
-import path from 'node:path';
 import type { ListenerConfig, WispConfig } from './config/types.js';
 import { loadConfigFile, redactConfig } from './config/load.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
@@ -12,6 +10,7 @@ import { AdminServer, type AdminBackend } from './admin/server.js';
 import { Metrics } from './admin/metrics.js';
 import { createFilterRuntime, type ManagedFilterRuntime } from './filters/managed.js';
 import { log } from './log.js';
+import { FileWatch } from './file-watch.js';
 
 export interface WispOptions {
   /** Watch the config file and reload on change (default: true when started from a file). */
@@ -26,8 +25,7 @@ export class Wisp {
   private readonly listeners = new Map<string, HttpListener>();
   private admin: AdminServer | null = null;
   private adminPortNo = 0;
-  private watcher: fs.FSWatcher | null = null;
-  private reloadTimer: NodeJS.Timeout | null = null;
+  private watcher: FileWatch | null = null;
   private reloading: Promise<unknown> = Promise.resolve();
   private stopping = false;
 
@@ -42,7 +40,7 @@ export class Wisp {
       wisp.admin = new AdminServer(config.admin, wisp.adminBackend());
       wisp.adminPortNo = await wisp.admin.listen();
       wisp.registerMetrics();
-      if (opts.watch) wisp.watch(config.source);
+      if (opts.watch) wisp.watch();
     } catch (err) {
       await wisp.stop(0);
       throw err;
@@ -101,6 +99,7 @@ export class Wisp {
       }
     }
     this.config = next;
+    if (this.watcher !== null) this.watchFiles();
     if (!initial) log.info('config applied', { source: next.source, listeners: next.listeners.length, clusters: next.clusters.length });
   }
 
@@ -125,19 +124,29 @@ export class Wisp {
     return p;
   }
 
-  private watch(file: string): void {
-    // Watch the directory: editors replace files by rename, which a file watch loses.
-    const dir = path.dirname(file);
-    const base = path.basename(file);
-    this.watcher = fs.watch(dir, (_event, name) => {
-      if (name !== null && name !== base) return;
-      if (this.reloadTimer !== null) clearTimeout(this.reloadTimer);
-      this.reloadTimer = setTimeout(() => {
-        this.reloadTimer = null;
-        void this.reload();
-      }, 200);
+  /** Reload the config when its file changes, and a filter when its .wasm changes. */
+  private watch(): void {
+    this.watcher = new FileWatch((file) => {
+      if (file === this.config.source) return void this.reload();
+      const filter = this.config.filters.find((f) => f.wasm === file);
+      if (filter !== undefined && this.filters !== null) {
+        this.filters.reload(filter.name).then(
+          () => {
+            this.metrics.filterReloads.ok++;
+            log.info('filter reloaded from disk', { filter: filter.name });
+          },
+          (err: unknown) => {
+            this.metrics.filterReloads.failed++;
+            log.error('filter reload rejected; the previous version keeps serving', { filter: filter.name, error: String(err) });
+          },
+        );
+      }
     });
-    this.watcher.unref();
+    this.watchFiles();
+  }
+
+  private watchFiles(): void {
+    this.watcher!.set([this.config.source, ...this.config.filters.map((f) => f.wasm)]);
   }
 
   /** Stop accepting, let requests in flight finish (up to drainMs), then close everything. */
@@ -145,7 +154,6 @@ export class Wisp {
     if (this.stopping) return;
     this.stopping = true;
     if (this.watcher !== null) this.watcher.close();
-    if (this.reloadTimer !== null) clearTimeout(this.reloadTimer);
     for (const l of this.listeners.values()) l.close();
     const deadline = Date.now() + drainMs;
     while (inflight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

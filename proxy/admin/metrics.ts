@@ -57,6 +57,8 @@ export class Metrics {
   readonly registry = new client.Registry();
   private readonly stats = new Map<string, RequestStats>();
   readonly reloads = { ok: 0, failed: 0 };
+  /** Filter hot-loads from a changed .wasm file. */
+  readonly filterReloads = { ok: 0, failed: 0 };
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'wisp_process_' });
@@ -95,6 +97,10 @@ export class Metrics {
     this.register('wisp_config_reloads_total', 'Configuration reloads by result', 'counter', () => [
       { labels: { result: 'ok' }, value: this.reloads.ok },
       { labels: { result: 'failed' }, value: this.reloads.failed },
+    ]);
+    this.register('wisp_filter_file_reloads_total', 'Filter hot-loads triggered by a changed .wasm file, by result', 'counter', () => [
+      { labels: { result: 'ok' }, value: this.filterReloads.ok },
+      { labels: { result: 'failed' }, value: this.filterReloads.failed },
     ]);
   }
 

@@ -7,7 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Wisp } from '../../proxy/server.js';
 import { loadConfigFile } from '../../proxy/config/load.js';
+import { fileURLToPath } from 'node:url';
 import { startUpstream, httpGet, waitFor, freePort } from '../helpers/net.js';
+
+const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'filters', 'build');
 
 function yamlFor(listenPort: number, upstreamPort: number, prefix: string): string {
   return `admin:
@@ -116,6 +119,40 @@ test('graceful stop lets the request in flight finish', async () => {
     const r = await pending;
     assert.equal(r.body, 'finished');
     await stopped;
+  } finally {
+    await wisp.stop(0);
+    await up.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a filter whose .wasm file changes on disk is hot-loaded; a corrupt file is refused', async () => {
+  const up = await startUpstream();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wisp-wasm-'));
+  const file = path.join(dir, 'wisp.yaml');
+  const wasmFile = path.join(dir, 'tag.wasm');
+  fs.copyFileSync(path.join(BUILD, 'add-header.wasm'), wasmFile);
+  const listenPort = await freePort();
+  fs.writeFileSync(
+    file,
+    yamlFor(listenPort, up.port, '/').replace('cluster: up', 'cluster: up\n        filters: [tag]') + 'filters:\n  - name: tag\n    wasm: tag.wasm\n    config: v1\n',
+  );
+  const wisp = await Wisp.start(loadConfigFile(file), { watch: true });
+  const tagOf = async (): Promise<unknown> => {
+    const before = up.requests.length;
+    await httpGet(listenPort, '/t');
+    return up.requests[before]!.headers['x-wisp-filter'];
+  };
+  try {
+    assert.equal(await tagOf(), 'v1');
+    // A corrupt module dropped in place is refused; the loaded one keeps serving.
+    fs.writeFileSync(wasmFile, 'garbage');
+    await waitFor(() => wisp.metrics.filterReloads.failed === 1, 5000, 'corrupt module refused');
+    assert.equal(await tagOf(), 'v1');
+    // The noop module replaces add-header: the header disappears.
+    fs.copyFileSync(path.join(BUILD, 'noop.wasm'), wasmFile);
+    await waitFor(async () => (await tagOf()) === undefined, 5000, 'noop hot-loaded from disk');
+    assert.ok(wisp.metrics.filterReloads.ok >= 1);
   } finally {
     await wisp.stop(0);
     await up.close();
