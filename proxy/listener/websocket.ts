@@ -10,9 +10,8 @@
 //   close     either side's close (code + reason) is passed to the other side
 //
 // Not supported, on purpose: permessage-deflate (Sec-WebSocket-Extensions is not forwarded
-// and uWS compression is off), so frames pass without being re-compressed per hop. Headers
-// of the upstream's 101 other than the subprotocol (Set-Cookie, say) are not passed on: uWS
-// writes the 101 itself.
+// and uWS compression is off), so frames pass without being re-compressed per hop. Other
+// headers of the upstream's 101 are passed on, except those uWS writes itself.
 import uWS from 'uWebSockets.js';
 import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
@@ -54,6 +53,12 @@ const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15000;
 /** Request headers that describe the client's hop of the WebSocket and are never forwarded
  * (the upstream handshake writes its own). */
 const WS_HOP_HEADERS = new Set(['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-accept']);
+
+/** Headers of the upstream's 101 that uWS writes itself (or that describe the upstream hop). */
+const UWS_WRITES_ON_101 = new Set([
+  'upgrade', 'connection', 'sec-websocket-accept', 'sec-websocket-protocol', 'sec-websocket-extensions',
+  'date', 'content-length', 'transfer-encoding', 'keep-alive', 'uwebsockets',
+]);
 
 interface WsUserData {
   bridge: WsBridge;
@@ -169,6 +174,7 @@ class WsUpgrade implements FilterStream {
   private answered = false;
   private tries = 0;
   private released = false;
+  private res101Started = false;
 
   constructor(
     private readonly res: HttpResponse,
@@ -329,7 +335,19 @@ class WsUpgrade implements FilterStream {
     this.logHandshake(101);
     // Not inside res.cork: in uWS 20.30, cork() around an asynchronous upgrade reads the
     // reallocated socket as if it were still HTTP and can close the new WebSocket at once
-    // (uNetworking/uWebSockets#1928, fixed upstream by #1929). upgrade() writes the 101 itself.
+    // (uNetworking/uWebSockets#1928, fixed upstream by #1929). The price is one uWS warning
+    // on stderr per upgrade (and per extra header below).
+    const h = r.headers;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i]!;
+      if (UWS_WRITES_ON_101.has(name)) continue;
+      // Headers written before upgrade() go out in its 101 (Set-Cookie on a login socket, say).
+      if (!this.res101Started) {
+        this.res101Started = true;
+        this.res.writeStatus('101 Switching Protocols');
+      }
+      this.res.writeHeader(name, h[i + 1]!);
+    }
     this.res.upgrade<WsUserData>({ bridge }, this.key, conn.protocol, '', this.context);
     this.handshakeOver();
     // uWS opens the socket inside upgrade(); if it did not (client gone in between), the

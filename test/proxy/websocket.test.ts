@@ -61,6 +61,7 @@ class WsUpstream {
         }
         const offered = (headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
         const chosen = offered.includes('chat.v2') ? 'chat.v2' : '';
+        if (url.endsWith('/cookie')) res.writeStatus('101 Switching Protocols').writeHeader('set-cookie', 'session=abc; HttpOnly');
         res.upgrade<UpstreamData>({ url }, headers['sec-websocket-key']!, chosen, headers['sec-websocket-extensions'] ?? '', context);
       },
       open: (ws) => {
@@ -375,6 +376,19 @@ test('the subprotocol the upstream chooses is the one the client gets', async ()
   assert.equal(none.conn.protocol, '');
   c.conn.close(1000, '');
   none.conn.close(1000, '');
+});
+
+test("extra headers of the upstream's 101 (Set-Cookie) reach the client", async () => {
+  const r = await connectWebSocket({ host: '127.0.0.1', port, path: '/a/cookie', handshakeTimeoutMs: 5000 });
+  assert.ok(r.upgraded);
+  const c = new TestClient(r.connection);
+  clients.push(c);
+  const i = r.headers.indexOf('set-cookie');
+  assert.ok(i >= 0, `headers: ${r.headers.join(' | ')}`);
+  assert.equal(r.headers[i + 1], 'session=abc; HttpOnly');
+  c.conn.send('after cookie', false);
+  await waitFor(() => c.messages.length === 1, 5000, 'echo');
+  c.conn.close(1000, '');
 });
 
 test('routes by path to different clusters (with prefix rewrite)', async () => {
