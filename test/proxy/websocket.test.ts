@@ -147,6 +147,8 @@ let a: WsUpstream;
 let b: WsUpstream;
 let wisp: Wisp;
 let port: number;
+/** Completes the WebSocket handshake by hand, then never reads again. */
+let stall: net.Server;
 /** Accepts TCP and never answers: the handshake must time out. */
 let silent: net.Server;
 const silentSockets = new Set<net.Socket>();
@@ -173,6 +175,22 @@ before(async () => {
   });
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   const silentPort = (silent.address() as net.AddressInfo).port;
+  stall = net.createServer((sock) => {
+    silentSockets.add(sock);
+    sock.on('close', () => silentSockets.delete(sock));
+    let head = '';
+    const onHead = (d: Buffer): void => {
+      head += d.toString('latin1');
+      const m = /sec-websocket-key: *(\S+)/i.exec(head);
+      if (!head.includes('\r\n\r\n') || m === null) return;
+      sock.off('data', onHead);
+      sock.pause();
+      sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKeyFor(m[1]!)}\r\n\r\n`);
+    };
+    sock.on('data', onHead);
+  });
+  await new Promise<void>((resolve) => stall.listen(0, '127.0.0.1', resolve));
+  const stallPort = (stall.address() as net.AddressInfo).port;
   wisp = await Wisp.start(
     normalizeConfig(
       {
@@ -187,6 +205,7 @@ before(async () => {
               { match: { prefix: '/b/' }, cluster: 'b', rewrite: { prefix: '/bee/' } },
               { match: { prefix: '/dead/' }, cluster: 'dead' },
               { match: { prefix: '/silent/' }, cluster: 'silent', timeout: '300ms' },
+              { match: { prefix: '/stall/' }, cluster: 'stall' },
             ],
           },
         ],
@@ -195,6 +214,7 @@ before(async () => {
           { name: 'b', endpoints: [`127.0.0.1:${b.port}`] },
           { name: 'dead', endpoints: [`127.0.0.1:${deadPort}`] },
           { name: 'silent', endpoints: [`127.0.0.1:${silentPort}`] },
+          { name: 'stall', endpoints: [`127.0.0.1:${stallPort}`] },
         ],
       },
       'websocket.test',
@@ -211,6 +231,7 @@ after(async () => {
   b.close();
   for (const sock of silentSockets) sock.destroy();
   await new Promise((resolve) => silent.close(resolve));
+  await new Promise((resolve) => stall.close(resolve));
 });
 
 test('echo: text and binary keep their type in both directions', async () => {
@@ -430,6 +451,20 @@ test('a slow client pushes back on the upstream instead of Wisp buffering everyt
     assert.equal(m[m.length - 1], i & 0xff);
   }
   c.conn.close(1000, '');
+});
+
+test('an upstream that stops reading: the client is cut off with 1013 once 64 MiB are queued', async () => {
+  // uWS 20.30 cannot pause reading a client WebSocket, so Wisp bounds what it queues instead.
+  const c = await open('/stall/x');
+  const chunk = Buffer.alloc(8 * 1024 * 1024, 3);
+  for (let i = 0; i < 12 && c.closeCode === 0; i++) {
+    c.conn.send(chunk, true);
+    // Let Wisp read what was sent before queueing more here.
+    await waitFor(() => c.closeCode !== 0 || c.conn.bufferedAmount < 1024 * 1024, 10000, 'client socket drained');
+  }
+  await waitFor(() => c.closeCode !== 0, 10000, 'client close');
+  assert.equal(c.closeCode, 1013);
+  assert.equal(c.closeReason, 'upstream is not reading');
 });
 
 test('raw TCP client: hand-written handshake and frames interoperate', async () => {
