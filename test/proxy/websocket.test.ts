@@ -550,6 +550,39 @@ test('wasm filters run on the upgrade: auth refuses without a key, a header filt
   }
 });
 
+test('a config reload routes new upgrades by the new config; open WebSockets stay where they are', async () => {
+  const cfg = (cluster: string) =>
+    normalizeConfig(
+      {
+        admin: { address: '127.0.0.1:0' },
+        listeners: [{ name: 'r', address: '127.0.0.1:0', routes: [{ match: { prefix: '/r/' }, cluster }] }],
+        clusters: [
+          { name: 'a', endpoints: [`127.0.0.1:${a.port}`] },
+          { name: 'b', endpoints: [`127.0.0.1:${b.port}`] },
+        ],
+      },
+      'websocket-reload.test',
+    );
+  const w = await Wisp.start(cfg('a'));
+  try {
+    const rport = w.listenerPort('r');
+    const first = await open('/r/one', { port: rport });
+    await w.apply(cfg('b'));
+    assert.equal(w.listenerPort('r'), rport, 'same listener');
+    const second = await open('/r/two', { port: rport });
+    first.conn.send('whoami', false);
+    second.conn.send('whoami', false);
+    await waitFor(() => first.messages.length === 1 && second.messages.length === 1, 5000, 'answers');
+    assert.equal(first.messages[0]!.data.toString(), 'a');
+    assert.equal(second.messages[0]!.data.toString(), 'b');
+    first.conn.close(1000, '');
+    second.conn.close(1000, '');
+    await waitFor(() => first.closeCode !== 0 && second.closeCode !== 0, 5000, 'closed');
+  } finally {
+    await w.stop(0);
+  }
+});
+
 test('closeWebSockets (shutdown) closes both sides with 1001', async () => {
   const c = await open('/a/shutdown');
   c.conn.send('still here', false);
