@@ -34,18 +34,23 @@ function requestIdFrom(headers: readonly string[]): string {
   return randomUUID();
 }
 
-/** Addresses as uWS reports them; IPv4-mapped IPv6 is shown as IPv4. With proxy_protocol,
- * the address a PROXY v2 header carried (uWS parses it), else the peer's. */
+/** The client's address: with proxy_protocol, the one a PROXY v2 header carried (uWS
+ * parses it), else the peer's. IPv4 (and IPv4-mapped IPv6) is formatted from the binary
+ * form, which costs less than uWS's text form on every request. */
 function clientAddressOf(res: HttpResponse, proxyProtocol: boolean): string {
-  let text = '';
-  if (proxyProtocol) text = Buffer.from(res.getProxiedRemoteAddressAsText()).toString('latin1');
-  if (text === '') text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
-  if (text.startsWith('0000:0000:0000:0000:0000:ffff:')) {
-    const hex = text.slice(30).replace(':', '');
-    const n = parseInt(hex, 16);
-    return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+  if (proxyProtocol) {
+    const text = Buffer.from(res.getProxiedRemoteAddressAsText()).toString('latin1');
+    if (text !== '') return text;
   }
-  return text;
+  const b = new Uint8Array(res.getRemoteAddress());
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (b.length === 16 && isV4Mapped(b)) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  return Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+}
+
+function isV4Mapped(b: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return false;
+  return b[10] === 0xff && b[11] === 0xff;
 }
 
 export class HttpListener {
