@@ -44,8 +44,33 @@ function clientAddressOf(res: HttpResponse, proxyProtocol: boolean): string {
   }
   const b = new Uint8Array(res.getRemoteAddress());
   if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  if (b.length === 16 && isV4Mapped(b)) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  if (b.length === 16) return isV4Mapped(b) ? `${b[12]}.${b[13]}.${b[14]}.${b[15]}` : formatIPv6(b);
   return Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+}
+
+/** RFC 5952 text (uWS gives "0000:…:0001"; x-forwarded-for and logs want "::1"). */
+export function formatIPv6(b: Uint8Array): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
+  // The longest run of two or more zero groups becomes "::" (the first one on a tie).
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart === -1) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }
 
 function isV4Mapped(b: Uint8Array): boolean {
