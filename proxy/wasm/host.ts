@@ -140,8 +140,13 @@ function propertyValue(inst: FilterInstance, path: string): Uint8Array | string 
   return null;
 }
 
+export function wallClockNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
 export function createEnvImports(inst: FilterInstance): Record<string, (...args: any[]) => unknown> {
   const shared = inst.deps.shared;
+  const nowNs = inst.deps.nowNs ?? wallClockNs;
 
   const unimplemented = (name: string, why: string) => (): number => {
     inst.warnOnce(name, `${name} is not implemented by this host (${why})`);
@@ -161,7 +166,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       return inst.writeU32(retPtr, inst.deps.log.level) ? Ok : InvalidMemoryAccess;
     },
     proxy_get_current_time_nanoseconds(retPtr: number): number {
-      return inst.writeU64(retPtr, BigInt(Date.now()) * 1_000_000n) ? Ok : InvalidMemoryAccess;
+      return inst.writeU64(retPtr, nowNs()) ? Ok : InvalidMemoryAccess;
     },
     proxy_set_tick_period_milliseconds(period: number): number {
       const ms = period >>> 0;

@@ -66,6 +66,9 @@ export interface InstanceDeps {
   onTickPeriod(inst: FilterInstance): void;
   /** Per-worker watchdog slots read by the main thread (deadline enforcement). */
   watch: Float64Array;
+  /** Wall clock for proxy_get_current_time_nanoseconds and WASI's realtime clock; absent =
+   * Date.now(). The in-process test harness (proxy/testing) injects a clock tests move. */
+  nowNs?: () => bigint;
 }
 
 type ExportFn = (...args: number[]) => number;

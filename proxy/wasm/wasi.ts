@@ -21,6 +21,7 @@ export class ProcExit extends Error {
 
 export function createWasiImports(inst: FilterInstance): Record<string, (...args: any[]) => unknown> {
   const monoOrigin = process.hrtime.bigint();
+  const nowNs = inst.deps.nowNs;
   return {
     fd_write(fd: number, iovs: number, iovsLen: number, retWrittenPtr: number): number {
       if (fd !== 1 && fd !== 2) return ERRNO_BADF;
@@ -48,7 +49,7 @@ export function createWasiImports(inst: FilterInstance): Record<string, (...args
     fd_prestat_dir_name: () => ERRNO_BADF,
     clock_time_get(clockId: number, _precision: bigint, retPtr: number): number {
       let ns: bigint;
-      if (clockId === 0) ns = BigInt(Date.now()) * 1_000_000n;
+      if (clockId === 0) ns = nowNs !== undefined ? nowNs() : BigInt(Date.now()) * 1_000_000n;
       else if (clockId === 1 || clockId === 2 || clockId === 3) ns = process.hrtime.bigint() - monoOrigin;
       else return ERRNO_INVAL;
       return inst.writeU64(retPtr, ns) ? ERRNO_SUCCESS : ERRNO_FAULT;
