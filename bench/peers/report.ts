@@ -97,6 +97,18 @@ export function formatExtras(runs: RunSummary[]): string[] {
     .map((r) => `${r.name}: ${Object.entries(r.extra as Record<string, number>).map(([k, v]) => `${k} ${v}`).join(', ')}`);
 }
 
+/** "nginx version: nginx/1.22.1" → "nginx/1.22.1"; "HAProxy version 2.6.12-1 2026/10/17 - https://…" →
+ * "HAProxy 2.6.12-1"; "wrk debian/4.1.0-3 [epoll] Copyright …" → "wrk debian/4.1.0-3". */
+export function shortVersion(line: string): string {
+  return line
+    .replace(/^nginx version: /, '')
+    .replace(/ version /, ' ')
+    .replace(/ \d{4}\/\d{2}\/\d{2}.*$/, '')
+    .replace(/ \[.*$/, '')
+    .replace(/ Copyright.*$/, '')
+    .trim();
+}
+
 export const README_START = '<!-- bench:latest:start -->';
 export const README_END = '<!-- bench:latest:end -->';
 
@@ -107,7 +119,7 @@ export function readmeBlock(
   runs: RunSummary[],
   skipped: { name: string; reason: string }[],
 ): string {
-  const versions = Object.values(settings.versions).map((v) => v.replace(/ - https?:\S+/, '')).join('; ');
+  const versions = Object.values(settings.versions).map(shortVersion).join(', ');
   const lines = [
     `${date.slice(0, 16).replace('T', ' ')} UTC, ${m.cpus} × ${m.model}, Node ${m.node}; ${settings.tool} -c${settings.connections}, ` +
       `${settings.warmup_s} s warm-up + ${settings.duration_s} s, median of ${settings.rounds} round(s)` +

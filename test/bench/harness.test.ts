@@ -17,7 +17,7 @@ import { haproxyTarget } from '../../bench/peers/haproxy.js';
 import { FilterReloader, wispConfig } from '../../bench/peers/wisp.js';
 import { streamThrough } from '../../bench/peers/stream.js';
 import { parseArgs } from '../../bench/run.js';
-import { addRatios, formatTable, median, readmeBlock, replaceReadmeBlock, summarise, README_START, README_END } from '../../bench/peers/report.js';
+import { addRatios, formatTable, median, readmeBlock, replaceReadmeBlock, shortVersion, summarise, README_START, README_END } from '../../bench/peers/report.js';
 
 const WRK_SAMPLE = `Running 3s test @ http://127.0.0.1:39999/
   1 threads and 50 connections
@@ -227,4 +227,10 @@ test('side-task counters are summed over rounds', () => {
   const r = summarise('wisp+hotload', [s(3), s(4)]);
   assert.deepEqual(r.extra, { reloads: 7, reload_failures: 0 });
   assert.equal(summarise('wisp', [{ ...s(1), extra: undefined }]).extra, undefined);
+});
+
+test('shortVersion keeps the product and version only', () => {
+  assert.equal(shortVersion('nginx version: nginx/1.22.1'), 'nginx/1.22.1');
+  assert.equal(shortVersion('HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/'), 'HAProxy 2.6.12-1+deb12u4');
+  assert.equal(shortVersion('wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer'), 'wrk debian/4.1.0-3+b2');
 });
