@@ -11,6 +11,7 @@ import { Metrics } from './admin/metrics.js';
 import { createFilterRuntime, type ManagedFilterRuntime } from './filters/managed.js';
 import { log } from './log.js';
 import { FileWatch } from './file-watch.js';
+import { closeWebSockets, openWebSocketCount } from './listener/websocket.js';
 
 export interface WispOptions {
   /** Watch the config file and reload on change (default: true when started from a file). */
@@ -155,6 +156,8 @@ export class Wisp {
     this.stopping = true;
     if (this.watcher !== null) this.watcher.close();
     for (const l of this.listeners.values()) l.close();
+    // uWS keeps upgraded sockets open after the listen socket closes.
+    closeWebSockets(1001, 'going away');
     const deadline = Date.now() + drainMs;
     while (inflight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.listeners.clear();
@@ -206,6 +209,7 @@ export class Wisp {
       this.clusters.all().map((c) => ({ labels: { cluster: c.name }, value: c.stats().ejections })),
     );
     m.register('wisp_inflight_requests', 'Requests in flight', 'gauge', () => [{ labels: {}, value: inflight.count }]);
+    m.register('wisp_websockets_open', 'Proxied WebSocket connections open', 'gauge', () => [{ labels: {}, value: openWebSocketCount() }]);
     m.register('wisp_filter_metric', 'Metrics defined by wasm filters (proxy_define_metric)', 'gauge', () =>
       this.filters === null ? [] : this.filters.metricsSnapshot().map((s) => ({ labels: { filter: s.filter, name: s.name, type: s.type }, value: s.value })),
     );

@@ -3,7 +3,6 @@
 // read once at the start of each request, so a reload swaps it without touching requests
 // already running.
 import uWS from 'uWebSockets.js';
-import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ListenerConfig } from '../config/types.js';
 import { checkRequest, rejectRequest } from '../http/request-validation.js';
@@ -12,70 +11,14 @@ import { forwardRequestHeaders } from '../http/headers.js';
 import { statusLine } from '../http/status.js';
 import { headerValue, hostWithoutPort, type CompiledRoute } from '../router/match.js';
 import { inflight, type ListenerState } from './state.js';
+import { clientAddressOf, readHeaders, requestIdFrom } from './client.js';
 import { attachWebSocket } from './websocket.js';
-
-// req.forEach gives (name, value); collect into the array of the request being read.
-let collecting: string[] = [];
-function collectHeader(name: string, value: string): void {
-  collecting.push(name, value);
-}
 
 const METHODS: Record<string, string> = {
   get: 'GET', post: 'POST', put: 'PUT', delete: 'DELETE', head: 'HEAD', options: 'OPTIONS', patch: 'PATCH', trace: 'TRACE', connect: 'CONNECT',
 };
 function upperMethod(m: string): string {
   return METHODS[m] ?? m.toUpperCase();
-}
-
-/** A client-supplied x-request-id is kept when it is sane; otherwise one is made. */
-function requestIdFrom(headers: readonly string[]): string {
-  const v = headerValue(headers, 'x-request-id');
-  if (v !== undefined && v.length > 0 && v.length <= 200) return v;
-  return randomUUID();
-}
-
-/** The client's address: with proxy_protocol, the one a PROXY v2 header carried (uWS
- * parses it), else the peer's. IPv4 (and IPv4-mapped IPv6) is formatted from the binary
- * form, which costs less than uWS's text form on every request. */
-function clientAddressOf(res: HttpResponse, proxyProtocol: boolean): string {
-  if (proxyProtocol) {
-    const text = Buffer.from(res.getProxiedRemoteAddressAsText()).toString('latin1');
-    if (text !== '') return text;
-  }
-  const b = new Uint8Array(res.getRemoteAddress());
-  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  if (b.length === 16) return isV4Mapped(b) ? `${b[12]}.${b[13]}.${b[14]}.${b[15]}` : formatIPv6(b);
-  return Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
-}
-
-/** RFC 5952 text (uWS gives "0000:…:0001"; x-forwarded-for and logs want "::1"). */
-export function formatIPv6(b: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
-  // The longest run of two or more zero groups becomes "::" (the first one on a tie).
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
-}
-
-function isV4Mapped(b: Uint8Array): boolean {
-  for (let i = 0; i < 10; i++) if (b[i] !== 0) return false;
-  return b[10] === 0xff && b[11] === 0xff;
 }
 
 export class HttpListener {
@@ -125,9 +68,7 @@ export class HttpListener {
 
   private handle(res: HttpResponse, req: HttpRequest): void {
     const st = this.state;
-    collecting = [];
-    req.forEach(collectHeader);
-    const headers = collecting;
+    const headers = readHeaders(req);
     const method = upperMethod(req.getMethod());
     const url = req.getUrl();
     const query = req.getQuery() ?? '';

@@ -13,7 +13,6 @@
 // and uWS compression is off), so frames pass without being re-compressed per hop. Other
 // headers of the upstream's 101 are passed on, except those uWS writes itself.
 import uWS from 'uWebSockets.js';
-import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
 import { forwardRequestHeaders, isDroppedResponseHeader } from '../http/headers.js';
 import { statusLine } from '../http/status.js';
@@ -32,6 +31,7 @@ import {
   type WsUpgraded,
 } from '../upstream/ws-client.js';
 import { inflight, type ListenerState } from './state.js';
+import { clientAddressOf, readHeaders, requestIdFrom } from './client.js';
 
 /** Largest message either side may send (uWS closes the client with 1009 above it; the
  * upstream connection does the same). */
@@ -123,25 +123,6 @@ function onClose(ws: WebSocket<WsUserData>, code: number, message: ArrayBuffer):
   ws.getUserData().bridge.onClientClose(code, message);
 }
 
-// req.forEach gives (name, value); collect into the array of the upgrade being read.
-let collecting: string[] = [];
-function collectHeader(name: string, value: string): void {
-  collecting.push(name, value);
-}
-
-/** Addresses as uWS reports them; IPv4-mapped IPv6 shown as IPv4. With proxy_protocol, the
- * address a PROXY v2 header carried (as the HTTP listener does). */
-function clientAddressOf(res: HttpResponse, proxyProtocol: boolean): string {
-  let text = '';
-  if (proxyProtocol) text = Buffer.from(res.getProxiedRemoteAddressAsText()).toString('latin1');
-  if (text === '') text = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
-  if (text.startsWith('0000:0000:0000:0000:0000:ffff:')) {
-    const n = parseInt(text.slice(30).replace(':', ''), 16);
-    return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-  }
-  return text;
-}
-
 /** One upgrade request, from the client's head to the upstream's answer; then the bridge's
  * bookkeeping (endpoint, cluster slot, filter contexts) until both sides closed. */
 class WsUpgrade implements FilterStream {
@@ -188,9 +169,7 @@ class WsUpgrade implements FilterStream {
   /** Everything is read from `req` here: it is invalid once this returns. */
   start(req: HttpRequest): void {
     const st = this.state;
-    collecting = [];
-    req.forEach(collectHeader);
-    const headers = collecting;
+    const headers = readHeaders(req);
     const url = req.getUrl();
     const query = req.getQuery() ?? '';
     this.key = req.getHeader('sec-websocket-key');
@@ -574,11 +553,6 @@ class WsBridge implements WsHandler {
   }
 }
 
-function requestIdFrom(headers: readonly string[]): string {
-  const v = headerValue(headers, 'x-request-id');
-  if (v !== undefined && v.length > 0 && v.length <= 200) return v;
-  return randomUUID();
-}
 
 function setHeader(h: string[], name: string, value: string): void {
   for (let i = 0; i < h.length; i += 2) {

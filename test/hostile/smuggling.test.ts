@@ -133,10 +133,9 @@ test('Wisp refuses every malformed request uWS hands over, closes, and forwards 
   for (const c of WISP_ANSWERS) await assertRefused(c);
 });
 
-// The WebSocket upgrade handler (proxy/listener/websocket.ts) does not run checkRequest yet:
-// these reach the upstream as handshakes. Marked todo so the suite stays green while the
-// report asks for the fix; drop the todo once WsUpgrade.start refuses via checkRequest.
-test('hostile heads dressed as WebSocket upgrades are refused the same way', { todo: 'proxy/listener/websocket.ts must call checkRequest + rejectRequest' }, async () => {
+// uWS hands a GET with Sec-WebSocket-Key to the .ws() upgrade handler, not the HTTP one:
+// that entry point must refuse the same heads.
+test('hostile heads dressed as WebSocket upgrades are refused the same way', async () => {
   for (const c of wsHostileCases) await assertRefused(c);
 });
 

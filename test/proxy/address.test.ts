@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatIPv6 } from '../../proxy/listener/http.js';
+import { formatIPv6 } from '../../proxy/listener/client.js';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { startUpstream, httpGet } from '../helpers/net.js';
