@@ -117,7 +117,9 @@ function propertyValue(inst: FilterInstance, path: string): Uint8Array | string 
       case 'response.headers':
         return s.responseStatus > 0 ? serializeHeaderMap(s.responseHeaders) : null;
       case 'source.address':
-        return s.clientPort > 0 ? `${s.clientAddress}:${s.clientPort}` : s.clientAddress;
+        // Envoy's form: an IPv6 address is bracketed when a port follows ("[::1]:4000").
+        if (s.clientPort === 0) return s.clientAddress;
+        return s.clientAddress.indexOf(':') >= 0 ? `[${s.clientAddress}]:${s.clientPort}` : `${s.clientAddress}:${s.clientPort}`;
       case 'source.ip':
         return s.clientAddress;
       case 'source.port':
