@@ -2,12 +2,14 @@
 // the worker's answer back into stream callbacks. See wasm/wire.ts for the layout.
 
 import type { StreamEntry, WorkerHandle } from '../wasm/pool.js';
-import { BinReader, type BinWriter, CallFlag, type CallPayload, type HttpCallAnswer, Op, Phase, ResultKind } from '../wasm/wire.js';
+import { BinReader, type BinWriter, BodyFlag, type BodyChunk, CallFlag, type CallPayload, type HttpCallAnswer, Op, Phase, ResultKind } from '../wasm/wire.js';
 import type { FilterPhase, FilterStream } from './types.js';
 
 export interface ReplyHandler {
   continueStream(entry: StreamEntry, phase: FilterPhase): void;
   localResponse(entry: StreamEntry, status: number, headers: string[], body: Uint8Array): void;
+  /** The answer to a body call: bytes to forward (maybe none) and whether they end the body. */
+  body(entry: StreamEntry, request: boolean, data: Uint8Array, endOfStream: boolean): void;
   /** A Done call went out: the stream's generations can be released. */
   released(entry: StreamEntry): void;
   filterLog(genId: number, level: number, message: string): void;
@@ -63,6 +65,10 @@ export function encodeCalls(
       w.bytes(a.body);
       continue;
     }
+    if (op === Op.RequestBody || op === Op.ResponseBody) {
+      encodeBodyCall(handle, w, entry, op, answers[i] as BodyChunk);
+      continue;
+    }
     let flags = 0;
     if (op === Op.RequestHeaders || (op === Op.ResponseHeaders && entry.epoch !== handle.epoch)) flags |= CallFlag.StreamInfo;
     w.u8(op);
@@ -71,19 +77,7 @@ export function encodeCalls(
     const gens = entry.gens;
     w.u8(gens.length);
     for (let k = 0; k < gens.length; k++) w.u32(gens[k].id);
-    if ((flags & CallFlag.StreamInfo) !== 0) {
-      w.str(s.method);
-      w.str(s.scheme);
-      w.str(s.authority);
-      w.str(s.path);
-      w.str(s.clientAddress);
-      w.u32(s.clientPort);
-      w.str(s.listenerName);
-      w.str(s.routeName);
-      w.str(s.clusterName);
-      w.str(s.requestId);
-      entry.epoch = handle.epoch;
-    }
+    if ((flags & CallFlag.StreamInfo) !== 0) writeStreamInfo(handle, w, entry);
     if (op === Op.RequestHeaders) {
       w.strList(s.requestHeaders);
     } else if (op === Op.ResponseHeaders) {
@@ -92,6 +86,42 @@ export function encodeCalls(
       w.strList(s.responseHeaders);
     }
   }
+}
+
+function writeStreamInfo(handle: WorkerHandle, w: BinWriter, entry: StreamEntry): void {
+  const s = entry.stream;
+  w.str(s.method);
+  w.str(s.scheme);
+  w.str(s.authority);
+  w.str(s.path);
+  w.str(s.clientAddress);
+  w.u32(s.clientPort);
+  w.str(s.listenerName);
+  w.str(s.routeName);
+  w.str(s.clusterName);
+  w.str(s.requestId);
+  entry.epoch = handle.epoch;
+}
+
+/** A body chunk; a worker that never saw the stream (it was replaced) gets its heads too. */
+function encodeBodyCall(handle: WorkerHandle, w: BinWriter, entry: StreamEntry, op: number, chunk: BodyChunk): void {
+  let flags = chunk.endOfStream ? CallFlag.EndOfStream : 0;
+  if (entry.epoch !== handle.epoch) flags |= CallFlag.StreamInfo;
+  w.u8(op);
+  w.f64(entry.stream.streamId);
+  w.u8(flags);
+  const gens = entry.gens;
+  w.u8(gens.length);
+  for (let k = 0; k < gens.length; k++) w.u32(gens[k].id);
+  if ((flags & CallFlag.StreamInfo) !== 0) {
+    writeStreamInfo(handle, w, entry);
+    w.strList(entry.stream.requestHeaders);
+    if (op === Op.ResponseBody) {
+      w.u32(entry.stream.responseStatus);
+      w.strList(entry.stream.responseHeaders);
+    }
+  }
+  w.bytes(chunk.data);
 }
 
 export function decodeReply(handle: WorkerHandle, buf: ArrayBuffer, entries: StreamEntry[], ops: number[], h: ReplyHandler): void {
@@ -126,6 +156,15 @@ export function decodeReply(handle: WorkerHandle, buf: ArrayBuffer, entries: Str
       const body = r.bytes();
       r.str(); // details, for logs later
       if (!entry.done) h.localResponse(entry, status, headers, body);
+    } else if (kind === ResultKind.Body) {
+      const data = r.bytes();
+      const flags = r.u8();
+      if (!entry.done) {
+        const held = (flags & BodyFlag.Held) !== 0;
+        if (request) entry.requestBodyHeld = held;
+        else entry.responseBodyHeld = held;
+        h.body(entry, request, data, (flags & BodyFlag.End) !== 0);
+      }
     } else if (kind === ResultKind.Lost) {
       if (!entry.done) h.lost(entry);
     } else if (kind === ResultKind.Continue && !entry.done) {

@@ -11,6 +11,8 @@ export interface ChainHost {
   readonly registryVersion: number;
   resolve(names: readonly string[]): Generation[];
   submit(chain: WasmFilterChain, stream: FilterStream, op: number): void;
+  submitBody(stream: FilterStream, op: number, chunk: Uint8Array, endOfStream: boolean): void;
+  bodyPhases(stream: FilterStream): number;
   finish(stream: FilterStream): void;
 }
 
@@ -38,6 +40,18 @@ export class WasmFilterChain implements FilterChain {
 
   responseHeaders(stream: FilterStream): void {
     this.host.submit(this, stream, Op.ResponseHeaders);
+  }
+
+  bodyPhases(stream: FilterStream): number {
+    return this.host.bodyPhases(stream);
+  }
+
+  requestBody(stream: FilterStream, chunk: Uint8Array, endOfStream: boolean): void {
+    this.host.submitBody(stream, Op.RequestBody, chunk, endOfStream);
+  }
+
+  responseBody(stream: FilterStream, chunk: Uint8Array, endOfStream: boolean): void {
+    this.host.submitBody(stream, Op.ResponseBody, chunk, endOfStream);
   }
 
   done(stream: FilterStream): void {

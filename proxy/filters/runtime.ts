@@ -17,10 +17,10 @@ import {
 } from '../wasm/module-registry.js';
 import { type BatchSink, StreamEntry, WorkerHandle } from '../wasm/pool.js';
 import { DEFAULT_SHARED_STATE, type MetricSample, SharedState, type SharedStateOptions } from '../wasm/shared-state.js';
-import { type BinWriter, type CallPayload, type ControlOp, FaultKind, type HttpCallAnswer, Op, Watch } from '../wasm/wire.js';
+import { type BinWriter, type BodyChunk, type CallPayload, type ControlOp, FaultKind, type HttpCallAnswer, Op, Watch } from '../wasm/wire.js';
 import { decodeReply, encodeCalls, type ReplyHandler } from './batch.js';
 import { type ChainHost, WasmFilterChain } from './chain.js';
-import type { FilterChain, FilterPhase, FilterRuntime, FilterStream } from './types.js';
+import { BodyPhase, type FilterChain, type FilterPhase, type FilterRuntime, type FilterStream } from './types.js';
 
 export type { FilterInfo } from '../wasm/module-registry.js';
 export type { MetricSample } from '../wasm/shared-state.js';
@@ -100,6 +100,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
   private nextPick = 0;
   private trivialStreams: FilterStream[] = [];
   private trivialOps: number[] = [];
+  private trivialChunks: (BodyChunk | null)[] = [];
   private trivialScheduled = false;
   private readonly flushTrivialBound = (): void => this.flushTrivial();
   /** Loads of the same filter run one after the other. */
@@ -163,12 +164,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     if (entry === undefined) {
       const gens = chain.generations();
       if (gens.length === 0 || this.closed) {
-        this.trivialStreams.push(stream);
-        this.trivialOps.push(op);
-        if (!this.trivialScheduled) {
-          this.trivialScheduled = true;
-          setImmediate(this.flushTrivialBound);
-        }
+        this.passTrivially(stream, op, null);
         return;
       }
       const worker = this.pickWorker();
@@ -179,6 +175,35 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     }
     entry.pendingRequestPhase = op === Op.RequestHeaders;
     entry.worker.enqueue(entry, op);
+  }
+
+  /** BodyPhase bits of the generations the stream is pinned to (0 before its first call). */
+  bodyPhases(stream: FilterStream): number {
+    const entry = this.streams.get(stream.streamId);
+    return entry === undefined ? 0 : entry.bodyPhases;
+  }
+
+  submitBody(stream: FilterStream, op: number, data: Uint8Array, endOfStream: boolean): void {
+    const entry = this.streams.get(stream.streamId);
+    const chunk: BodyChunk = { data, endOfStream };
+    const bit = op === Op.RequestBody ? BodyPhase.Request : BodyPhase.Response;
+    if (entry === undefined || entry.done || (entry.bodyPhases & bit) === 0) {
+      // No filter of the stream takes this body: answered unchanged, still asynchronously,
+      // so the caller sees the same order of events either way.
+      this.passTrivially(stream, op, chunk);
+      return;
+    }
+    entry.worker.enqueue(entry, op, chunk);
+  }
+
+  private passTrivially(stream: FilterStream, op: number, chunk: BodyChunk | null): void {
+    this.trivialStreams.push(stream);
+    this.trivialOps.push(op);
+    this.trivialChunks.push(chunk);
+    if (!this.trivialScheduled) {
+      this.trivialScheduled = true;
+      setImmediate(this.flushTrivialBound);
+    }
   }
 
   finish(stream: FilterStream): void {
@@ -205,10 +230,18 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     this.trivialScheduled = false;
     const streams = this.trivialStreams;
     const ops = this.trivialOps;
+    const chunks = this.trivialChunks;
     this.trivialStreams = [];
     this.trivialOps = [];
+    this.trivialChunks = [];
     for (let i = 0; i < streams.length; i++) {
       if (ops[i] === Op.Done) continue;
+      const chunk = chunks[i];
+      if (chunk !== null) {
+        const phase = ops[i] === Op.RequestBody ? 'request_body' : 'response_body';
+        this.safely(streams[i], () => streams[i].onFilterBody?.(phase, chunk.data, chunk.endOfStream));
+        continue;
+      }
       this.safely(streams[i], () => streams[i].onFilterContinue(ops[i] === Op.RequestHeaders ? 'request_headers' : 'response_headers'));
     }
   }
@@ -231,7 +264,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     decodeReply(handle, buf, entries, ops, this);
   }
 
-  onFailure(_handle: WorkerHandle, entries: StreamEntry[], ops: number[], culpritGen: number, reason: string): void {
+  onFailure(_handle: WorkerHandle, entries: StreamEntry[], ops: number[], answers: CallPayload[], culpritGen: number, reason: string): void {
     const culprit = culpritGen !== 0 ? this.registry.generations.get(culpritGen) : undefined;
     if (culprit !== undefined) {
       this.filterFault(culprit.id, FaultKind.Deadline, reason);
@@ -244,8 +277,33 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
         this.released(entry);
         continue;
       }
-      if (!entry.done) this.applyPolicy(entry, ops[i] === Op.HttpCallResponse ? entry.pendingRequestPhase : ops[i] === Op.RequestHeaders);
+      if (entry.done) continue;
+      if (ops[i] === Op.RequestBody || ops[i] === Op.ResponseBody) this.applyBodyPolicy(entry, ops[i] === Op.RequestBody, answers[i] as BodyChunk);
+      else this.applyPolicy(entry, ops[i] === Op.HttpCallResponse ? entry.pendingRequestPhase : ops[i] === Op.RequestHeaders);
     }
+  }
+
+  /** A body call was lost with its worker. Fail-open filters let the chunk through as it
+   * came, unless a filter was holding earlier bytes of the body (those are gone: forwarding
+   * the rest would send a body with a hole in it), which answers like fail-closed. */
+  private applyBodyPolicy(entry: StreamEntry, request: boolean, chunk: BodyChunk): void {
+    const gens = entry.gens;
+    const bit = request ? BodyPhase.Request : BodyPhase.Response;
+    let closedBy: Generation | null = null;
+    for (let k = 0; k < gens.length; k++) {
+      const g = request ? gens[k] : gens[gens.length - 1 - k];
+      if ((g.bodyPhases & bit) !== 0 && g.cfg.failure !== 'open') {
+        closedBy = g;
+        break;
+      }
+    }
+    const held = request ? entry.requestBodyHeld : entry.responseBodyHeld;
+    if (closedBy === null && !held) {
+      this.body(entry, request, chunk.data, chunk.endOfStream);
+      return;
+    }
+    const name = closedBy !== null ? closedBy.name : 'body';
+    this.localResponse(entry, 503, [...FAIL_HEADERS], encoder.encode(`filter ${name} failed\n`));
   }
 
   /** The answer for a stream's phase is lost: the first fail-closed filter of the phase
@@ -301,6 +359,15 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
       s.onFilterContinue(phase);
     } catch (err) {
       this.log('error', '(runtime)', `stream ${s.streamId} onFilterContinue threw: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  body(entry: StreamEntry, request: boolean, data: Uint8Array, endOfStream: boolean): void {
+    const s = entry.stream;
+    try {
+      s.onFilterBody?.(request ? 'request_body' : 'response_body', data, endOfStream);
+    } catch (err) {
+      this.log('error', '(runtime)', `stream ${s.streamId} onFilterBody threw: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
 

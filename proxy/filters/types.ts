@@ -5,6 +5,10 @@
 // closure per request.
 
 export type FilterPhase = 'request_headers' | 'response_headers';
+export type BodyFilterPhase = 'request_body' | 'response_body';
+
+/** Bits of FilterChain.bodyPhases: which bodies the stream's filters want to see. */
+export const BodyPhase = { Request: 1, Response: 2 } as const;
 
 /** One HTTP request as the filter chain sees it. Implemented by the request path. */
 export interface FilterStream {
@@ -33,6 +37,12 @@ export interface FilterStream {
   /** A filter answered locally (proxy_send_local_response), or the failure policy answered
    * (503 for fail-closed). headers: flat pairs. The chain stops at the first local response. */
   onFilterLocalResponse(status: number, headers: string[], body: Uint8Array): void;
+  /** The answer to one requestBody/responseBody call, in call order: the bytes to forward
+   * now (empty while a filter buffers) and whether they end the body. Optional: a stream
+   * that never sends body calls (bodyPhases 0, WebSocket upgrades) need not implement it.
+   * A body phase can also end in onFilterLocalResponse (413 over max_body_bytes, a filter's
+   * own answer, or 503 from the failure policy). */
+  onFilterBody?(phase: BodyFilterPhase, data: Uint8Array, endOfStream: boolean): void;
 }
 
 /** A route's ordered list of filters, resolved when a config is applied. */
@@ -43,6 +53,15 @@ export interface FilterChain {
   requestHeaders(stream: FilterStream): void;
   /** Run the response-headers phase (filters in reverse order, like Envoy). */
   responseHeaders(stream: FilterStream): void;
+  /** BodyPhase bits of the generations this stream is pinned to (ask after the request
+   * headers phase): 0 means no filter exports proxy_on_*_body and bodies stream untouched. */
+  bodyPhases(stream: FilterStream): number;
+  /** One request body chunk through the filters in order (proxy_on_request_body). Calls are
+   * answered in order via onFilterBody; send them only after the request headers phase
+   * continued. The chunk must not be modified afterwards (it may be encoded later in the turn). */
+  requestBody(stream: FilterStream, chunk: Uint8Array, endOfStream: boolean): void;
+  /** One response body chunk through the filters in reverse order (proxy_on_response_body). */
+  responseBody(stream: FilterStream, chunk: Uint8Array, endOfStream: boolean): void;
   /** The request is over (completed, failed or aborted): on_log, on_done, on_delete, and the
    * contexts are released. Fire-and-forget; never delays the response. */
   done(stream: FilterStream): void;

@@ -186,8 +186,10 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       if (type === BufferType.PluginConfiguration) buf = inst.pluginConfig;
       else if (type === BufferType.VmConfiguration) buf = inst.vmConfig;
       else if (type === BufferType.HttpCallResponseBody && inst.httpResponse !== null) buf = inst.httpResponse.body;
+      else if (inst.stream !== null && inst.stream.body !== null && type === inst.stream.bodyType) buf = inst.stream.body;
       else if (type >= 0 && type <= 5) return NotFound;
       else return BadArgument;
+      start >>>= 0;
       if (start > buf.length) return BadArgument;
       const end = Math.min(buf.length, start + (maxSize >>> 0));
       return inst.returnBytes(buf.subarray(start, end), retPtrPtr, retSizePtr);
@@ -197,11 +199,33 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       if (type === BufferType.PluginConfiguration) n = inst.pluginConfig.length;
       else if (type === BufferType.VmConfiguration) n = inst.vmConfig.length;
       else if (type === BufferType.HttpCallResponseBody && inst.httpResponse !== null) n = inst.httpResponse.body.length;
+      else if (inst.stream !== null && inst.stream.body !== null && type === inst.stream.bodyType) n = inst.stream.body.length;
       else if (type >= 0 && type <= 5) return NotFound;
       else return BadArgument;
       return inst.writeU32(retSizePtr, n) && inst.writeU32(retFlagsPtr, 0) ? Ok : InvalidMemoryAccess;
     },
-    proxy_set_buffer_bytes: unimplemented('proxy_set_buffer_bytes', 'bodies are not offered to filters yet'),
+    /** Replace `size` bytes at `start` of the body being filtered with the given bytes
+     * (start 0 and size >= length replaces it all; start at the end appends). */
+    proxy_set_buffer_bytes(type: number, start: number, size: number, dataPtr: number, dataLen: number): number {
+      const s = inst.stream;
+      if (s === null || s.body === null || type !== s.bodyType) return type >= 0 && type <= 7 ? NotFound : BadArgument;
+      const data = inst.readBytes(dataPtr, dataLen);
+      if (data === null) return InvalidMemoryAccess;
+      const body = s.body;
+      start >>>= 0;
+      if (start > body.length) return BadArgument;
+      const cut = Math.min(body.length, start + (size >>> 0));
+      if (start === 0 && cut === body.length) {
+        s.body = data;
+        return Ok;
+      }
+      const next = new Uint8Array(start + data.length + (body.length - cut));
+      next.set(body.subarray(0, start));
+      next.set(data, start);
+      next.set(body.subarray(cut), start + data.length);
+      s.body = next;
+      return Ok;
+    },
     proxy_get_configuration(retPtrPtr: number, retSizePtr: number): number {
       const buf = inst.configPhase === BufferType.VmConfiguration ? inst.vmConfig : inst.pluginConfig;
       return inst.returnBytes(buf, retPtrPtr, retSizePtr);

@@ -92,6 +92,8 @@ export class FilterInstance {
   onContextCreate!: ExportFn;
   onRequestHeaders: ExportFn | null = null;
   onResponseHeaders: ExportFn | null = null;
+  onRequestBody: ExportFn | null = null;
+  onResponseBody: ExportFn | null = null;
   onDone: ExportFn | null = null;
   onLog: ExportFn | null = null;
   onDelete: ExportFn | null = null;
@@ -140,6 +142,8 @@ export class FilterInstance {
     this.onContextCreate = (ex.proxy_on_context_create as ExportFn) ?? (() => 0);
     this.onRequestHeaders = (ex.proxy_on_request_headers as ExportFn) ?? null;
     this.onResponseHeaders = (ex.proxy_on_response_headers as ExportFn) ?? null;
+    this.onRequestBody = (ex.proxy_on_request_body as ExportFn) ?? null;
+    this.onResponseBody = (ex.proxy_on_response_body as ExportFn) ?? null;
     this.onDone = (ex.proxy_on_done as ExportFn) ?? null;
     this.onLog = (ex.proxy_on_log as ExportFn) ?? null;
     this.onDelete = (ex.proxy_on_delete as ExportFn) ?? null;

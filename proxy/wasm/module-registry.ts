@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { FailurePolicy, FilterConfig } from '../config/types.js';
 import { type AbiVersion, detectAbi, KNOWN_ENV_IMPORTS, KNOWN_WASI_IMPORTS, KNOWN_WASI_MODULES } from './abi.js';
 import type { GenerationSpec } from './wire.js';
+import { BodyPhase } from '../filters/types.js';
 
 export interface FilterInfo {
   name: string;
@@ -95,8 +96,16 @@ export class Generation {
       failure: cfg.failure,
       deadlineMs: cfg.deadline_ms,
       maxMemoryBytes: cfg.max_memory_bytes,
+      maxBodyBytes: cfg.max_body_bytes,
     };
+    const names = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
+    this.bodyPhases =
+      (names.has('proxy_on_request_body') ? BodyPhase.Request : 0) | (names.has('proxy_on_response_body') ? BodyPhase.Response : 0);
   }
+
+  /** Which body phases the module exports (BodyPhase bits): a chain whose filters export
+   * neither never sees a body, and the request path keeps its streaming fast path. */
+  readonly bodyPhases: number;
 
   get name(): string {
     return this.cfg.name;

@@ -25,12 +25,21 @@ export class StreamEntry {
   pendingRequestPhase = true;
   /** Worker epoch the stream's contexts were created in (a replaced worker lost them). */
   epoch: number;
+  /** BodyPhase bits: which body phases any of the pinned generations handles. */
+  readonly bodyPhases: number;
+  /** The last body answer said a filter in the worker still buffers bytes of that body:
+   * losing the worker then loses body bytes, whatever the failure policy. */
+  requestBodyHeld = false;
+  responseBodyHeld = false;
   constructor(
     readonly stream: FilterStream,
     readonly worker: WorkerHandle,
     readonly gens: Generation[],
   ) {
     this.epoch = worker.epoch;
+    let phases = 0;
+    for (let i = 0; i < gens.length; i++) phases |= gens[i].bodyPhases;
+    this.bodyPhases = phases;
   }
 }
 
@@ -40,7 +49,7 @@ export interface BatchSink {
   /** A batch came back: dispatch results, logs and faults. */
   onReply(handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBuffer): void;
   /** A batch was lost (deadline abort or worker crash): apply failure policies. */
-  onFailure(handle: WorkerHandle, entries: StreamEntry[], ops: number[], culpritGen: number, reason: string): void;
+  onFailure(handle: WorkerHandle, entries: StreamEntry[], ops: number[], answers: CallPayload[], culpritGen: number, reason: string): void;
   /** Load ops for every live generation, to bring a replacement worker up to date. */
   resyncOps(): ControlOp[];
   quarantined(): number[];
@@ -278,7 +287,7 @@ export class WorkerHandle {
     this.flyCtl.length = 0;
     this.ctl = requeue.concat(this.ctl);
     try {
-      this.sink.onFailure(this, this.flyEntries, this.flyOps, culprit, reason);
+      this.sink.onFailure(this, this.flyEntries, this.flyOps, this.flyAnswers, culprit, reason);
     } finally {
       this.flyEntries.length = 0;
       this.flyOps.length = 0;

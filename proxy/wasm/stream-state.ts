@@ -7,6 +7,37 @@ export interface LocalResponse {
   details: string;
 }
 
+/** Body bytes one filter holds (StopIterationAndBuffer), grown by doubling so that a filter
+ * buffering a large body costs amortised copies, not one concat per chunk. */
+export class BodyBuffer {
+  private bytes: Uint8Array;
+  length = 0;
+
+  constructor(first: Uint8Array) {
+    this.bytes = new Uint8Array(Math.max(first.length * 2, 16 * 1024));
+    this.bytes.set(first);
+    this.length = first.length;
+  }
+
+  append(data: Uint8Array): void {
+    const need = this.length + data.length;
+    if (need > this.bytes.length) {
+      let size = this.bytes.length * 2;
+      while (size < need) size *= 2;
+      const next = new Uint8Array(size);
+      next.set(this.bytes.subarray(0, this.length));
+      this.bytes = next;
+    }
+    this.bytes.set(data, this.length);
+    this.length = need;
+  }
+
+  /** The held bytes, valid until the next append. */
+  view(): Uint8Array {
+    return this.bytes.subarray(0, this.length);
+  }
+}
+
 export class StreamState {
   readonly id: number;
   method = '';
@@ -39,6 +70,13 @@ export class StreamState {
   resumeRequested = false;
   /** Outstanding proxy_http_call tokens made on behalf of this stream. */
   pendingCalls = 0;
+  /** During a body callback: the body bytes the filter reads and replaces (HttpRequestBody /
+   * HttpResponseBody buffers), and which of the two it is (BufferType, -1 outside). */
+  body: Uint8Array | null = null;
+  bodyType = -1;
+  /** Per chain step, the bytes a filter buffers (StopIterationAndBuffer); null while none. */
+  requestBodyHeld: (BodyBuffer | null)[] | null = null;
+  responseBodyHeld: (BodyBuffer | null)[] | null = null;
   /** proxy_set_property values, by dotted path. */
   properties: Map<string, Uint8Array> | null = null;
 

@@ -3,11 +3,14 @@
 // The buffers ping-pong: the main thread reuses the worker's result buffer for its next
 // batch and the worker reuses the batch buffer for its results.
 
-export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4, Tick: 5, QueueReady: 6 } as const;
+export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4, Tick: 5, QueueReady: 6, RequestBody: 7, ResponseBody: 8 } as const;
 export const Phase = { Request: 1, Response: 2 } as const;
 export const CallFlag = { StreamInfo: 1, EndOfStream: 2 } as const;
-/** ContinueAppended: the filters only added headers; the result carries just the new pairs. */
-export const ResultKind = { Continue: 0, ContinueMutated: 1, LocalResponse: 2, Paused: 3, Lost: 4, ContinueAppended: 5 } as const;
+/** ContinueAppended: the filters only added headers; the result carries just the new pairs.
+ * Body: the answer to a body call, the bytes to forward (maybe none) and BodyFlag bits. */
+export const ResultKind = { Continue: 0, ContinueMutated: 1, LocalResponse: 2, Paused: 3, Lost: 4, ContinueAppended: 5, Body: 6 } as const;
+/** End: the forwarded bytes end the body. Held: a filter still buffers bytes of this body. */
+export const BodyFlag = { End: 1, Held: 2 } as const;
 export const FaultKind = { Trap: 1, Memory: 2, Deadline: 3, NotLoaded: 4, Quarantined: 5 } as const;
 
 export class BinWriter {
@@ -157,6 +160,14 @@ export class BinReader {
     return s;
   }
 
+  /** A view into the batch buffer, valid only while the batch is being read. */
+  bytesView(): Uint8Array {
+    const n = this.u32();
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
   /** A copy, so the (reused) batch buffer can be handed back. */
   bytes(): Uint8Array {
     const n = this.u32();
@@ -184,6 +195,8 @@ export interface GenerationSpec {
   failure: 'open' | 'closed' | 'reload';
   deadlineMs: number;
   maxMemoryBytes: number;
+  /** Most body bytes the filter may hold buffered (StopIterationAndBuffer); 0 = no limit. */
+  maxBodyBytes: number;
 }
 
 export type ControlOp =
@@ -218,8 +231,14 @@ export interface HttpCallAnswer {
   body: Uint8Array;
 }
 
-/** Extra data of a call: an http call answer, or a queue id (QueueReady). */
-export type CallPayload = HttpCallAnswer | number | null;
+/** One body chunk on its way to the filters. */
+export interface BodyChunk {
+  data: Uint8Array;
+  endOfStream: boolean;
+}
+
+/** Extra data of a call: an http call answer, a queue id (QueueReady), a body chunk. */
+export type CallPayload = HttpCallAnswer | BodyChunk | number | null;
 
 /** Layout of the per-worker watchdog SharedArrayBuffer (Float64 slots). */
 export const Watch = { StartMs: 0, DeadlineMs: 1, GenId: 2, Slots: 3 } as const;

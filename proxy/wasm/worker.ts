@@ -4,13 +4,14 @@
 // mutated headers, ...), stopping at the first local response.
 
 import { move, workerData } from 'piscina';
-import { LogLevel } from './abi.js';
+import { BufferType, LogLevel } from './abi.js';
 import { FilterInstance, type HttpCallSink, WorkerLog, type InstanceDeps } from './instance.js';
 import { SharedState } from './shared-state.js';
-import { StreamState } from './stream-state.js';
+import { BodyBuffer, StreamState } from './stream-state.js';
 import {
   BinReader,
   BinWriter,
+  BodyFlag,
   CallFlag,
   type ControlOp,
   type ControlResult,
@@ -378,6 +379,19 @@ export class FilterWorker implements HttpCallSink {
       this.writeResult(out, index, this.runPhase(s, gens, false, eos, 0), s, false);
       return true;
     }
+    if (op === Op.RequestBody || op === Op.ResponseBody) {
+      const request = op === Op.RequestBody;
+      if ((flags & CallFlag.StreamInfo) !== 0) {
+        // This worker never saw the stream (it replaced one that did): give filters the heads.
+        s.setRequestHeaders(r.strList());
+        if (!request) {
+          const status = r.u32();
+          s.setResponseHeaders(status, r.strList());
+        }
+      }
+      this.runBody(s, gens, request, r.bytesView(), eos === 1, index, out);
+      return true;
+    }
     this.finish(s, gens);
     return false;
   }
@@ -442,6 +456,109 @@ export class FilterWorker implements HttpCallSink {
       return (request ? s.requestAppendOnly : s.responseAppendOnly) ? ResultKind.ContinueAppended : ResultKind.ContinueMutated;
     }
     return ResultKind.Continue;
+  }
+
+  /** One body chunk through the phase's filters (Envoy's decodeData / encodeData, simplified):
+   * a filter that returns anything but Continue before the end of the stream has the bytes
+   * buffered at its place in the chain, and is called again with everything buffered so far
+   * when the next chunk (or the end) arrives; Continue releases them to the filters after
+   * it. Writes exactly one result: Body (bytes to forward) or LocalResponse. */
+  private runBody(s: StreamState, gens: number[], request: boolean, input: Uint8Array, eos: boolean, index: number, out: BinWriter): void {
+    s.local = null;
+    const watch = this.deps.watch;
+    const n = gens.length;
+    const held = request ? s.requestBodyHeld : s.responseBodyHeld;
+    const bufferType = request ? BufferType.HttpRequestBody : BufferType.HttpResponseBody;
+    const phaseName = request ? 'proxy_on_request_body' : 'proxy_on_response_body';
+    let data = input; // may alias the batch buffer: copied only when a filter keeps it
+    for (let step = 0; step < n; step++) {
+      const genId = request ? gens[step] : gens[n - 1 - step];
+      const buffered = held !== null ? held[step] : null;
+      if (buffered != null) {
+        buffered.append(data);
+        data = buffered.view();
+        held![step] = null; // re-stored below if the filter keeps buffering
+      }
+      const gen = this.gens.get(genId);
+      if (gen === undefined) {
+        this.fault(undefined, genId, FaultKind.NotLoaded, 'generation not loaded in this worker');
+        continue;
+      }
+      if (this.quarantined.has(genId)) {
+        if (applyPolicy(s, gen.spec)) return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+        continue;
+      }
+      const inst = this.ready(gen);
+      if (inst === null) {
+        if (applyPolicy(s, gen.spec)) return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+        continue;
+      }
+      const fn = request ? inst.onRequestBody : inst.onResponseBody;
+      if (fn === null) continue;
+      let action = 0;
+      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
+      watch[Watch.GenId] = genId;
+      watch[Watch.StartMs] = Date.now();
+      try {
+        const ctx = inst.contextFor(s);
+        inst.stream = s;
+        inst.contextId = ctx;
+        s.body = data;
+        s.bodyType = bufferType;
+        action = fn(ctx, data.length, eos ? 1 : 0);
+        data = s.body;
+      } catch (err) {
+        // The filter's replacement (if any) is dropped with it: the bytes go on as they came.
+        watch[Watch.StartMs] = 0;
+        inst.stream = null;
+        s.body = null;
+        s.bodyType = -1;
+        this.fault(gen, genId, FaultKind.Trap, `trap in ${phaseName}: ${errorMessage(err)}`);
+        if (applyPolicy(s, gen.spec)) return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+        continue;
+      }
+      watch[Watch.StartMs] = 0;
+      inst.stream = null;
+      s.body = null;
+      s.bodyType = -1;
+      if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
+        this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
+      }
+      if (s.local !== null) return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+      if (action === 0) continue;
+      if (eos) {
+        // Nothing more will come to resume it (Envoy would wait for a timeout instead).
+        inst.warnOnce('body-stop-at-end', `${phaseName} stopped iteration at the end of the body; the chain continues`);
+        continue;
+      }
+      const max = gen.spec.maxBodyBytes;
+      if (max > 0 && data.length > max) {
+        s.local = request
+          ? { status: 413, headers: ['content-type', 'text/plain'], body: Buffer.from('413 request body too large for filter ' + gen.spec.name + '\n'), details: 'request_payload_too_large' }
+          : { status: 500, headers: ['content-type', 'text/plain'], body: Buffer.from('500 response body too large for filter ' + gen.spec.name + '\n'), details: 'response_payload_too_large' };
+        return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+      }
+      let list = held;
+      if (list === null) {
+        list = new Array<BodyBuffer | null>(n).fill(null);
+        if (request) s.requestBodyHeld = list;
+        else s.responseBodyHeld = list;
+      }
+      // A buffer the filter left alone keeps its spare capacity; anything else is copied.
+      if (buffered != null && data.buffer === buffered.view().buffer && data.length === buffered.length) list[step] = buffered;
+      else list[step] = new BodyBuffer(data);
+      out.u32(index);
+      out.u8(ResultKind.Body);
+      out.u8(request ? Phase.Request : Phase.Response);
+      out.u32(0);
+      out.u8(BodyFlag.Held);
+      return;
+    }
+    out.u32(index);
+    out.u8(ResultKind.Body);
+    out.u8(request ? Phase.Request : Phase.Response);
+    out.bytes(data);
+    out.u8(eos ? BodyFlag.End : 0);
   }
 
   /** on_done, on_log, on_delete for every filter context of the stream, then forget it. */
