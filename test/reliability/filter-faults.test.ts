@@ -1,0 +1,137 @@
+// Filter faults under concurrent load through a running Wisp (probe.wasm, real workers): the
+// failure policy is applied to every faulting request, and routes without the faulting filter
+// see no errors at all. Counts are printed for docs/reliability.md.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Wisp } from '../../proxy/server.js';
+import { normalizeConfig } from '../../proxy/config/load.js';
+import { httpGet, startUpstream, type TestUpstream } from '../helpers/net.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const PROBE = path.join(ROOT, 'test', 'fixtures', 'probe.wasm');
+const FAULTS = ['trap', 'loop', 'grow'] as const;
+const MISUSE = ['bad-header', 'bad-name', 'bad-status'] as const;
+const PER_GROUP = 40;
+
+let up: TestUpstream;
+let wisp: Wisp;
+let port: number;
+
+before(async () => {
+  up = await startUpstream();
+  const filters: unknown[] = [{ name: 'other', wasm: PROBE, config: 'other', failure: 'closed' }];
+  const routes: unknown[] = [
+    { match: { prefix: '/plain/' }, cluster: 'up' },
+    { match: { prefix: '/other/' }, cluster: 'up', filters: ['other'] },
+  ];
+  // One filter instance per action and policy, so one action's quarantine never colours the next.
+  for (const action of [...FAULTS, 'misuse']) {
+    for (const policy of ['closed', 'open']) {
+      const name = `${policy}-${action}`;
+      filters.push({ name, wasm: PROBE, config: name, failure: policy, deadline: '100ms', max_memory: '8MiB' });
+      routes.push({ match: { prefix: `/${name}/` }, cluster: 'up', filters: [name] });
+    }
+  }
+  wisp = await Wisp.start(
+    normalizeConfig(
+      {
+        admin: { address: '127.0.0.1:0' },
+        workers: 2,
+        listeners: [{ name: 'l', address: '127.0.0.1:0', routes }],
+        clusters: [{ name: 'up', endpoints: [`127.0.0.1:${up.port}`] }],
+        filters,
+      },
+      'filter-faults.test',
+    ),
+  );
+  port = wisp.listenerPort('l');
+});
+
+after(async () => {
+  await wisp.stop(0);
+  await up.close();
+});
+
+type Group = 'faulting-closed' | 'faulting-open' | 'clean-same-filter' | 'plain' | 'other-filter';
+
+/** 40 requests per group at once (fewer faulting ones when `faulting` is given); returns
+ * status counts per group. */
+async function burst(action: string, filterKey: string, faulting = PER_GROUP): Promise<Record<Group, Map<number, number>>> {
+  const plan: Array<[Group, string, Record<string, string>]> = [];
+  for (let i = 0; i < PER_GROUP; i++) {
+    if (i < faulting) {
+      plan.push(['faulting-closed', `/closed-${filterKey}/${action}-${i}`, { 'x-action': action }]);
+      plan.push(['faulting-open', `/open-${filterKey}/${action}-${i}`, { 'x-action': action }]);
+    }
+    plan.push(['clean-same-filter', `/closed-${filterKey}/clean-${action}-${i}`, {}]);
+    plan.push(['plain', `/plain/${action}-${i}`, {}]);
+    plan.push(['other-filter', `/other/${action}-${i}`, {}]);
+  }
+  const results = await Promise.all(plan.map(([, url, headers]) => httpGet(port, url, { headers }).then((r) => r.status, () => 0)));
+  const out = {} as Record<Group, Map<number, number>>;
+  plan.forEach(([g], i) => {
+    const m = (out[g] ??= new Map());
+    m.set(results[i]!, (m.get(results[i]!) ?? 0) + 1);
+  });
+  process.stdout.write(`# filter-faults ${action} (${faulting} faulting per policy): ${JSON.stringify(Object.fromEntries(Object.entries(out).map(([g, m]) => [g, Object.fromEntries(m)])))}\n`);
+  return out;
+}
+
+// Bug (proxy/wasm/*): when a filter runs past its deadline, its worker is terminated and
+// every other request in the same batch gets *its own* filter's failure policy, even a request
+// on another route whose filter did nothing wrong. Those innocent requests should be re-run on
+// the replacement worker. Measured: 40/40 requests on a route with a healthy failure:closed
+// filter got 503 while a different filter looped.
+const COLLATERAL_TODO = 'proxy/wasm: a deadline kill applies the failure policy to every request in the batch, including other filters';
+
+// Bug (proxy/wasm/*): growing past max_memory is detected after the call returns; the
+// instance is recycled and the fault counted, but the request that grew it continues (200)
+// even with failure: closed. README says closed → 503 for "grows past max_memory".
+const GROW_TODO = 'proxy/wasm: a request whose filter grew past max_memory continues instead of getting the closed policy (503)';
+let lightGrowClosed: Array<[number, number]> = [];
+
+for (const action of FAULTS) {
+  // A light fault rate first (3 faulting per policy among 200: below the 5-in-10-s quarantine),
+  // then a heavy one (40 per policy: the filter is quarantined part-way).
+  for (const faulting of [3, PER_GROUP]) {
+    test(`filter fault "${action}", ${faulting} of ${faulting * 2 + PER_GROUP * 3} requests faulting: policy on 100% of them, routes without the filter unaffected`, async () => {
+      const r = await burst(action, action, faulting);
+      // failure: closed → every faulting request is a 503 from Wisp (grow: see GROW_TODO).
+      if (action === 'grow' && faulting < 5) lightGrowClosed = [...r['faulting-closed']];
+      else assert.deepEqual([...r['faulting-closed']], [[503, faulting]]);
+      // failure: open → every faulting request goes on to the upstream as if the filter said Continue.
+      assert.deepEqual([...r['faulting-open']], [[200, faulting]]);
+      // The route without any filter: zero errors.
+      assert.deepEqual([...r.plain], [[200, PER_GROUP]]);
+      // Clean requests through the same (closed) filter may share its fate (quarantine after 5
+      // faults in 10 s, or a batch whose worker was replaced): only 200 or 503, never anything else.
+      for (const s of r['clean-same-filter'].keys()) assert.ok(s === 200 || s === 503, `clean request got ${s}`);
+      if (action !== 'loop') assert.deepEqual([...r['other-filter']], [[200, PER_GROUP]], 'route with a different filter');
+      const info = JSON.parse((await httpGet(wisp.adminPort(), '/filters')).body) as Array<{ name: string; faults: number }>;
+      assert.ok(info.find((f) => f.name === `closed-${action}`)!.faults >= 1);
+    });
+  }
+}
+
+test('filter fault "loop": a route with a different, healthy filter sees zero errors', { todo: COLLATERAL_TODO }, async () => {
+  const r = await burst('loop', 'loop', 3);
+  assert.deepEqual([...r['other-filter']], [[200, PER_GROUP]]);
+});
+
+test('filter fault "grow" with failure: closed: the request that grew past max_memory gets 503', { todo: GROW_TODO }, () => {
+  assert.deepEqual(lightGrowClosed, [[503, 3]]);
+});
+
+test('invalid host calls (CR in a header value, bad header name, status 99) under load: refused to the filter, requests succeed', async () => {
+  for (const action of MISUSE) {
+    const r = await burst(action, 'misuse');
+    for (const g of ['faulting-closed', 'faulting-open', 'clean-same-filter', 'plain', 'other-filter'] as const) {
+      assert.deepEqual([...r[g]], [[200, PER_GROUP]], `${action} ${g}`);
+    }
+    const seen = up.requests.filter((q) => q.url.includes(`/${action}-`) && q.url.includes('-misuse/'));
+    assert.equal(seen.length, PER_GROUP * 2);
+    assert.ok(seen.every((q) => q.headers['x-bad-result'] === '2' && q.headers['x-bad'] === undefined));
+  }
+});
