@@ -3,11 +3,11 @@
 // See bench/README.md for what each field means.
 import { mkdtempSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { pickLoadTool } from './peers/load.js';
 import type { LoadResult, LoadTool } from './peers/load.js';
-import { README_END, README_START, addRatios, formatExtras, formatTable, readmeBlock, replaceReadmeBlock, round2, summarise } from './peers/report.js';
+import { addRatios, formatExtras, formatTable, readmeBlock, readmeMarkers, replaceReadmeBlock, round2, summarise } from './peers/report.js';
 import type { Sample } from './peers/report.js';
 import { formatStreamTable, streamThrough } from './peers/stream.js';
 import type { StreamResult } from './peers/stream.js';
@@ -257,11 +257,14 @@ export async function runBench(opts: BenchOptions): Promise<number> {
   for (const s of skipped) process.stdout.write(`skipped ${s.name}: ${s.reason}\n`);
   for (const f of failed) process.stdout.write(`failed ${f.name}${f.round ? ` (round ${f.round})` : ''}: ${briefError(f.error)}\n`);
   process.stdout.write(`wrote ${opts.out}\n`);
-  if (opts.updateReadme && runs.length > 0) {
+  if (opts.updateReadme && (runs.length > 0 || streams.length > 0)) {
+    // Each results file has its own block: latest.json → bench:latest, c1000.json → bench:c1000.
     const readme = join(ROOT, 'bench', 'README.md');
-    const block = readmeBlock(report.date, report.machine, report.settings, runs, skipped);
-    if (replaceReadmeBlock(readme, block)) process.stdout.write(`updated ${readme}\n`);
-    else process.stdout.write(`${readme} has no ${README_START} … ${README_END} block; not updated\n`);
+    const key = basename(opts.out, '.json');
+    const block = readmeBlock(report.date, report.machine, report.settings, runs, skipped, streams.length > 0 ? formatStreamTable(streams) : undefined);
+    const { start, end } = readmeMarkers(key);
+    if (replaceReadmeBlock(readme, key, block)) process.stdout.write(`updated ${readme} (${start})\n`);
+    else process.stdout.write(`${readme} has no ${start} … ${end} block; not updated\n`);
   }
   return failed.length > 0 ? 1 : 0;
 }

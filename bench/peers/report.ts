@@ -109,8 +109,10 @@ export function shortVersion(line: string): string {
     .trim();
 }
 
-export const README_START = '<!-- bench:latest:start -->';
-export const README_END = '<!-- bench:latest:end -->';
+/** The README markers a results file's table goes between: bench/results/<key>.json → bench:<key>. */
+export function readmeMarkers(key: string): { start: string; end: string } {
+  return { start: `<!-- bench:${key}:start -->`, end: `<!-- bench:${key}:end -->` };
+}
 
 export function readmeBlock(
   date: string,
@@ -118,32 +120,36 @@ export function readmeBlock(
   settings: { tool: string; connections: number; duration_s: number; warmup_s: number; rounds: number; versions: Record<string, string>; loadavg?: number[] },
   runs: RunSummary[],
   skipped: { name: string; reason: string }[],
+  streamTable?: string,
 ): string {
   const versions = Object.values(settings.versions).map(shortVersion).join(', ');
+  const load = runs.length > 0
+    ? `; ${settings.tool} -c${settings.connections}, ${settings.warmup_s} s warm-up + ${settings.duration_s} s, median of ${settings.rounds} round(s)`
+    : '';
   const lines = [
-    `${date.slice(0, 16).replace('T', ' ')} UTC, ${m.cpus} × ${m.model}, Node ${m.node}; ${settings.tool} -c${settings.connections}, ` +
-      `${settings.warmup_s} s warm-up + ${settings.duration_s} s, median of ${settings.rounds} round(s)` +
+    `${date.slice(0, 16).replace('T', ' ')} UTC, ${m.cpus} × ${m.model}, Node ${m.node}${load}` +
       `${settings.loadavg ? ` (load average ${settings.loadavg.join(' → ')})` : ''}. ${versions}.`,
-    '',
-    formatTable(runs),
   ];
+  if (runs.length > 0) lines.push('', formatTable(runs));
+  if (streamTable) lines.push('', streamTable);
   for (const e of formatExtras(runs)) lines.push('', `${e}.`);
   for (const s of skipped) lines.push('', `Skipped ${s.name}: ${s.reason}.`);
   return lines.join('\n');
 }
 
 /** Put `block` between the README's markers; false when the markers are missing. */
-export function replaceReadmeBlock(file: string, block: string): boolean {
+export function replaceReadmeBlock(file: string, key: string, block: string): boolean {
+  const { start, end } = readmeMarkers(key);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch {
     return false;
   }
-  const a = text.indexOf(README_START);
-  const b = text.indexOf(README_END);
+  const a = text.indexOf(start);
+  const b = text.indexOf(end);
   if (a < 0 || b < a) return false;
-  writeFileSync(file, `${text.slice(0, a + README_START.length)}\n${block}\n${text.slice(b)}`);
+  writeFileSync(file, `${text.slice(0, a + start.length)}\n${block}\n${text.slice(b)}`);
   return true;
 }
 

@@ -17,7 +17,7 @@ import { haproxyTarget } from '../../bench/peers/haproxy.js';
 import { FilterReloader, wispConfig, wispTarget } from '../../bench/peers/wisp.js';
 import { streamThrough } from '../../bench/peers/stream.js';
 import { parseArgs } from '../../bench/run.js';
-import { addRatios, formatTable, median, readmeBlock, replaceReadmeBlock, shortVersion, summarise, README_START, README_END } from '../../bench/peers/report.js';
+import { addRatios, formatTable, median, readmeBlock, readmeMarkers, replaceReadmeBlock, shortVersion, summarise } from '../../bench/peers/report.js';
 
 const WRK_SAMPLE = `Running 3s test @ http://127.0.0.1:39999/
   1 threads and 50 connections
@@ -171,17 +171,19 @@ test('readme block: the results table goes between the markers, the rest stays',
   const dir = mkdtempSync(join(os.tmpdir(), 'wisp-bench-test-'));
   try {
     const file = join(dir, 'README.md');
-    writeFileSync(file, `# title\n\n${README_START}\nold\n${README_END}\n\ntail\n`);
+    const { start, end } = readmeMarkers('latest');
+    writeFileSync(file, `# title\n\n${start}\nold\n${end}\n\ntail\n`);
     const runs = addRatios([summarise('nginx', [{ rps: 10, p50_ms: 1, p99_ms: 2, non2xx: 0, errors: 0, requests: 10, rss_bytes: null }])]);
     const block = readmeBlock('2026-01-02T03:04:05.000Z', { cpus: 2, model: 'cpu', node: 'v20' }, { tool: 'wrk', connections: 50, duration_s: 10, warmup_s: 2, rounds: 2, versions: {} }, runs, [{ name: 'wisp', reason: 'not built' }]);
-    assert.equal(replaceReadmeBlock(file, block), true);
+    assert.equal(replaceReadmeBlock(file, 'c1000', block), false, 'no block for another results file');
+    assert.equal(replaceReadmeBlock(file, 'latest', block), true);
     const text = readFileSync(file, 'utf8');
     assert.match(text, /^# title\n/);
     assert.match(text, /tail\n$/);
     assert.doesNotMatch(text, /\nold\n/);
     assert.match(text, /2026-01-02 03:04 UTC, 2 × cpu/);
     assert.match(text, /Skipped wisp: not built\./);
-    assert.equal(replaceReadmeBlock(join(dir, 'missing.md'), block), false);
+    assert.equal(replaceReadmeBlock(join(dir, 'missing.md'), 'latest', block), false);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
