@@ -1,20 +1,17 @@
-// auth through the ABI. Digests and JWT signatures are made with node:crypto, so these
+// auth on Wisp's host (wisp/testing). Digests and JWT signatures are made with node:crypto, so these
 // tests also check the SDK's SHA-256 / SHA-384 / SHA-512 / HMAC against an independent one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
-import { ACTION_CONTINUE, FilterHost, loadModule } from './harness.js';
+import { type FilterHarness, load, type HeaderPairs } from './harness.js';
 
-const module = loadModule('auth');
 const NOW_S = 1_700_000_000;
-const REQ: [string, string][] = [[':method', 'GET'], [':path', '/x'], [':authority', 'a']];
+const REQ: HeaderPairs = [[':method', 'GET'], [':path', '/x'], [':authority', 'a']];
 
-function host(config: object): FilterHost {
-  const h = new FilterHost(module);
-  h.nowNs = BigInt(NOW_S) * 1_000_000_000n;
-  assert.equal(h.start(JSON.stringify(config)), true, h.errors().join('\n'));
-  return h;
+function host(config: object): Promise<FilterHarness> {
+  return load('auth', { config, nowMs: NOW_S * 1000 });
 }
+const req = (headers: HeaderPairs) => ({ headers });
 
 const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 function jwt(claims: object, secret: string, alg = 'HS256'): string {
@@ -25,60 +22,60 @@ function jwt(claims: object, secret: string, alg = 'HS256'): string {
   return `${head}.${body}.${sig}`;
 }
 
-test('API keys given as SHA-256 digests match keys of every padding length', () => {
+test('API keys given as SHA-256 digests match keys of every padding length', async () => {
   const keys = [1, 54, 55, 56, 63, 64, 65, 119, 120, 200].map((n) => 'k'.repeat(n - 1) + String(n % 10));
-  const h = host({
+  const h = await host({
     api_keys: keys.map((k, i) => ({ name: `n${i}`, key_sha256: createHash('sha256').update(k).digest('hex') })),
     forward_key_name: 'x-key-name',
   });
   keys.forEach((k, i) => {
-    const id = h.newStream();
-    assert.equal(h.onRequestHeaders(id, [...REQ, ['x-api-key', k]]), ACTION_CONTINUE, `key of length ${k.length}`);
-    assert.equal(h.localResponse, null);
-    assert.equal(h.header(h.requestHeaders, 'x-key-name'), `n${i}`);
-    h.finish(id);
+    const r = h.request(req([...REQ, ['x-api-key', k]]));
+    assert.equal(r.action, 'continue', `key of length ${k.length}`);
+    assert.equal(r.local, null);
+    assert.equal(r.header('x-key-name'), `n${i}`);
+    h.done();
   });
 });
 
-test('a wrong or missing key gets 401 with www-authenticate', () => {
-  const h = host({ keys: ['s3cret'] });
-  const bad = h.request([...REQ, ['x-api-key', 's3cret2']]).local;
+test('a wrong or missing key gets 401 with www-authenticate', async () => {
+  const h = await host({ keys: ['s3cret'] });
+  const bad = h.exchange(req([...REQ, ['x-api-key', 's3cret2']])).local;
   assert.equal(bad?.status, 401);
   assert.match(bad!.headers.find(([k]) => k === 'www-authenticate')![1], /^ApiKey realm="wisp", error="invalid_key"/);
-  const missing = h.request(REQ).local;
+  const missing = h.exchange(req(REQ)).local;
   assert.equal(missing?.status, 401);
   assert.equal(missing!.headers.find(([k]) => k === 'www-authenticate')![1], 'ApiKey realm="wisp"');
-  assert.equal(h.request([...REQ, ['x-api-key', 's3cret']]).local, null);
+  assert.equal(h.exchange(req([...REQ, ['x-api-key', 's3cret']])).local, null);
 });
 
-test('keys from a configured header or query parameter', () => {
-  const h = host({ keys: ['a b/ü'], header: 'X-Token', query_param: 'api_key' });
-  assert.equal(h.request([...REQ, ['x-token', 'a b/ü']]).local, null);
-  const q: [string, string][] = [[':method', 'GET'], [':path', '/p?x=1&api_key=a+b%2F%C3%BC'], [':authority', 'a']];
-  assert.equal(h.request(q).local, null);
-  const wrong: [string, string][] = [[':method', 'GET'], [':path', '/p?api_key=nope'], [':authority', 'a']];
-  assert.equal(h.request(wrong).local?.status, 401);
+test('keys from a configured header or query parameter', async () => {
+  const h = await host({ keys: ['a b/ü'], header: 'X-Token', query_param: 'api_key' });
+  assert.equal(h.exchange(req([...REQ, ['x-token', 'a b/ü']])).local, null);
+  const q: HeaderPairs = [[':method', 'GET'], [':path', '/p?x=1&api_key=a+b%2F%C3%BC'], [':authority', 'a']];
+  assert.equal(h.exchange(req(q)).local, null);
+  const wrong: HeaderPairs = [[':method', 'GET'], [':path', '/p?api_key=nope'], [':authority', 'a']];
+  assert.equal(h.exchange(req(wrong)).local?.status, 401);
 });
 
-test('JWT HS256/HS384/HS512: valid tokens pass and forward claims; a spoofed claim header is removed', () => {
+test('JWT HS256/HS384/HS512: valid tokens pass and forward claims; a spoofed claim header is removed', async () => {
   const secret = 'x'.repeat(150); // longer than a block: the HMAC key is hashed first
-  const h = host({ jwt: { secret, algorithms: ['HS256', 'HS384', 'HS512'], forward_claims: { sub: 'x-user', tier: 'x-tier' } } });
+  const h = await host({ jwt: { secret, algorithms: ['HS256', 'HS384', 'HS512'], forward_claims: { sub: 'x-user', tier: 'x-tier' } } });
   for (const alg of ['HS256', 'HS384', 'HS512']) {
     const token = jwt({ sub: 'alice', tier: 3, exp: NOW_S + 60 }, secret, alg);
-    const id = h.newStream();
-    assert.equal(h.onRequestHeaders(id, [...REQ, ['authorization', `Bearer ${token}`], ['x-user', 'mallory']]), ACTION_CONTINUE, alg);
-    assert.equal(h.localResponse, null, `${alg}: ${h.localResponse?.body}`);
-    assert.deepEqual(h.requestHeaders.filter(([k]) => k === 'x-user'), [['x-user', 'alice']]);
-    assert.equal(h.header(h.requestHeaders, 'x-tier'), '3');
-    h.finish(id);
+    const r = h.request(req([...REQ, ['authorization', `Bearer ${token}`], ['x-user', 'mallory']]));
+    assert.equal(r.action, 'continue', alg);
+    assert.equal(r.local, null, `${alg}: ${r.body}`);
+    assert.deepEqual(r.headers.filter(([k]) => k === 'x-user'), [['x-user', 'alice']]);
+    assert.equal(r.header('x-tier'), '3');
+    h.done();
   }
 });
 
-test('JWT failures: 401 for bad signature, alg, expiry and nbf; 403 for issuer and audience', () => {
+test('JWT failures: 401 for bad signature, alg, expiry and nbf; 403 for issuer and audience', async () => {
   const secret = 'topsecret';
-  const h = host({ jwt: { secret, issuer: 'https://idp', audiences: ['api'], clock_skew_s: 10 } });
+  const h = await host({ jwt: { secret, issuer: 'https://idp', audiences: ['api'], clock_skew_s: 10 } });
   const good = { iss: 'https://idp', aud: ['other', 'api'], exp: NOW_S + 60 };
-  const send = (token: string) => h.request([...REQ, ['authorization', `Bearer ${token}`]]).local;
+  const send = (token: string) => h.exchange(req([...REQ, ['authorization', `Bearer ${token}`]])).local;
   assert.equal(send(jwt(good, secret)), null);
   assert.equal(send(jwt({ ...good, exp: NOW_S - 5 }, secret)), null, 'within clock skew');
 
@@ -98,21 +95,21 @@ test('JWT failures: 401 for bad signature, alg, expiry and nbf; 403 for issuer a
     assert.match(local!.body, why);
     if (status === 401) assert.match(local!.headers.find(([k]) => k === 'www-authenticate')![1], /^Bearer realm="wisp", error="invalid_token"/);
   }
-  const none = h.request(REQ).local;
+  const none = h.exchange(req(REQ)).local;
   assert.equal(none?.status, 401);
   assert.equal(none!.headers.find(([k]) => k === 'www-authenticate')![1], 'Bearer realm="wisp"');
 });
 
-test('JWT and API keys together: either credential is enough', () => {
-  const h = host({ keys: ['k1'], jwt: { secret: 's' } });
-  assert.equal(h.request([...REQ, ['x-api-key', 'k1']]).local, null);
-  assert.equal(h.request([...REQ, ['authorization', `Bearer ${jwt({ sub: 'a' }, 's')}`]]).local, null);
-  const none = h.request(REQ).local;
+test('JWT and API keys together: either credential is enough', async () => {
+  const h = await host({ keys: ['k1'], jwt: { secret: 's' } });
+  assert.equal(h.exchange(req([...REQ, ['x-api-key', 'k1']])).local, null);
+  assert.equal(h.exchange(req([...REQ, ['authorization', `Bearer ${jwt({ sub: 'a' }, 's')}`]])).local, null);
+  const none = h.exchange(req(REQ)).local;
   assert.equal(none?.status, 401);
   assert.deepEqual(none!.headers.filter(([k]) => k === 'www-authenticate').map(([, v]) => v), ['Bearer realm="wisp"', 'ApiKey realm="wisp"']);
 });
 
-test('invalid configs are refused with a reason', () => {
+test('invalid configs are refused with a reason', async () => {
   const cases: [string, RegExp][] = [
     ['{}', /at least one of/],
     ['{"keys": "k"}', /keys must be an array/],
@@ -123,8 +120,6 @@ test('invalid configs are refused with a reason', () => {
     ['nope', /not valid JSON/],
   ];
   for (const [config, message] of cases) {
-    const h = new FilterHost(module);
-    assert.equal(h.start(config), false, `accepted ${config}`);
-    assert.match(h.errors().join('\n'), message);
+    await assert.rejects(load('auth', { config }), message, `accepted ${config}`);
   }
 });

@@ -1,117 +1,97 @@
-// noop, add-header and headers driven through the proxy-wasm ABI with the built modules.
+// noop, add-header and headers driven through Wisp's proxy-wasm host (wisp/testing) with the
+// built modules.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ACTION_CONTINUE, FilterHost, loadModule } from './harness.js';
+import { load, type HeaderPairs } from './harness.js';
 
-const REQ: [string, string][] = [[':method', 'GET'], [':path', '/a'], [':authority', 'example.com'], ['x-request-id', 'rid-7']];
+const REQ: HeaderPairs = [[':method', 'GET'], [':path', '/a'], [':authority', 'example.com'], ['x-request-id', 'rid-7']];
+/** REQ as the filter sees it: Wisp's pseudo-headers first, then the rest. */
+const REQ_SEEN: HeaderPairs = [[':authority', 'example.com'], [':path', '/a'], [':method', 'GET'], [':scheme', 'http'], ['x-request-id', 'rid-7']];
 
-test('noop continues both phases and leaves headers alone', () => {
-  const host = new FilterHost(loadModule('noop'));
-  assert.equal(host.start(''), true);
-  const id = host.newStream();
-  assert.equal(host.onRequestHeaders(id, REQ), ACTION_CONTINUE);
-  assert.deepEqual(host.requestHeaders, REQ);
-  assert.equal(host.onResponseHeaders(id, [[':status', '200']]), ACTION_CONTINUE);
-  host.finish(id);
-  assert.deepEqual(host.errors(), []);
+test('noop continues both phases and leaves headers alone', async () => {
+  const h = await load('noop');
+  const req = h.request({ headers: REQ });
+  assert.equal(req.action, 'continue');
+  assert.deepEqual(req.headers, REQ_SEEN);
+  assert.equal(h.response({ status: 200 }).action, 'continue');
+  h.done();
+  assert.deepEqual(h.errors(), []);
 });
 
-test('noop survives many requests (memory is reclaimed, not grown without bound)', () => {
-  const host = new FilterHost(loadModule('noop'));
-  assert.equal(host.start(''), true);
-  for (let i = 0; i < 20000; i++) host.request(REQ);
-  const pages = (host.instance.exports.memory as WebAssembly.Memory).buffer.byteLength / 65536;
+test('noop survives many requests (memory is reclaimed, not grown without bound)', async () => {
+  const h = await load('noop');
+  for (let i = 0; i < 20000; i++) h.exchange({ headers: REQ });
+  const pages = h.memoryBytes / 65536;
   assert.ok(pages < 64, `memory grew to ${pages} pages`);
 });
 
-test('add-header adds x-wisp-filter: 1 by default', () => {
-  const host = new FilterHost(loadModule('add-header'));
-  assert.equal(host.start(''), true);
-  const id = host.newStream();
-  assert.equal(host.onRequestHeaders(id, REQ), ACTION_CONTINUE);
-  assert.equal(host.header(host.requestHeaders, 'x-wisp-filter'), '1');
-  host.finish(id);
+test('add-header adds x-wisp-filter: 1 by default', async () => {
+  const h = await load('add-header');
+  const r = h.request({ headers: REQ });
+  assert.equal(r.action, 'continue');
+  assert.equal(r.header('x-wisp-filter'), '1');
+  h.done();
 });
 
-test('add-header takes the value from plain or JSON config', () => {
-  const plain = new FilterHost(loadModule('add-header'));
-  assert.equal(plain.start('edge-7'), true);
-  plain.onRequestHeaders(plain.newStream(), REQ);
-  assert.equal(plain.header(plain.requestHeaders, 'x-wisp-filter'), 'edge-7');
+test('add-header takes the value from plain or JSON config', async () => {
+  const plain = await load('add-header', { config: 'edge-7' });
+  assert.equal(plain.request({ headers: REQ }).header('x-wisp-filter'), 'edge-7');
 
-  const json = new FilterHost(loadModule('add-header'));
-  assert.equal(json.start('{"name":"X-Via-Wisp","value":"é2"}'), true);
-  json.onRequestHeaders(json.newStream(), REQ);
-  assert.equal(json.header(json.requestHeaders, 'x-via-wisp'), 'é2');
+  const json = await load('add-header', { config: '{"name":"X-Via-Wisp","value":"é2"}' });
+  assert.equal(json.request({ headers: REQ }).header('x-via-wisp'), 'é2');
 });
 
-test('add-header refuses invalid config with a logged reason', () => {
-  const host = new FilterHost(loadModule('add-header'));
-  assert.equal(host.start('{"value": 3}'), false);
-  assert.match(host.errors().join('\n'), /config\.value must be a string/);
+test('add-header refuses invalid config with a logged reason', async () => {
+  await assert.rejects(load('add-header', { config: '{"value": 3}' }), /config\.value must be a string/);
 });
 
-test('headers sets, adds and removes request and response headers with placeholders', () => {
-  const host = new FilterHost(loadModule('headers'));
-  host.properties.set('source.address', '10.1.2.3:5555');
-  host.properties.set('route_name', 'api-v1');
-  host.properties.set('node.id', 'wisp-1');
-  const config = JSON.stringify({
+test('headers sets, adds and removes request and response headers with placeholders', async () => {
+  const config = {
     request: {
       set: { 'x-client': '%CLIENT_IP%', 'x-route': 'r=%ROUTE%', 'x-a': '1' },
       add: { 'x-node': '%PROPERTY(node.id)%/%REQUEST_ID%', 'x-pct': '100%' },
       remove: ['x-remove-me'],
     },
     response: { set: { 'x-request-id': '%REQUEST_ID%' }, remove: ['server'] },
-  });
-  assert.equal(host.start(config), true, host.errors().join('\n'));
-  const id = host.newStream();
-  assert.equal(host.onRequestHeaders(id, [...REQ, ['x-remove-me', 'x'], ['x-a', 'old']]), ACTION_CONTINUE);
-  const req = host.requestHeaders;
-  assert.equal(host.header(req, 'x-remove-me'), undefined);
-  assert.equal(host.header(req, 'x-client'), '10.1.2.3');
-  assert.equal(host.header(req, 'x-route'), 'r=api-v1');
-  assert.equal(req.filter(([k]) => k === 'x-a').length, 1);
-  assert.equal(host.header(req, 'x-a'), '1');
-  assert.equal(host.header(req, 'x-node'), 'wisp-1/rid-7');
-  assert.equal(host.header(req, 'x-pct'), '100%');
+  };
+  const h = await load('headers', { config, properties: { 'source.address': '10.1.2.3:5555', route_name: 'api-v1', 'node.id': 'wisp-1' } });
+  const r = h.request({ headers: [...REQ, ['x-remove-me', 'x'], ['x-a', 'old']] });
+  assert.equal(r.action, 'continue');
+  assert.equal(r.header('x-remove-me'), undefined);
+  assert.equal(r.header('x-client'), '10.1.2.3');
+  assert.equal(r.header('x-route'), 'r=api-v1');
+  assert.equal(r.headers.filter(([k]) => k === 'x-a').length, 1);
+  assert.equal(r.header('x-a'), '1');
+  assert.equal(r.header('x-node'), 'wisp-1/rid-7');
+  assert.equal(r.header('x-pct'), '100%');
 
-  assert.equal(host.onResponseHeaders(id, [[':status', '200'], ['server', 'up']]), ACTION_CONTINUE);
-  assert.equal(host.header(host.responseHeaders, 'server'), undefined);
-  assert.equal(host.header(host.responseHeaders, 'x-request-id'), 'rid-7');
-  host.finish(id);
-  assert.deepEqual(host.errors(), []);
+  const res = h.response({ status: 200, headers: { server: 'up' } });
+  assert.equal(res.action, 'continue');
+  assert.equal(res.header('server'), undefined);
+  assert.equal(res.header('x-request-id'), 'rid-7');
+  h.done();
+  assert.deepEqual(h.errors(), []);
 });
 
-test('headers falls back to the request.id property when x-request-id is absent', () => {
-  const host = new FilterHost(loadModule('headers'));
-  host.properties.set('request.id', 'host-id-1');
-  assert.equal(host.start('{"request":{"set":{"x-id":"%REQUEST_ID%"}}}'), true);
-  host.onRequestHeaders(host.newStream(), [[':path', '/']]);
-  assert.equal(host.header(host.requestHeaders, 'x-id'), 'host-id-1');
+test('headers falls back to the request.id property when x-request-id is absent', async () => {
+  const h = await load('headers', { config: '{"request":{"set":{"x-id":"%REQUEST_ID%"}}}', properties: { 'request.id': 'host-id-1' } });
+  assert.equal(h.request({ path: '/' }).header('x-id'), 'host-id-1');
 });
 
-test('config JSON: escapes, unicode and nesting are decoded', () => {
-  const host = new FilterHost(loadModule('add-header'));
-  assert.equal(host.start(' {"name": "x-e", "value": "a\\\"b\\u00e9\\ud83d\\ude00\\t/\\/"} '), true, host.errors().join());
-  host.onRequestHeaders(host.newStream(), REQ);
-  assert.equal(host.header(host.requestHeaders, 'x-e'), 'a"bé😀\t//');
+test('config JSON: escapes, unicode and nesting are decoded', async () => {
+  const h = await load('add-header', { config: ' {"name": "x-e", "value": "a\\"b\\u00e9\\ud83d\\ude00\\t/\\/"} ' });
+  assert.equal(h.request({ headers: REQ }).header('x-e'), 'a"bé😀\t//');
   for (const bad of ['{"value": "x"', '{"value": "\\q"}', '{"value": 1e}', '{"a": [1,]}', '{"value": "x"} extra']) {
-    const h = new FilterHost(loadModule('add-header'));
-    assert.equal(h.start(bad), false, `accepted ${bad}`);
-    assert.match(h.errors().join(), /not valid JSON: .* at offset \d+|not valid JSON: trailing/);
+    await assert.rejects(load('add-header', { config: bad }), /not valid JSON: .* at offset \d+|not valid JSON: trailing/, `accepted ${bad}`);
   }
 });
 
-test('headers handles IPv6 client addresses', () => {
-  const host = new FilterHost(loadModule('headers'));
-  host.properties.set('source.address', '[::1]:4000');
-  assert.equal(host.start('{"request":{"set":{"x-client":"%CLIENT_IP%"}}}'), true);
-  host.onRequestHeaders(host.newStream(), REQ);
-  assert.equal(host.header(host.requestHeaders, 'x-client'), '::1');
+test('headers handles IPv6 client addresses', async () => {
+  const h = await load('headers', { config: '{"request":{"set":{"x-client":"%CLIENT_IP%"}}}', properties: { 'source.address': '[::1]:4000' } });
+  assert.equal(h.request({ headers: REQ }).header('x-client'), '::1');
 });
 
-test('headers refuses invalid configs, naming the field', () => {
+test('headers refuses invalid configs, naming the field', async () => {
   const cases: [string, RegExp][] = [
     ['', /config is empty/],
     ['{"request": {"set": {"x-a": 1}', /not valid JSON/],
@@ -122,8 +102,6 @@ test('headers refuses invalid configs, naming the field', () => {
     ['{"upstream": {}}', /unknown key "upstream"/],
   ];
   for (const [config, message] of cases) {
-    const host = new FilterHost(loadModule('headers'));
-    assert.equal(host.start(config), false, `accepted ${config}`);
-    assert.match(host.errors().join('\n'), message);
+    await assert.rejects(load('headers', { config }), message, `accepted ${config}`);
   }
 });
