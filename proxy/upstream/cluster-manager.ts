@@ -51,23 +51,25 @@ export class ClusterManager {
       seen.add(c.name);
     }
     const next = new Map<string, Cluster>();
-    const replaced: Cluster[] = [];
+    const replaced: Array<[Cluster, Cluster]> = [];
     for (const config of configs) {
       const prev = this.clusters.get(config.name);
       if (prev !== undefined && (prev.config === config || isDeepStrictEqual(prev.config, config))) {
         next.set(config.name, prev);
         continue;
       }
-      next.set(config.name, new Cluster(config, { ...this.clusterOptions, previous: prev }));
-      if (prev !== undefined) replaced.push(prev);
+      const cluster = new Cluster(config, { ...this.clusterOptions, previous: prev });
+      next.set(config.name, cluster);
+      if (prev !== undefined) replaced.push([prev, cluster]);
     }
     for (const [name, cluster] of this.clusters) {
       if (next.has(name)) continue;
       this.retire(cluster.counters);
       cluster.close();
     }
-    // The replacements took what they could from these; the rest closes gracefully.
-    for (const cluster of replaced) cluster.close();
+    // The replacements took what they could from these; the rest closes gracefully, and a
+    // request still holding an old Cluster gets its endpoint from the new one.
+    for (const [old, cluster] of replaced) old.replaceWith(cluster);
     this.clusters = next;
   }
 

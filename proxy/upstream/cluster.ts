@@ -97,6 +97,9 @@ export class Cluster {
   readonly dns: DnsRefresher;
   private readonly lb: LoadBalancer;
   private closed = false;
+  /** The Cluster that replaced this one on reload. Requests that captured this Cluster before
+   * the swap (e.g. while their filters ran) pick from it: this one's pools are closing. */
+  private successor: Cluster | null = null;
 
   constructor(config: ClusterConfig, opts: ClusterOptions = {}) {
     this.name = config.name;
@@ -125,6 +128,7 @@ export class Cluster {
   /** Pick an endpoint for a try. hashKey: ring_hash's key ('' otherwise). exclude: the
    * previous try's endpoint; another one is preferred when available. null: none available. */
   pick(hashKey: string, exclude: Endpoint | null): Endpoint | null {
+    if (this.successor !== null) return this.successor.pick(hashKey, exclude);
     const outlier = this.outlier;
     // With no ejection in force any time later than every past deadline gives the same
     // answers, so the clock is read only while some ejection may still be running.
@@ -192,6 +196,12 @@ export class Cluster {
         ejections: ep.ejections,
       })),
     };
+  }
+
+  /** Close this Cluster on reload, sending later picks to the one that replaced it. */
+  replaceWith(next: Cluster): void {
+    this.successor = next;
+    this.close();
   }
 
   /** Stop timers and close pools gracefully (in-flight exchanges finish); pools a newer
