@@ -6,6 +6,9 @@
 //   4. upstream       send the head, stream the body, with per-try/whole timeouts
 //   5. response_filter the chain sees the response headers (reverse order)
 //   6. response_body  stream the body back with backpressure both ways
+//   4b/6b. body filters  only when a filter of the stream exports proxy_on_*_body: each body
+//                    chunk goes through the chain first, and the filtered bytes go out
+//                    chunked (a filter may change the size; see "body filters" below)
 //   7. logging        stats, access log, filter on_log/on_done
 //   errors:           retry (connect failure / reset / timeout / status) or answer 502/503/504
 //
@@ -16,7 +19,7 @@ import type { CompiledRoute } from '../router/match.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { UpstreamError, type UpstreamExchange, type UpstreamHandler, type UpstreamRequestHead } from '../upstream/types.js';
-import type { FilterChain, FilterPhase, FilterStream } from '../filters/types.js';
+import { BodyPhase, type BodyFilterPhase, type FilterChain, type FilterPhase, type FilterStream } from '../filters/types.js';
 import type { RequestStats } from '../admin/metrics.js';
 import { isDroppedResponseHeader } from './headers.js';
 import { statusLine } from './status.js';
@@ -29,6 +32,10 @@ const REPLAY_LIMIT = 64 * 1024;
 const EARLY_BODY_LIMIT = 256 * 1024;
 /** Chunked request bodies: bytes that must parse before the head goes upstream. */
 const CHUNKED_HOLD = 64 * 1024;
+/** Body filter calls in flight per direction before reading pauses, and where it resumes. */
+const BODY_CALLS_HIGH = 4;
+const BODY_CALLS_LOW = 1;
+const NO_BYTES = new Uint8Array(0);
 
 let nextStreamId = 1;
 
@@ -62,6 +69,9 @@ function corkedChunk(): void {
 }
 function corkedEnd(): void {
   corking!.writeCorkedEnd();
+}
+function corkedFiltered(): void {
+  corking!.writeCorkedFiltered();
 }
 function onTryTimeout(r: ProxyRequest): void {
   r.tryTimedOut();
@@ -100,6 +110,18 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   private replayable: boolean;
   private uwsPaused = false;
   private holdingForBody = false;
+  private upstreamWriteBlocked = false; // writeBody said wait for onRequestDrain
+
+  // body filters (only when a filter of the stream handles a body)
+  private bodyPhases = 0;
+  private filterRequestBody = false;
+  private requestBodyCalls = 0;
+  private filteredRequestDone = false;
+  private filteredRequestLength = -1; // the upstream's body length: -1 chunked, or exact when the filters emitted it whole
+  private filterResponseBody = false;
+  private responseBodyCalls = 0;
+  private clientBlocked = false; // res.write said the client is slow
+  private filteredEnd = false;
 
   // upstream side
   private endpoint: Endpoint | null = null;
@@ -193,9 +215,19 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     this.inFilter = null;
     if (this.state >= 2) return;
     if (phase === 'request_headers') {
-      this.upstreamPeer();
+      this.bodyPhases = this.chain!.bodyPhases(this);
+      // With request body filters the upstream is chosen when their first bytes come out.
+      if ((this.bodyPhases & BodyPhase.Request) !== 0 && this.bodyLength !== 0) this.startRequestBodyFilter();
+      else this.upstreamPeer();
     } else {
-      this.beginResponse();
+      if ((this.bodyPhases & BodyPhase.Response) !== 0 && this.responseLength !== 0) {
+        // Filtered bytes go out chunked, head first with the first of them (so a body filter
+        // can still answer locally until then).
+        this.filterResponseBody = true;
+        this.responseLength = -1;
+      } else {
+        this.beginResponse();
+      }
       const held = this.held;
       this.held = null;
       if (held !== null) for (let i = 0; i < held.length && this.state < 2; i++) this.onResponseData(held[i]!);
@@ -247,7 +279,8 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       method: this.method,
       path: this.path,
       headers: this.requestHeaders,
-      bodyLength: this.bodyLength,
+      // A body filter may change the size: the upstream gets the filtered bytes chunked.
+      bodyLength: this.filterRequestBody ? this.filteredRequestLength : this.bodyLength,
     };
     const perTry = this.route.config.per_try_timeout_ms;
     if (perTry > 0) this.tryTimer = setTimeout(onTryTimeout, perTry, this);
@@ -274,10 +307,12 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
         this.bodyChunks = null;
         this.bodyBuffered = 0;
       }
-      if (!ok) this.pauseClient();
-      else if (this.uwsPaused) this.resumeClient();
+      if (!ok) {
+        this.upstreamWriteBlocked = true;
+        this.pauseClient();
+      } else if (this.uwsPaused && this.requestBodyCalls <= BODY_CALLS_LOW) this.resumeClient();
     }
-    if (this.bodyDone && this.bodyLength !== 0) ex.endBody();
+    if (this.filterRequestBody ? this.filteredRequestDone : this.bodyDone && this.bodyLength !== 0) ex.endBody();
   }
 
   private onClientData(ab: ArrayBuffer, isLast: boolean): void {
@@ -294,6 +329,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       }
     }
     if (this.state >= 2) return;
+    if (this.filterRequestBody) return this.requestBodyCall(chunk, isLast);
     const keep = this.bodyChunks !== null && (this.replayable || this.exchange === null);
     if (keep) {
       this.bodyChunks!.push(chunk);
@@ -301,7 +337,10 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     }
     const ex = this.exchange;
     if (ex !== null) {
-      if (chunk.length > 0 && !ex.writeBody(chunk)) this.pauseClient();
+      if (chunk.length > 0 && !ex.writeBody(chunk)) {
+        this.upstreamWriteBlocked = true;
+        this.pauseClient();
+      }
       if (isLast) ex.endBody();
     } else if (this.holdingForBody) {
       if (isLast || this.bodyBuffered >= CHUNKED_HOLD) {
@@ -328,7 +367,121 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   }
 
   onRequestDrain(): void {
-    this.resumeClient();
+    this.upstreamWriteBlocked = false;
+    if (this.requestBodyCalls <= BODY_CALLS_LOW) this.resumeClient();
+  }
+
+  // ── 4b: request body filters ──
+  // The upstream request starts when the filters emit their first bytes (or the end): a
+  // filter that buffers the whole body and rejects it never opens an upstream request, and
+  // a body emitted whole at the end goes with its exact Content-Length. Otherwise the
+  // upstream gets the filtered bytes chunked, since a filter may change the size. Chunks the
+  // client sent while the head was in the filters go first; at most BODY_CALLS_HIGH calls
+  // are in flight before reading the client pauses. What the filters emit is kept for a
+  // retry as long as the original body was small enough to be replayable.
+  private startRequestBodyFilter(): void {
+    this.filterRequestBody = true;
+    const early = this.bodyChunks;
+    this.bodyChunks = this.replayable ? [] : null;
+    this.bodyBuffered = 0;
+    if (early !== null && early.length > 0) {
+      for (let i = 0; i < early.length; i++) this.requestBodyCall(early[i]!, this.bodyDone && i === early.length - 1);
+    } else if (this.bodyDone) {
+      this.requestBodyCall(Buffer.alloc(0), true);
+    }
+  }
+
+  private requestBodyCall(chunk: Buffer, isLast: boolean): void {
+    this.requestBodyCalls++;
+    this.chain!.requestBody(this, chunk, isLast);
+    if (this.requestBodyCalls >= BODY_CALLS_HIGH) this.pauseClient();
+  }
+
+  onFilterBody(phase: BodyFilterPhase, data: Uint8Array, endOfStream: boolean): void {
+    if (this.state >= 2) return;
+    if (phase === 'response_body') return this.filteredResponseBody(data, endOfStream);
+    this.requestBodyCalls--;
+    if (this.endpoint === null && this.exchange === null) {
+      if (data.length === 0 && !endOfStream) return this.resumeRequestBody();
+      // The first filtered bytes: now the upstream request can start, with them.
+      if (endOfStream) {
+        this.filteredRequestDone = true;
+        this.filteredRequestLength = data.length;
+      }
+      if (data.length > 0) {
+        this.bodyBuffered = data.length;
+        (this.bodyChunks ??= []).push(data as Buffer);
+      }
+      this.upstreamPeer();
+      return this.resumeRequestBody();
+    }
+    if (data.length > 0) {
+      const kept = this.bodyChunks;
+      if (kept !== null) {
+        this.bodyBuffered += data.length;
+        if (this.bodyBuffered > REPLAY_LIMIT) {
+          // The filters made it bigger than a retry may hold.
+          this.replayable = false;
+          this.bodyChunks = null;
+        } else kept.push(data as Buffer);
+      }
+      const ex = this.exchange;
+      if (ex !== null && !ex.writeBody(data)) {
+        this.upstreamWriteBlocked = true;
+        this.pauseClient();
+      }
+    }
+    if (endOfStream) {
+      this.filteredRequestDone = true;
+      if (this.exchange !== null) this.exchange.endBody();
+    } else this.resumeRequestBody();
+  }
+
+  private resumeRequestBody(): void {
+    if (this.uwsPaused && !this.upstreamWriteBlocked && this.requestBodyCalls <= BODY_CALLS_LOW) this.resumeClient();
+  }
+
+  // ── 6b: response body filters ──
+  // Every upstream chunk is a call (filters in reverse order); the answers, in order, are
+  // written chunked. Reading the upstream pauses while BODY_CALLS_HIGH calls are in flight
+  // or the client is slow; the end of the upstream body is the call with endOfStream.
+  private responseBodyCall(chunk: Uint8Array, isLast: boolean): boolean {
+    this.responseBodyCalls++;
+    this.chain!.responseBody(this, chunk, isLast);
+    if (this.responseBodyCalls >= BODY_CALLS_HIGH) {
+      this.pauseUpstream();
+      return false;
+    }
+    return true;
+  }
+
+  private filteredResponseBody(data: Uint8Array, endOfStream: boolean): void {
+    this.responseBodyCalls--;
+    if (data.length > 0 || endOfStream) {
+      this.chunkToWrite = data as Buffer;
+      this.filteredEnd = endOfStream;
+      corking = this;
+      this.res.cork(corkedFiltered);
+      corking = null;
+      this.chunkToWrite = null;
+    }
+    if (this.state < 2 && !this.clientBlocked && this.responseBodyCalls <= BODY_CALLS_LOW) this.resumeUpstream();
+  }
+
+  /** Runs corked: the head with the first filtered bytes, then chunks, then the end. */
+  writeCorkedFiltered(): void {
+    const res = this.res;
+    const chunk = this.chunkToWrite!;
+    if (this.state === 0) this.writeResponseStart();
+    if (this.filteredEnd) {
+      res.end(chunk);
+      this.responseComplete = true;
+      this.finish(this.responseStatus);
+    } else if (!res.write(chunk)) {
+      this.clientBlocked = true;
+      this.pauseUpstream();
+      this.watchWritable();
+    }
   }
 
   // ── 5: the response head ──
@@ -407,13 +560,20 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       (this.held ??= []).push(Buffer.from(chunk));
       return false;
     }
+    // The chunk is only valid during this call: the filters get a copy.
+    if (this.filterResponseBody) return this.responseBodyCall(Buffer.from(chunk), false);
     if (this.responseLength > 0) {
       this.chunkToWrite = chunk;
       corking = this;
       this.res.cork(corkedChunk);
       corking = null;
       this.chunkToWrite = null;
-      return this.pendingChunk === null;
+      if (this.pendingChunk !== null) {
+        // The exchange pauses itself on false: remember that resume() is owed.
+        this.upstreamPaused = true;
+        return false;
+      }
+      return true;
     }
     this.chunkToWrite = chunk;
     corking = this;
@@ -422,6 +582,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     this.chunkToWrite = null;
     if (this.pendingChunk !== null) {
       this.pendingChunk = null;
+      this.upstreamPaused = true;
       this.watchWritable();
       return false;
     }
@@ -464,6 +625,11 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
 
   private onClientWritable(offset: number): boolean {
     if (this.state >= 2) return true;
+    if (this.filterResponseBody) {
+      this.clientBlocked = false;
+      if (this.responseBodyCalls < BODY_CALLS_HIGH) this.resumeUpstream();
+      return true;
+    }
     const pending = this.pendingChunk;
     if (pending !== null && this.responseLength > 0) {
       const [ok, done] = this.res.tryEnd(pending.subarray(offset - this.pendingOffset), this.responseLength);
@@ -487,6 +653,10 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (this.state >= 2) return;
     if (this.inFilter !== null) {
       this.heldEnd = true;
+      return;
+    }
+    if (this.filterResponseBody) {
+      this.responseBodyCall(NO_BYTES, true);
       return;
     }
     if (this.headPending) {
