@@ -12,6 +12,8 @@ const USAGE = `usage:
   wisp --validate FILE      check a config and exit (non-zero with the reasons when invalid)
   wisp validate FILE        the same
   wisp demo                 start the demo: an upstream on :8081 and a gateway on :8080
+  wisp filter new NAME [--dir DIR]
+                            create a filter project (AssemblyScript, tests, README) in DIR (default ./NAME)
 `;
 
 /** Repository root (dist/proxy/cli.js → ../..). */
@@ -68,6 +70,16 @@ Edit examples/demo.yaml and save: the config hot-reloads. Ctrl-C drains and stop
 `);
 }
 
+async function newFilter(args: string[]): Promise<void> {
+  const name = args[0]!;
+  const dirAt = args.indexOf('--dir');
+  const dir = dirAt > 0 ? args[dirAt + 1] : undefined;
+  if (dirAt > 0 && dir === undefined) throw new Error('--dir needs a folder');
+  const { scaffoldFilter } = await import('./filter-scaffold.js');
+  const out = scaffoldFilter({ name, dir });
+  process.stdout.write(`created ${out.dir}\n${out.files.map((f) => `  ${f}\n`).join('')}\nnext:\n  cd ${path.relative(process.cwd(), out.dir) || '.'} && npm install && npm test\n`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [cmd, arg] = argv;
   if ((cmd === '--validate' || cmd === 'validate') && arg) {
@@ -85,6 +97,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (cmd === 'demo') return demo();
+  if (cmd === 'filter' && arg === 'new' && argv[2] !== undefined) return newFilter(argv.slice(2));
   process.stderr.write(USAGE);
   process.exit(cmd === undefined || cmd === '--help' || cmd === '-h' ? 0 : 2);
 }
