@@ -6,7 +6,7 @@ import { loadConfigFile, redactConfig } from './config/load.js';
 import { ClusterManager } from './upstream/cluster-manager.js';
 import { HttpListener } from './listener/http.js';
 import { ListenerState, inflight } from './listener/state.js';
-import { AdminServer, type AdminBackend } from './admin/server.js';
+import { AdminServer, HttpError, type AdminBackend } from './admin/server.js';
 import { Metrics } from './admin/metrics.js';
 import { createFilterRuntime, type ManagedFilterRuntime } from './filters/managed.js';
 import { log } from './log.js';
@@ -174,15 +174,19 @@ export class Wisp {
       clusters: () => this.clusters.all().map((c) => c.stats()),
       filters: () => (this.filters === null ? [] : this.filters.list()),
       reloadConfig: () => this.reload(),
-      putFilter: async (name, wasm) => {
-        if (this.filters === null) throw new Error(`no filter named "${name}" is configured`);
-        return this.filters.loadBytes(name, wasm);
-      },
-      reloadFilter: async (name) => {
-        if (this.filters === null) throw new Error(`no filter named "${name}" is configured`);
-        return this.filters.reload(name);
-      },
+      // Only configured filters: a PUT of a new name would load a filter no route uses and
+      // the next config reload drops.
+      putFilter: async (name, wasm) => this.configuredFilters(name).loadBytes(name, wasm),
+      reloadFilter: async (name) => this.configuredFilters(name).reload(name),
     };
+  }
+
+  /** The filter runtime, when `name` is a configured filter; else a 404 for the admin API. */
+  private configuredFilters(name: string): ManagedFilterRuntime {
+    if (this.filters === null || !this.config.filters.some((f) => f.name === name)) {
+      throw new HttpError(404, `no filter named "${name}" is configured`);
+    }
+    return this.filters;
   }
 
   private registerMetrics(): void {

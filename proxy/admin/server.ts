@@ -20,11 +20,22 @@ export interface AdminBackend {
 /** Largest admin request body (a filter upload). */
 const MAX_BODY = 32 * 1024 * 1024;
 
-class HttpError extends Error {
+/** An admin answer with a status of its own; backends throw it for "no such filter" (404). */
+export class HttpError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);
   }
 }
+
+/** A failed filter load or reload is the caller's input being refused, not an admin fault. */
+function refused(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  return new HttpError(400, err instanceof Error ? err.message : String(err));
+}
+
+/** How long an over-limit body is read and discarded after the 413, so the client can read
+ * the answer before the socket closes (closing on unread data would reset it away). */
+const DISCARD_MS = 2000;
 
 export class AdminServer {
   private server: http.Server | null = null;
@@ -64,8 +75,12 @@ export class AdminServer {
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const path = url.pathname;
+    let path: string;
+    try {
+      path = new URL(req.url ?? '/', 'http://admin').pathname;
+    } catch {
+      throw new HttpError(400, 'malformed request target');
+    }
     const method = req.method ?? 'GET';
     const b = this.backend;
     if (method === 'GET') {
@@ -94,11 +109,11 @@ export class AdminServer {
       if (method === 'PUT' && !m[2]) {
         const body = await readBody(req, MAX_BODY);
         if (body.length === 0) throw new HttpError(400, 'PUT /filters/NAME needs the .wasm bytes as the request body');
-        return send(res, 200, await b.putFilter(name, body));
+        return send(res, 200, await b.putFilter(name, body).catch((e: unknown) => Promise.reject(refused(e))));
       }
       if (method === 'POST' && m[2]) {
         await readBody(req, 0);
-        return send(res, 200, await b.reloadFilter(name));
+        return send(res, 200, await b.reloadFilter(name).catch((e: unknown) => Promise.reject(refused(e))));
       }
     }
     throw new HttpError(405, `${method} ${path} is not an admin operation`);
@@ -129,21 +144,37 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
 
 function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const tooLarge = () => new HttpError(413, `admin request body too large (limit ${limit} bytes)`);
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
-      req.resume();
-      return reject(new HttpError(413, `admin request body too large (limit ${limit} bytes)`));
+      discard(req);
+      return reject(tooLarge());
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > limit) {
-        req.destroy();
-        reject(new HttpError(413, `admin request body too large (limit ${limit} bytes)`));
+        req.off('data', onData);
+        discard(req);
+        reject(tooLarge());
       } else chunks.push(c);
+    };
+    req.on('data', onData);
+    req.on('end', () => {
+      if (size <= limit) resolve(Buffer.concat(chunks));
     });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
+}
+
+/** Read and drop the rest of a refused body, for at most DISCARD_MS; then cut the socket. */
+function discard(req: http.IncomingMessage): void {
+  req.on('data', () => {});
+  req.resume();
+  const timer = setTimeout(() => {
+    if (!req.complete) req.socket.destroy();
+  }, DISCARD_MS);
+  timer.unref();
+  req.once('end', () => clearTimeout(timer));
 }
