@@ -6,10 +6,10 @@
 
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { LogLevel, utf8, WasmResult } from '../wasm/abi.js';
+import { BufferType, LogLevel, utf8, WasmResult } from '../wasm/abi.js';
 import { FilterInstance, type HttpCallSink, type InstanceDeps, WorkerLog } from '../wasm/instance.js';
 import { DEFAULT_SHARED_STATE, SharedState, type SharedStateOptions } from '../wasm/shared-state.js';
-import { StreamState } from '../wasm/stream-state.js';
+import { BodyBuffer, StreamState } from '../wasm/stream-state.js';
 import { type GenerationSpec, Watch } from '../wasm/wire.js';
 
 export type HeaderPairs = [string, string][];
@@ -45,6 +45,8 @@ export interface LoadOptions {
   logLevel?: number;
   /** Starting wall clock in ms since the epoch (default: Date.now() at load). */
   nowMs?: number;
+  /** Most body bytes the filter may hold buffered (413 / 500 past it, as in Wisp); 0 = no limit. */
+  maxBodyBytes?: number;
 }
 
 export interface RequestInit {
@@ -113,6 +115,28 @@ export class PhaseResult {
   /** Value of a header of this phase (several joined with ","), or undefined. */
   header(name: string): string | undefined {
     return headerValue(this.headers, name);
+  }
+}
+
+/** What one body chunk did: 'continue' forwards `forwarded` (the bytes after the filter,
+ * with everything it buffered before), 'buffer' holds them in the filter
+ * (StopIterationAndBuffer) until the next chunk, 'local' answers. */
+export class BodyResult {
+  constructor(
+    readonly stream: number,
+    readonly action: 'continue' | 'buffer' | 'local',
+    readonly forwardedBytes: Uint8Array,
+    readonly local: LocalReply | null,
+    readonly logs: LogLine[],
+  ) {}
+
+  /** The forwarded bytes as UTF-8 text. */
+  get forwarded(): string {
+    return Buffer.from(this.forwardedBytes).toString('utf8');
+  }
+
+  get status(): number | undefined {
+    return this.local?.status;
   }
 }
 
@@ -207,7 +231,7 @@ export class FilterHarness implements HttpCallSink {
       failure: 'open',
       deadlineMs: 0,
       maxMemoryBytes: Number.MAX_SAFE_INTEGER,
-      maxBodyBytes: 0,
+      maxBodyBytes: opts.maxBodyBytes ?? 0,
     };
     const log = new WorkerLog();
     log.level = opts.logLevel ?? LogLevel.Trace;
@@ -308,6 +332,16 @@ export class FilterHarness implements HttpCallSink {
     for (const [k, v] of pairsOf(init.headers)) raw.push(k.toLowerCase(), v);
     s.setResponseHeaders(init.status, raw);
     return this.phase(s, false, init.endOfStream ?? true);
+  }
+
+  /** A request body chunk: proxy_on_request_body (default: the last request started). */
+  requestBody(chunk: string | Uint8Array, endOfStream = true, stream = this.lastStream): BodyResult {
+    return this.body(this.stream(stream), true, typeof chunk === 'string' ? utf8(chunk) : chunk, endOfStream);
+  }
+
+  /** A response body chunk: proxy_on_response_body (default: the last request started). */
+  responseBody(chunk: string | Uint8Array, endOfStream = true, stream = this.lastStream): BodyResult {
+    return this.body(this.stream(stream), false, typeof chunk === 'string' ? utf8(chunk) : chunk, endOfStream);
   }
 
   /** End a request: proxy_on_done, proxy_on_log, proxy_on_delete (as Wisp's worker does).
@@ -487,6 +521,59 @@ export class FilterHarness implements HttpCallSink {
     }
     const list = request ? s.requestHeaders : s.responseHeaders;
     return new PhaseResult(s.id, outcome, toPairs(list), localOf(s), this.drainLogs());
+  }
+
+  /** One body chunk, with the same buffering rules as Wisp's worker (worker.ts runBody). */
+  private body(s: StreamState, request: boolean, input: Uint8Array, eos: boolean): BodyResult {
+    const inst = this.inst;
+    s.local = null;
+    let held = request ? s.requestBodyHeld : s.responseBodyHeld;
+    let data = input;
+    const buffered = held !== null ? held[0] : null;
+    if (buffered != null) {
+      buffered.append(data);
+      data = buffered.view();
+      held![0] = null;
+    }
+    const fn = request ? inst.onRequestBody : inst.onResponseBody;
+    const phaseName = request ? 'proxy_on_request_body' : 'proxy_on_response_body';
+    let action = 0;
+    if (fn !== null) {
+      this.guard(phaseName, s, () => {
+        const ctx = inst.contextFor(s);
+        inst.stream = s;
+        inst.contextId = ctx;
+        s.body = data;
+        s.bodyType = request ? BufferType.HttpRequestBody : BufferType.HttpResponseBody;
+        try {
+          action = fn(ctx, data.length, eos ? 1 : 0);
+          data = s.body;
+        } finally {
+          s.body = null;
+          s.bodyType = -1;
+        }
+      });
+    }
+    if (s.local !== null) return new BodyResult(s.id, 'local', new Uint8Array(0), localOf(s), this.drainLogs());
+    if (action !== 0 && eos) {
+      inst.warnOnce('body-stop-at-end', `${phaseName} stopped iteration at the end of the body; the chain continues`);
+    } else if (action !== 0) {
+      const max = this.spec.maxBodyBytes;
+      if (max > 0 && data.length > max) {
+        s.local = request
+          ? { status: 413, headers: ['content-type', 'text/plain'], body: utf8(`413 request body too large for filter ${this.name}\n`), details: 'request_payload_too_large' }
+          : { status: 500, headers: ['content-type', 'text/plain'], body: utf8(`500 response body too large for filter ${this.name}\n`), details: 'response_payload_too_large' };
+        return new BodyResult(s.id, 'local', new Uint8Array(0), localOf(s), this.drainLogs());
+      }
+      if (held === null) {
+        held = [null];
+        if (request) s.requestBodyHeld = held;
+        else s.responseBodyHeld = held;
+      }
+      held[0] = new BodyBuffer(data);
+      return new BodyResult(s.id, 'buffer', new Uint8Array(0), null, this.drainLogs());
+    }
+    return new BodyResult(s.id, 'continue', Uint8Array.prototype.slice.call(data), null, this.drainLogs());
   }
 
   /** Runs a guest call; a trap is thrown to the test, after the instance is replaced by a

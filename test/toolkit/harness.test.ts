@@ -64,3 +64,35 @@ test('a module can be given as a path, a file: URL, bytes or a compiled Module',
     assert.equal(r.header('x-probe-response'), 'F');
   }
 });
+
+test('body chunks: buffered by the filter until the end, then checked whole; limits as in Wisp', async () => {
+  const h = await FilterHarness.load(fixture('body-guard.wasm'), { name: 'guard', maxBodyBytes: 64 });
+  h.request({ method: 'POST', path: '/q', endOfStream: false });
+  assert.equal(h.requestBody('select 1; DROP ', false).action, 'buffer');
+  const denied = h.requestBody('TABLE users', true);
+  assert.equal(denied.action, 'local');
+  assert.equal(denied.status, 400);
+  h.done();
+
+  h.request({ method: 'POST', path: '/q', endOfStream: false });
+  assert.equal(h.requestBody('hello ', false).action, 'buffer');
+  const ok = h.requestBody('world', true);
+  assert.equal(ok.action, 'continue');
+  assert.equal(ok.forwarded, 'hello world', 'everything buffered goes on at the end');
+  h.response({ status: 200, endOfStream: false });
+  assert.equal(h.responseBody('a SECRET', true).status, 502);
+  h.done();
+
+  h.request({ method: 'POST', path: '/big', endOfStream: false });
+  const big = h.requestBody('x'.repeat(65), false);
+  assert.equal(big.status, 413);
+  assert.match(big.local!.body, /request body too large for filter guard/);
+});
+
+test('a body filter that rewrites the chunk: the forwarded bytes are its replacement', async () => {
+  const h = await FilterHarness.load(fixture('body-upper.wasm'));
+  h.request({ method: 'POST', endOfStream: false });
+  const r = h.requestBody('abc', true);
+  assert.equal(r.action, 'continue');
+  assert.equal(r.forwarded, 'ABC');
+});
