@@ -32,9 +32,12 @@ const REPLAY_LIMIT = 64 * 1024;
 const EARLY_BODY_LIMIT = 256 * 1024;
 /** Chunked request bodies: bytes that must parse before the head goes upstream. */
 const CHUNKED_HOLD = 64 * 1024;
-/** Body filter calls in flight per direction before reading pauses, and where it resumes. */
+/** Body filter calls (and bytes) in flight per direction before reading pauses; reading
+ * resumes at BODY_CALLS_LOW calls. Every byte in flight is held several times over (the
+ * batch buffers both ways, the filter's memory), so the byte bound is the one that counts. */
 const BODY_CALLS_HIGH = 4;
 const BODY_CALLS_LOW = 1;
+const BODY_BYTES_HIGH = 128 * 1024;
 const NO_BYTES = new Uint8Array(0);
 
 let nextStreamId = 1;
@@ -116,10 +119,14 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   private bodyPhases = 0;
   private filterRequestBody = false;
   private requestBodyCalls = 0;
+  private requestBodyBytes = 0; // in flight, with the size of each call in order below
+  private requestBodySizes: number[] | null = null;
   private filteredRequestDone = false;
   private filteredRequestLength = -1; // the upstream's body length: -1 chunked, or exact when the filters emitted it whole
   private filterResponseBody = false;
   private responseBodyCalls = 0;
+  private responseBodyBytes = 0;
+  private responseBodySizes: number[] | null = null;
   private clientBlocked = false; // res.write said the client is slow
   private filteredEnd = false;
 
@@ -310,7 +317,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       if (!ok) {
         this.upstreamWriteBlocked = true;
         this.pauseClient();
-      } else if (this.uwsPaused && this.requestBodyCalls <= BODY_CALLS_LOW) this.resumeClient();
+      } else if (this.uwsPaused && this.requestBodyCalls <= BODY_CALLS_LOW && this.requestBodyBytes < BODY_BYTES_HIGH) this.resumeClient();
     }
     if (this.filterRequestBody ? this.filteredRequestDone : this.bodyDone && this.bodyLength !== 0) ex.endBody();
   }
@@ -368,7 +375,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
 
   onRequestDrain(): void {
     this.upstreamWriteBlocked = false;
-    if (this.requestBodyCalls <= BODY_CALLS_LOW) this.resumeClient();
+    if (this.requestBodyCalls <= BODY_CALLS_LOW && this.requestBodyBytes < BODY_BYTES_HIGH) this.resumeClient();
   }
 
   // ── 4b: request body filters ──
@@ -393,14 +400,17 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
 
   private requestBodyCall(chunk: Buffer, isLast: boolean): void {
     this.requestBodyCalls++;
+    this.requestBodyBytes += chunk.length;
+    (this.requestBodySizes ??= []).push(chunk.length);
     this.chain!.requestBody(this, chunk, isLast);
-    if (this.requestBodyCalls >= BODY_CALLS_HIGH) this.pauseClient();
+    if (this.requestBodyCalls >= BODY_CALLS_HIGH || this.requestBodyBytes >= BODY_BYTES_HIGH) this.pauseClient();
   }
 
   onFilterBody(phase: BodyFilterPhase, data: Uint8Array, endOfStream: boolean): void {
     if (this.state >= 2) return;
     if (phase === 'response_body') return this.filteredResponseBody(data, endOfStream);
     this.requestBodyCalls--;
+    this.requestBodyBytes -= this.requestBodySizes!.shift()!;
     if (this.endpoint === null && this.exchange === null) {
       if (data.length === 0 && !endOfStream) return this.resumeRequestBody();
       // The first filtered bytes: now the upstream request can start, with them.
@@ -438,7 +448,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   }
 
   private resumeRequestBody(): void {
-    if (this.uwsPaused && !this.upstreamWriteBlocked && this.requestBodyCalls <= BODY_CALLS_LOW) this.resumeClient();
+    if (this.uwsPaused && !this.upstreamWriteBlocked && this.requestBodyCalls <= BODY_CALLS_LOW && this.requestBodyBytes < BODY_BYTES_HIGH) this.resumeClient();
   }
 
   // ── 6b: response body filters ──
@@ -447,8 +457,10 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   // or the client is slow; the end of the upstream body is the call with endOfStream.
   private responseBodyCall(chunk: Uint8Array, isLast: boolean): boolean {
     this.responseBodyCalls++;
+    this.responseBodyBytes += chunk.length;
+    (this.responseBodySizes ??= []).push(chunk.length);
     this.chain!.responseBody(this, chunk, isLast);
-    if (this.responseBodyCalls >= BODY_CALLS_HIGH) {
+    if (this.responseBodyCalls >= BODY_CALLS_HIGH || this.responseBodyBytes >= BODY_BYTES_HIGH) {
       this.pauseUpstream();
       return false;
     }
@@ -457,6 +469,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
 
   private filteredResponseBody(data: Uint8Array, endOfStream: boolean): void {
     this.responseBodyCalls--;
+    this.responseBodyBytes -= this.responseBodySizes!.shift()!;
     if (data.length > 0 || endOfStream) {
       this.chunkToWrite = data as Buffer;
       this.filteredEnd = endOfStream;
@@ -465,7 +478,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       corking = null;
       this.chunkToWrite = null;
     }
-    if (this.state < 2 && !this.clientBlocked && this.responseBodyCalls <= BODY_CALLS_LOW) this.resumeUpstream();
+    if (this.state < 2 && !this.clientBlocked && this.responseBodyCalls <= BODY_CALLS_LOW && this.responseBodyBytes < BODY_BYTES_HIGH) this.resumeUpstream();
   }
 
   /** Runs corked: the head with the first filtered bytes, then chunks, then the end. */
@@ -627,7 +640,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (this.state >= 2) return true;
     if (this.filterResponseBody) {
       this.clientBlocked = false;
-      if (this.responseBodyCalls < BODY_CALLS_HIGH) this.resumeUpstream();
+      if (this.responseBodyCalls < BODY_CALLS_HIGH && this.responseBodyBytes < BODY_BYTES_HIGH) this.resumeUpstream();
       return true;
     }
     const pending = this.pendingChunk;

@@ -1,0 +1,296 @@
+// Body phases through a running Wisp: real client sockets, real upstreams, real wasm
+// fixtures (test/fixtures/as/body-*.ts) in real worker threads.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Wisp } from '../../proxy/server.js';
+import { normalizeConfig } from '../../proxy/config/load.js';
+import { startUpstream, httpGet, rawRequest, waitFor, type TestUpstream } from '../helpers/net.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const fixture = (name: string) => path.join(ROOT, 'test', 'fixtures', `${name}.wasm`);
+
+const BIG = 5 * 1024 * 1024;
+
+/** Upstream for the big-body tests: hashes request bodies as they stream (so the test
+ * process does not hold them), and streams a BIG response from a pattern. */
+interface BigUpstream {
+  port: number;
+  received: number;
+  requests: { headers: http.IncomingHttpHeaders; bytes: number; sha256: string }[];
+  close(): Promise<void>;
+}
+
+function pattern(offset: number, length: number): Buffer {
+  // Upper-case letters only, so the upper-casing filter must leave it unchanged.
+  const b = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) b[i] = 65 + ((offset + i) % 26);
+  return b;
+}
+
+async function startBigUpstream(): Promise<BigUpstream> {
+  const state: BigUpstream = { port: 0, received: 0, requests: [], close: async () => {} };
+  const server = http.createServer((req, res) => {
+    if (req.url === '/big-response') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG) });
+      let sent = 0;
+      const more = (): void => {
+        while (sent < BIG) {
+          const n = Math.min(64 * 1024, BIG - sent);
+          const ok = res.write(pattern(sent, n));
+          sent += n;
+          if (!ok) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      return more();
+    }
+    const hash = createHash('sha256');
+    let bytes = 0;
+    req.on('data', (c: Buffer) => {
+      hash.update(c);
+      bytes += c.length;
+      state.received += c.length;
+    });
+    req.on('end', () => {
+      state.requests.push({ headers: req.headers, bytes, sha256: hash.digest('hex') });
+      res.end(JSON.stringify({ bytes }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  state.port = (server.address() as AddressInfo).port;
+  state.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return state;
+}
+
+let up: TestUpstream;
+let big: BigUpstream;
+let wisp: Wisp;
+let port: number;
+
+before(async () => {
+  up = await startUpstream((req, res, body) => {
+    if (req.url?.includes('secret')) return void res.end('the SECRET is out');
+    res.setHeader('content-type', 'text/plain');
+    res.end(`got ${body.length}: ${body.toString()}`);
+  });
+  big = await startBigUpstream();
+  wisp = await Wisp.start(
+    normalizeConfig(
+      {
+        admin: { address: '127.0.0.1:0' },
+        workers: 2,
+        listeners: [
+          {
+            name: 'main',
+            address: '127.0.0.1:0',
+            routes: [
+              { match: { prefix: '/upper/' }, cluster: 'up', filters: ['upper'] },
+              { match: { prefix: '/append/' }, cluster: 'up', filters: ['append'] },
+              { match: { prefix: '/guard/' }, cluster: 'up', filters: ['guard'] },
+              { match: { prefix: '/headers-only/' }, cluster: 'up', filters: ['headers-only'] },
+              { match: { prefix: '/big-append/' }, cluster: 'big', filters: ['append'] },
+              { match: { prefix: '/big-upper/' }, cluster: 'big', filters: ['upper'] },
+              { match: { prefix: '/big-response' }, cluster: 'big', filters: ['append'] },
+            ],
+          },
+        ],
+        clusters: [
+          { name: 'up', endpoints: [`127.0.0.1:${up.port}`] },
+          { name: 'big', endpoints: [`127.0.0.1:${big.port}`] },
+        ],
+        filters: [
+          { name: 'upper', wasm: fixture('body-upper') },
+          { name: 'append', wasm: fixture('body-append'), config: '+tail' },
+          { name: 'guard', wasm: fixture('body-guard'), max_body: '64KiB' },
+          // Exports no body callbacks (the sdk-as filters export them all, used or not).
+          { name: 'headers-only', wasm: fixture('probe'), config: 'p' },
+        ],
+      },
+      'filter-bodies.test',
+    ),
+  );
+  port = wisp.listenerPort('main');
+});
+
+after(async () => {
+  await wisp.stop(0);
+  await up.close();
+  await big.close();
+});
+
+/** POST a body written in pieces, waiting for `between` before each piece after the first. */
+function postPieces(p: string, pieces: Buffer[], between?: () => Promise<unknown>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: p, method: 'POST', agent: false, headers: { 'content-length': String(pieces.reduce((n, b) => n + b.length, 0)) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    void (async () => {
+      for (let i = 0; i < pieces.length; i++) {
+        if (i > 0 && between !== undefined) await between();
+        // Respect backpressure, so that what piles up is Wisp's doing, not the client's.
+        if (!req.write(pieces[i])) await new Promise((r) => req.once('drain', r));
+      }
+      req.end();
+    })();
+  });
+}
+
+test('request body filter: the upstream gets the upper-cased body with an exact Content-Length', async () => {
+  const before = up.requests.length;
+  const r = await httpGet(port, '/upper/a', { method: 'POST', body: 'hello, body filters' });
+  assert.equal(r.status, 200);
+  const seen = up.requests[before]!;
+  assert.equal(seen.body.toString(), 'HELLO, BODY FILTERS');
+  // Emitted whole with the end of the body: sent with its length, not chunked.
+  assert.equal(seen.headers['content-length'], String('HELLO, BODY FILTERS'.length));
+  assert.equal(seen.headers['transfer-encoding'], undefined);
+});
+
+test('a filter that changes the size: small bodies get the new Content-Length, streamed ones go chunked', async () => {
+  const before = up.requests.length;
+  const r1 = await httpGet(port, '/append/small', { method: 'POST', body: 'abc' });
+  assert.equal(r1.status, 200);
+  const seen = up.requests[before]!;
+  assert.equal(seen.body.toString(), 'abc+tail');
+  assert.equal(seen.headers['content-length'], '8');
+
+  // A body sent in pieces, the second only once the upstream is receiving the first: the
+  // upstream request started before the end of the body, so it is chunked.
+  const start = big.received;
+  const pieces = [Buffer.alloc(20_000, 'x'), Buffer.alloc(20_000, 'y')];
+  const r2 = await postPieces('/big-append/streamed', pieces, () => waitFor(() => big.received > start, 5000, 'first piece upstream'));
+  assert.equal(r2.status, 200);
+  const got = big.requests[big.requests.length - 1]!;
+  assert.equal(got.headers['transfer-encoding'], 'chunked');
+  assert.equal(got.headers['content-length'], undefined);
+  assert.equal(got.bytes, 40_000 + '+tail'.length);
+  assert.equal(got.sha256, createHash('sha256').update('x'.repeat(20_000) + 'y'.repeat(20_000) + '+tail').digest('hex'));
+});
+
+test('response body filter: the client gets the appended body, framed chunked (no stale Content-Length)', async () => {
+  const r = await rawRequest(port, 'GET /append/r HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', { idleMs: 2000 });
+  assert.equal(r.status, 200);
+  const [head, body] = r.text.split('\r\n\r\n', 2) as [string, string];
+  assert.match(head, /\r\ntransfer-encoding: chunked/i);
+  assert.doesNotMatch(head, /\r\ncontent-length:/i);
+  // De-chunk by hand: the node client would hide a framing error.
+  let rest = r.text.slice(head.length + 4);
+  let decoded = '';
+  for (let guard = 0; guard < 100; guard++) {
+    const eol = rest.indexOf('\r\n');
+    const size = parseInt(rest.slice(0, eol), 16);
+    if (size === 0) break;
+    decoded += rest.slice(eol + 2, eol + 2 + size);
+    rest = rest.slice(eol + 2 + size + 2);
+  }
+  assert.ok(body.length > 0);
+  assert.equal(decoded, 'got 0: +tail');
+});
+
+test('a buffering filter rejects a body with 400 and no upstream request is ever started', async () => {
+  const before = up.requests.length;
+  const r = await postPieces('/guard/q', [Buffer.from('name=x; DROP '), Buffer.from('TABLE users;')], () => new Promise((res) => setImmediate(res)));
+  assert.equal(r.status, 400);
+  assert.equal(r.headers['x-guard'], 'sql');
+  assert.equal(r.body, 'rejected: sql in body');
+  const ok = await httpGet(port, '/guard/q', { method: 'POST', body: 'name=robert' });
+  assert.equal(ok.status, 200);
+  assert.equal(up.requests.length, before + 1, 'only the clean body reached the upstream');
+  assert.equal(up.requests[before]!.body.toString(), 'name=robert');
+  assert.equal(up.requests[before]!.headers['content-length'], '11');
+});
+
+test('a body over the filter max_body_bytes while buffered gets 413', async () => {
+  const before = up.requests.length;
+  const r = await httpGet(port, '/guard/big', { method: 'POST', body: Buffer.alloc(200 * 1024, 'z') });
+  assert.equal(r.status, 413);
+  assert.equal(up.requests.length, before);
+});
+
+test('a response body filter answers locally when nothing was sent to the client yet', async () => {
+  const r = await httpGet(port, '/guard/secret');
+  assert.equal(r.status, 502);
+  assert.equal(r.headers['x-guard'], 'secret');
+  assert.equal(r.body, 'response withheld');
+});
+
+test('a chain with no body filter keeps the streaming fast path (Content-Length passed as is)', async () => {
+  const before = up.requests.length;
+  const r = await httpGet(port, '/headers-only/x', { method: 'POST', body: 'plain body' });
+  assert.equal(r.status, 200);
+  assert.equal(up.requests[before]!.headers['content-length'], '10');
+  assert.equal(r.headers['content-length'], String('got 10: plain body'.length));
+});
+
+test('5 MB request body through a Continue body filter: intact, streamed, memory bounded', async () => {
+  const pieces: Buffer[] = [];
+  for (let off = 0; off < BIG; off += 256 * 1024) pieces.push(pattern(off, Math.min(256 * 1024, BIG - off)));
+  const want = createHash('sha256');
+  for (const p of pieces) want.update(p);
+  const wantHash = want.digest('hex');
+  const rssBefore = process.memoryUsage().rss;
+  let rssPeak = rssBefore;
+  const sampler = setInterval(() => {
+    rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+  }, 5);
+  const startReceived = big.received;
+  let piece = 0;
+  try {
+    const r = await postPieces('/big-upper/x', pieces, async () => {
+      piece++;
+      // Streamed: after the first MB the upstream must already be receiving, before the rest is sent.
+      if (piece === 4) await waitFor(() => big.received > startReceived, 10_000, 'upstream receiving while the client still sends');
+    });
+    assert.equal(r.status, 200, r.body);
+  } finally {
+    clearInterval(sampler);
+  }
+  const seen = big.requests[big.requests.length - 1]!;
+  assert.equal(seen.bytes, BIG);
+  assert.equal(seen.sha256, wantHash);
+  // The pieces themselves (5 MB) are held by the test; Wisp must not add several copies.
+  const grewMb = (rssPeak - rssBefore) / 1024 / 1024;
+  console.log(`# RSS grew ${grewMb.toFixed(1)} MB`);
+  assert.ok(grewMb < 5 * 5, `RSS grew ${grewMb.toFixed(1)} MB`);
+});
+
+test('5 MB response through a body filter that appends: intact plus suffix, with client backpressure', async () => {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let tail = Buffer.alloc(0);
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/big-response', agent: false }, (res) => {
+      // A slow reader: pause on every chunk so Wisp sees the client's backpressure.
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        hash.update(c);
+        tail = Buffer.concat([tail, c]).subarray(-16);
+        res.pause();
+        setImmediate(() => res.resume());
+      });
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+  assert.equal(status, 200);
+  assert.equal(bytes, BIG + '+tail'.length);
+  assert.equal(tail.subarray(-5).toString(), '+tail');
+  const want = createHash('sha256');
+  for (let off = 0; off < BIG; off += 64 * 1024) want.update(pattern(off, Math.min(64 * 1024, BIG - off)));
+  want.update('+tail');
+  assert.equal(hash.digest('hex'), want.digest('hex'));
+});
