@@ -254,6 +254,8 @@ Wisp's own proxy-wasm host, in-process, and \`h.request({...})\`, \`h.response({
 Dependencies: this project links \`@wisp/sdk-as\` (\`${sdkLink}\`) and \`wisp\`
 (\`${wispLink}\`) from a Wisp checkout, whose \`npm install\` must have run (it builds
 \`dist/\`). Published, they would be \`"@wisp/sdk-as": "^0.1.0"\` and \`"wisp": "^0.1.0"\`.
+\`.npmrc\` turns dependency install scripts off, so \`npm install\` does not rebuild the linked
+Wisp checkout (its \`prepare\`); \`npm test\` and \`npm run build\` still run.
 
 ## Run it in Wisp
 

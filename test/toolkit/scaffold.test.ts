@@ -52,6 +52,18 @@ test('the project links the SDK and Wisp by file: path, and refuses to overwrite
   assert.throws(() => scaffoldFilter({ name: 'Bad Name', dir: join(work, 'x') }), /must be lower-case/);
 });
 
+test('`wisp filter new NAME --dir DIR` creates the project and says what to run next', async () => {
+  const target = join(work, 'from-cli');
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'wisp.js'), 'filter', 'new', 'from-cli', '--dir', target], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(code, 0, output);
+  assert.match(output, /npm install && npm test/);
+  assert.match(readFileSync(join(target, 'assembly', 'index.ts'), 'utf8'), /registerRootContext\(.*"from-cli"\)/);
+});
+
 test('the built module imports only proxy-wasm host functions', () => {
   const wasm = join(dir, 'build', 'edge-guard.wasm');
   assert.ok(existsSync(wasm));
