@@ -8,12 +8,32 @@ import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { httpGet, rawRequest, startUpstream, waitFor, type TestUpstream } from '../helpers/net.js';
 
+const BIG = 64 * 1024 * 1024;
+/** Bytes the /big handler of the upstream has handed to its socket so far. */
+let bigWritten = 0;
 let up: TestUpstream;
 let wisp: Wisp;
 let port: number;
 
 before(async () => {
-  up = await startUpstream();
+  up = await startUpstream((req, res) => {
+    if (req.url !== '/big') {
+      res.end('ok');
+      return;
+    }
+    // 64 MiB, written only as fast as the socket takes it.
+    res.writeHead(200, { 'content-length': BIG });
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    const pump = () => {
+      while (bigWritten < BIG) {
+        bigWritten += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    bigWritten = 0;
+    pump();
+  });
   wisp = await Wisp.start(
     normalizeConfig(
       {
@@ -61,6 +81,7 @@ test('slow body: silence between body chunks past body_timeout → 408, nothing 
 });
 
 test('slowloris head, 1,000 idle connections: normal clients keep being served; uWS cuts every idle socket', async () => {
+  await normalP99(100); // warm-up (JIT, pools), so "alone" is not measured cold
   const before = await normalP99(200);
   // Slowloris: a request head trickled one byte every 500 ms, never finished.
   const loris = await connect();
@@ -73,6 +94,16 @@ test('slowloris head, 1,000 idle connections: normal clients keep being served; 
   const drip = setInterval(() => {
     if (!loris.destroyed && i < head.length) loris.write(head[i++]!);
   }, 500);
+  // A keep-alive connection that made one request and then goes quiet.
+  const ka = await connect();
+  let kaClosedAt = 0;
+  let kaText = '';
+  ka.on('data', (d: Buffer) => (kaText += d.toString('latin1')));
+  ka.on('close', () => (kaClosedAt = Date.now()));
+  ka.on('error', () => {});
+  ka.write('GET /keepalive HTTP/1.1\r\nHost: a\r\n\r\n');
+  await waitFor(() => kaText.includes('\r\n\r\nok'), 5000, 'keep-alive response');
+  const kaIdleFrom = Date.now();
   // The idle crowd: 1,000 connections that connect and send nothing.
   const idle: net.Socket[] = [];
   const closedAt: number[] = [];
@@ -89,6 +120,7 @@ test('slowloris head, 1,000 idle connections: normal clients keep being served; 
     // uWS's own idle timeout (not configurable in this build) closes every silent socket.
     await waitFor(() => closedAt.length === 1000, 30_000, `idle sockets cut (${closedAt.length}/1000)`);
     await waitFor(() => lorisClosedAt > 0, 30_000, 'slowloris cut');
+    await waitFor(() => kaClosedAt > 0, 30_000, 'idle keep-alive connection cut');
     closedAt.sort((a, b) => a - b);
     const report = {
       normal_p99_ms_alone: Math.round(before.p99 * 100) / 100,
@@ -98,6 +130,7 @@ test('slowloris head, 1,000 idle connections: normal clients keep being served; 
       idle_cut_last_ms: closedAt[closedAt.length - 1],
       slowloris_cut_ms: lorisClosedAt - t0,
       slowloris_bytes_sent: i,
+      idle_keepalive_cut_ms: kaClosedAt - kaIdleFrom,
     };
     process.stdout.write(`# slow-clients ${JSON.stringify(report)}\n`);
     assert.ok(report.slowloris_bytes_sent < head.length, 'slowloris was cut before finishing its head');
@@ -106,6 +139,31 @@ test('slowloris head, 1,000 idle connections: normal clients keep being served; 
   } finally {
     clearInterval(drip);
     loris.destroy();
+    ka.destroy();
     for (const s of idle) s.destroy();
   }
+});
+
+test('a client that stops reading a 64 MiB response: backpressure reaches the upstream, then the whole body arrives', async () => {
+  const sock = await connect();
+  let received = 0;
+  sock.on('data', (d: Buffer) => (received += d.length));
+  sock.write('GET /big HTTP/1.1\r\nHost: a\r\n\r\n');
+  await waitFor(() => received > 0, 5000, 'response started');
+  sock.pause();
+  // Wait until the upstream's writes stall: the same count on several polls in a row.
+  let last = -1;
+  let still = 0;
+  await waitFor(() => {
+    if (bigWritten === last) still++;
+    else still = 0;
+    last = bigWritten;
+    return still >= 25; // 25 polls of 10 ms with no progress
+  }, 20_000, 'upstream writes stalled');
+  const buffered = bigWritten - received;
+  process.stdout.write(`# slow-reader ${JSON.stringify({ upstream_written_mb: +(bigWritten / 1048576).toFixed(1), client_read_mb: +(received / 1048576).toFixed(1), in_between_mb: +(buffered / 1048576).toFixed(1) })}\n`);
+  assert.ok(bigWritten < BIG, `the upstream wrote all ${BIG} bytes to a client that reads nothing`);
+  sock.resume();
+  await waitFor(() => received >= BIG, 20_000, `whole body (${received})`);
+  sock.destroy();
 });
