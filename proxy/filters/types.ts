@@ -60,7 +60,10 @@ export interface FilterChain {
    * answered in order via onFilterBody; send them only after the request headers phase
    * continued. The chunk must not be modified afterwards (it may be encoded later in the turn). */
   requestBody(stream: FilterStream, chunk: Uint8Array, endOfStream: boolean): void;
-  /** One response body chunk through the filters in reverse order (proxy_on_response_body). */
+  /** One response body chunk through the filters in reverse order (proxy_on_response_body).
+   * May be sent right behind responseHeaders, before it is answered: the worker runs body
+   * calls after the headers phase (also after an http call it waits on), and the answers
+   * come after onFilterContinue('response_headers'), or not at all after a local response. */
   responseBody(stream: FilterStream, chunk: Uint8Array, endOfStream: boolean): void;
   /** The request is over (completed, failed or aborted): on_log, on_done, on_delete, and the
    * contexts are released. Fire-and-forget; never delays the response. */

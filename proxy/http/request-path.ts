@@ -227,14 +227,13 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       if ((this.bodyPhases & BodyPhase.Request) !== 0 && this.bodyLength !== 0) this.startRequestBodyFilter();
       else this.upstreamPeer();
     } else {
-      if ((this.bodyPhases & BodyPhase.Response) !== 0 && this.responseLength !== 0) {
-        // Filtered bytes go out chunked, head first with the first of them (so a body filter
-        // can still answer locally until then).
-        this.filterResponseBody = true;
+      if (this.filterResponseBody) {
+        // Filtered bytes go out chunked, the head with the first of them (so a body filter
+        // can still answer locally until then); the body calls are already on their way.
         this.responseLength = -1;
-      } else {
-        this.beginResponse();
+        return;
       }
+      this.beginResponse();
       const held = this.held;
       this.held = null;
       if (held !== null) for (let i = 0; i < held.length && this.state < 2; i++) this.onResponseData(held[i]!);
@@ -515,9 +514,15 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     this.responseHeaders = headers;
     this.responseLength = contentLength;
     if (this.chain !== null) {
-      // Hold the body until the response filters are done.
-      this.pauseUpstream();
       this.inFilter = 'response_headers';
+      if ((this.bodyPhases & BodyPhase.Response) !== 0 && contentLength !== 0) {
+        // Body calls follow the headers call into the same batch (the worker runs them after
+        // it, or after its http call): a response that came whole costs one round trip.
+        this.filterResponseBody = true;
+      } else {
+        // Hold the body until the response filters are done.
+        this.pauseUpstream();
+      }
       this.chain.responseHeaders(this);
       return;
     }
@@ -568,13 +573,13 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   // ── 6: the response body ──
   onResponseData(chunk: Buffer): boolean {
     if (this.state >= 2) return true;
+    // The chunk is only valid during this call: the filters get a copy.
+    if (this.filterResponseBody) return this.responseBodyCall(Buffer.from(chunk), false);
     if (this.inFilter !== null) {
       // The client may deliver what it had already read before pause() took effect.
       (this.held ??= []).push(Buffer.from(chunk));
       return false;
     }
-    // The chunk is only valid during this call: the filters get a copy.
-    if (this.filterResponseBody) return this.responseBodyCall(Buffer.from(chunk), false);
     if (this.responseLength > 0) {
       this.chunkToWrite = chunk;
       corking = this;
@@ -664,12 +669,12 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     this.releaseEndpoint();
     this.exchange = null;
     if (this.state >= 2) return;
-    if (this.inFilter !== null) {
-      this.heldEnd = true;
-      return;
-    }
     if (this.filterResponseBody) {
       this.responseBodyCall(NO_BYTES, true);
+      return;
+    }
+    if (this.inFilter !== null) {
+      this.heldEnd = true;
       return;
     }
     if (this.headPending) {
@@ -722,6 +727,10 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       this.releaseEndpoint();
     }
     this.exchange = null;
+    if (this.filterResponseBody && this.state === 0) {
+      // The body filters held back everything so far: the client can still get a 502.
+      return this.fail(502, 'upstream connection reset');
+    }
     if (err.responseStarted || this.state === 1 || this.headPending) {
       // Part of the response is out (or was promised): the client connection must die.
       this.res.close();

@@ -77,6 +77,8 @@ export class StreamState {
   /** Per chain step, the bytes a filter buffers (StopIterationAndBuffer); null while none. */
   requestBodyHeld: (BodyBuffer | null)[] | null = null;
   responseBodyHeld: (BodyBuffer | null)[] | null = null;
+  /** Body calls that arrived while the headers were paused (run when the pause ends). */
+  deferredBody: { request: boolean; data: Uint8Array; endOfStream: boolean }[] | null = null;
   /** proxy_set_property values, by dotted path. */
   properties: Map<string, Uint8Array> | null = null;
 

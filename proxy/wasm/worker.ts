@@ -75,6 +75,8 @@ export class FilterWorker implements HttpCallSink {
   /** Instances in this worker that registered each shared queue. */
   private readonly queueOwners = new Map<number, FilterInstance[]>();
   private readonly readyQueues = new Set<number>();
+  /** Results written for deferred body calls (more than one result for one call). */
+  private extraResults = 0;
 
   constructor(boot: WorkerBootData) {
     const log = new WorkerLog();
@@ -110,6 +112,8 @@ export class FilterWorker implements HttpCallSink {
       const reader = new BinReader(task.buf, task.len);
       const calls = reader.u32();
       for (let i = 0; i < calls; i++) if (this.runCall(reader, i, out)) results++;
+      results += this.extraResults;
+      this.extraResults = 0;
     }
     out.patchU32(4, results);
     this.writeLogsAndFaults(out);
@@ -207,7 +211,22 @@ export class FilterWorker implements HttpCallSink {
       return false; // still waiting for another call
     }
     this.writeResult(out, index, kind, s, request);
+    if (kind !== ResultKind.Paused) this.runDeferredBody(s, gens, kind === ResultKind.LocalResponse, index, out);
     return true;
+  }
+
+  /** Body calls that came while the stream's response headers were paused on an http call
+   * run now that the phase is over, answered with this batch (in their order). */
+  private runDeferredBody(s: StreamState, gens: number[], answered: boolean, index: number, out: BinWriter): void {
+    const deferred = s.deferredBody;
+    if (deferred === null) return;
+    s.deferredBody = null;
+    if (answered) return; // the stream got a local response: its body calls are moot
+    for (let i = 0; i < deferred.length; i++) {
+      const d = deferred[i];
+      if (this.runBody(s, gens, d.request, d.data, d.endOfStream, index, out)) this.extraResults++;
+      if (s.pausedStep >= 0) break; // cannot happen (body calls never pause); keep the order safe
+    }
   }
 
   private tick(genId: number): void {
@@ -389,8 +408,7 @@ export class FilterWorker implements HttpCallSink {
           s.setResponseHeaders(status, r.strList());
         }
       }
-      this.runBody(s, gens, request, r.bytesView(), eos === 1, index, out);
-      return true;
+      return this.runBody(s, gens, request, r.bytesView(), eos === 1, index, out);
     }
     this.finish(s, gens);
     return false;
@@ -462,8 +480,15 @@ export class FilterWorker implements HttpCallSink {
    * a filter that returns anything but Continue before the end of the stream has the bytes
    * buffered at its place in the chain, and is called again with everything buffered so far
    * when the next chunk (or the end) arrives; Continue releases them to the filters after
-   * it. Writes exactly one result: Body (bytes to forward) or LocalResponse. */
-  private runBody(s: StreamState, gens: number[], request: boolean, input: Uint8Array, eos: boolean, index: number, out: BinWriter): void {
+   * it. Writes exactly one result, Body (bytes to forward) or LocalResponse, and returns
+   * true; or, while the stream's headers wait on an http call (the request path sends
+   * response body calls right behind the response headers call), keeps the chunk for
+   * later and returns false. */
+  private runBody(s: StreamState, gens: number[], request: boolean, input: Uint8Array, eos: boolean, index: number, out: BinWriter): boolean {
+    if (s.pausedStep >= 0) {
+      (s.deferredBody ??= []).push({ request, data: input.slice(), endOfStream: eos });
+      return false;
+    }
     s.local = null;
     const watch = this.deps.watch;
     const n = gens.length;
@@ -485,12 +510,18 @@ export class FilterWorker implements HttpCallSink {
         continue;
       }
       if (this.quarantined.has(genId)) {
-        if (applyPolicy(s, gen.spec)) return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+        if (applyPolicy(s, gen.spec)) {
+          this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+          return true;
+        }
         continue;
       }
       const inst = this.ready(gen);
       if (inst === null) {
-        if (applyPolicy(s, gen.spec)) return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+        if (applyPolicy(s, gen.spec)) {
+          this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+          return true;
+        }
         continue;
       }
       const fn = request ? inst.onRequestBody : inst.onResponseBody;
@@ -514,7 +545,10 @@ export class FilterWorker implements HttpCallSink {
         s.body = null;
         s.bodyType = -1;
         this.fault(gen, genId, FaultKind.Trap, `trap in ${phaseName}: ${errorMessage(err)}`);
-        if (applyPolicy(s, gen.spec)) return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+        if (applyPolicy(s, gen.spec)) {
+          this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+          return true;
+        }
         continue;
       }
       watch[Watch.StartMs] = 0;
@@ -524,7 +558,10 @@ export class FilterWorker implements HttpCallSink {
       if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
         this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
       }
-      if (s.local !== null) return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+      if (s.local !== null) {
+        this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+        return true;
+      }
       if (action === 0) continue;
       if (eos) {
         // Nothing more will come to resume it (Envoy would wait for a timeout instead).
@@ -536,7 +573,8 @@ export class FilterWorker implements HttpCallSink {
         s.local = request
           ? { status: 413, headers: ['content-type', 'text/plain'], body: Buffer.from('413 request body too large for filter ' + gen.spec.name + '\n'), details: 'request_payload_too_large' }
           : { status: 500, headers: ['content-type', 'text/plain'], body: Buffer.from('500 response body too large for filter ' + gen.spec.name + '\n'), details: 'response_payload_too_large' };
-        return this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+        this.writeResult(out, index, ResultKind.LocalResponse, s, request);
+        return true;
       }
       let list = held;
       if (list === null) {
@@ -552,13 +590,14 @@ export class FilterWorker implements HttpCallSink {
       out.u8(request ? Phase.Request : Phase.Response);
       out.u32(0);
       out.u8(BodyFlag.Held);
-      return;
+      return true;
     }
     out.u32(index);
     out.u8(ResultKind.Body);
     out.u8(request ? Phase.Request : Phase.Response);
     out.bytes(data);
     out.u8(eos ? BodyFlag.End : 0);
+    return true;
   }
 
   /** on_done, on_log, on_delete for every filter context of the stream, then forget it. */

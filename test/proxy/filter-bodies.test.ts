@@ -72,6 +72,7 @@ async function startBigUpstream(): Promise<BigUpstream> {
 }
 
 let up: TestUpstream;
+let authz: TestUpstream;
 let big: BigUpstream;
 let wisp: Wisp;
 let port: number;
@@ -79,10 +80,12 @@ let port: number;
 before(async () => {
   up = await startUpstream((req, res, body) => {
     if (req.url?.includes('secret')) return void res.end('the SECRET is out');
+    if (req.url?.includes('callout')) res.setHeader('x-callout', 'yes');
     res.setHeader('content-type', 'text/plain');
     res.end(`got ${body.length}: ${body.toString()}`);
   });
   big = await startBigUpstream();
+  authz = await startUpstream((_req, res) => res.end('authz-said-ok'));
   wisp = await Wisp.start(
     normalizeConfig(
       {
@@ -106,6 +109,7 @@ before(async () => {
         clusters: [
           { name: 'up', endpoints: [`127.0.0.1:${up.port}`] },
           { name: 'big', endpoints: [`127.0.0.1:${big.port}`] },
+          { name: 'authz', endpoints: [`127.0.0.1:${authz.port}`] },
         ],
         filters: [
           { name: 'upper', wasm: fixture('body-upper') },
@@ -125,6 +129,7 @@ after(async () => {
   await wisp.stop(0);
   await up.close();
   await big.close();
+  await authz.close();
 });
 
 /** POST a body written in pieces, waiting for `between` before each piece after the first. */
@@ -198,6 +203,14 @@ test('response body filter: the client gets the appended body, framed chunked (n
   }
   assert.ok(body.length > 0);
   assert.equal(decoded, 'got 0: +tail');
+});
+
+test('response body calls that arrive while the response headers wait on an http call run after it', async () => {
+  const r = await httpGet(port, '/append/callout');
+  assert.equal(r.status, 200);
+  assert.equal(r.headers['x-callout-body'], 'authz-said-ok');
+  assert.equal(r.body, 'got 0: +tail');
+  assert.ok(authz.requests.length >= 1);
 });
 
 test('a buffering filter rejects a body with 400 and no upstream request is ever started', async () => {
