@@ -157,6 +157,37 @@ test('an upstream that never answers: 504 at the route timeout, the upstream soc
   await assertNoLeak('never answers');
 });
 
+test('keep-alive race: the upstream closes a reused connection instead of answering: GETs are replayed on a fresh connection, 0 errors', async () => {
+  // Each upstream connection answers one request with keep-alive, then closes (FIN, no bytes)
+  // when the next request arrives on it: what a server whose idle timer fired does.
+  const served = new WeakSet<net.Socket>();
+  setFault((sock, head) => {
+    if (served.has(sock)) return void sock.destroy();
+    served.add(sock);
+    // The last one closes after answering, so no idle connection is left in the pool.
+    if (head.startsWith('GET /race19 ')) sock.end(ok('fresh'));
+    else sock.write(ok('fresh'));
+  });
+  const statuses: number[] = [];
+  for (let i = 0; i < 20; i++) statuses.push((await httpGet(port, `/race${i}`)).status);
+  assert.deepEqual(new Set(statuses), new Set([200]));
+  // Each request after the first met a dead connection once, then a fresh one.
+  assert.ok(fault.arrivals.length >= 20 && fault.arrivals.length <= 39, `arrivals ${fault.arrivals.length}`);
+  await assertNoLeak('keep-alive race');
+});
+
+test('close-delimited body (no Content-Length, Connection: close) arrives whole; 1xx interim responses are skipped', async () => {
+  const body = 'x'.repeat(100_000);
+  setFault((sock) => {
+    sock.write('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n');
+    sock.end(`HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${body}`);
+  });
+  const r = await httpGet(port, '/close-delimited');
+  assert.equal(r.status, 200);
+  assert.equal(r.body.length, body.length);
+  await assertNoLeak('close-delimited');
+});
+
 // Bug (proxy/http/request-path.ts, onUpstreamError): the upstream client marks an error
 // `responseStarted` once any byte of the upstream's head arrived (meaning "do not retry"),
 // and the request path reads that flag as "part of the response went to the client" and
