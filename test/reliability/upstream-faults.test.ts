@@ -173,6 +173,16 @@ test('keep-alive race: the upstream closes a reused connection instead of answer
   assert.deepEqual(new Set(statuses), new Set([200]));
   // Each request after the first met a dead connection once, then a fresh one.
   assert.ok(fault.arrivals.length >= 20 && fault.arrivals.length <= 39, `arrivals ${fault.arrivals.length}`);
+  // A POST whose body went out on the dead connection is not replayed: 502.
+  setFault((sock, head) => {
+    if (served.has(sock)) return void sock.destroy();
+    served.add(sock);
+    if (head.startsWith('POST /race-post-2 ')) sock.end(ok('fresh'));
+    else sock.write(ok('fresh'));
+  });
+  assert.equal((await httpGet(port, '/race-post-1', { method: 'POST', body: 'one' })).status, 200);
+  assert.equal((await httpGet(port, '/race-post-2', { method: 'POST', body: 'two' })).status, 502);
+  assert.equal(fault.arrivals.length, 2, 'the POST reached the upstream once');
   await assertNoLeak('keep-alive race');
 });
 
