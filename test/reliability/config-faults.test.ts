@@ -187,3 +187,54 @@ test('reload storm: 100 reloads in ~10 s (valid A/B and invalid) under continuou
   for (const k of statuses.keys()) assert.ok(k === '200 A' || k === '200 B', `unexpected outcome "${k}" × ${statuses.get(k)}`);
   assert.ok(sent > 200, `load was continuous (${sent} requests)`);
 });
+
+test('filter hot-load storm: 60 PUTs (alternating modules, some corrupt) under continuous load: 0 failed, 0 dropped', async () => {
+  const file = path.join(dir, 'hotload.yaml');
+  const listenPort = await freePort();
+  fs.writeFileSync(file, validYaml(listenPort, upA.port, 'A'));
+  const wisp = await Wisp.start(loadConfigFile(file));
+  const admin = wisp.adminPort();
+  const modules = [fs.readFileSync(path.join(ROOT, 'filters', 'build', 'noop.wasm')), fs.readFileSync(TAG_WASM)];
+  const corrupt = fs.readFileSync(path.join(dir, 'corrupt.wasm'));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const outcomes = new Map<string, number>();
+  let stop = false;
+  let sent = 0;
+  const oneRequest = () =>
+    new Promise<void>((resolve) => {
+      sent++;
+      const req = http.get({ host: '127.0.0.1', port: listenPort, path: '/hot', agent }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          outcomes.set(String(res.statusCode), (outcomes.get(String(res.statusCode)) ?? 0) + 1);
+          resolve();
+        });
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        outcomes.set(`error ${e.code}`, (outcomes.get(`error ${e.code}`) ?? 0) + 1);
+        resolve();
+      });
+    });
+  const clients = Array.from({ length: 8 }, async () => {
+    while (!stop) await oneRequest();
+  });
+  const puts = new Map<number, number>();
+  try {
+    for (let i = 0; i < 60; i++) {
+      const body = i % 10 === 9 ? corrupt : modules[i % 2]!;
+      const r = await httpGet(admin, '/filters/tag', { method: 'PUT', body });
+      puts.set(r.status, (puts.get(r.status) ?? 0) + 1);
+    }
+  } finally {
+    stop = true;
+    await Promise.all(clients);
+    agent.destroy();
+    await wisp.stop(0);
+  }
+  const received = [...outcomes.values()].reduce((a, b) => a + b, 0);
+  process.stdout.write(`# hotload-storm ${JSON.stringify({ puts: Object.fromEntries(puts), sent, received, outcomes: Object.fromEntries(outcomes) })}\n`);
+  assert.deepEqual(Object.fromEntries(puts), { 200: 54, 400: 6 });
+  assert.equal(received, sent);
+  assert.deepEqual([...outcomes.keys()], ['200']);
+  assert.ok(sent > 100, `load was continuous (${sent})`);
+});

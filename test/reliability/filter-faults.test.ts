@@ -135,3 +135,11 @@ test('invalid host calls (CR in a header value, bad header name, status 99) unde
     assert.ok(seen.every((q) => q.headers['x-bad-result'] === '2' && q.headers['x-bad'] === undefined));
   }
 });
+
+test('a filter that denies (local 403) under load: every denied request gets 403, everything else 200', async () => {
+  const r = await burst('deny', 'misuse');
+  assert.deepEqual([...r['faulting-closed']], [[403, PER_GROUP]]);
+  assert.deepEqual([...r['faulting-open']], [[403, PER_GROUP]]);
+  for (const g of ['clean-same-filter', 'plain', 'other-filter'] as const) assert.deepEqual([...r[g]], [[200, PER_GROUP]], g);
+  assert.equal(up.requests.filter((q) => q.url.includes('/deny-') && q.url.includes('-misuse/deny')).length, 0, 'no denied request reached the upstream');
+});
