@@ -76,6 +76,16 @@ function corkedEnd(): void {
 function corkedFiltered(): void {
   corking!.writeCorkedFiltered();
 }
+// Response chunks for the body filters wait for the end of the read that brought them, so
+// that a response read whole becomes one body call (with endOfStream) instead of two.
+let stashed: ProxyRequest[] = [];
+let stashFlushQueued = false;
+function flushStashed(): void {
+  const list = stashed;
+  stashed = [];
+  stashFlushQueued = false;
+  for (let i = 0; i < list.length; i++) list[i]!.sendStashedResponseChunk();
+}
 function onTryTimeout(r: ProxyRequest): void {
   r.tryTimedOut();
 }
@@ -128,6 +138,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   private responseBodyBytes = 0;
   private responseBodySizes: number[] | null = null;
   private clientBlocked = false; // res.write said the client is slow
+  private responseStash: Buffer | null = null; // see flushStashed
   private filteredEnd = false;
 
   // upstream side
@@ -466,6 +477,27 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     return true;
   }
 
+  private stashResponseChunk(chunk: Buffer): boolean {
+    const prev = this.responseStash;
+    // The chunk is only valid during onResponseData: the filters get a copy.
+    this.responseStash = Buffer.from(chunk);
+    if (prev !== null) return this.responseBodyCall(prev, false);
+    stashed.push(this);
+    if (!stashFlushQueued) {
+      stashFlushQueued = true;
+      queueMicrotask(flushStashed);
+    }
+    return true;
+  }
+
+  /** The read is over and the end did not come with it: the chunk goes on its own. */
+  sendStashedResponseChunk(): void {
+    const chunk = this.responseStash;
+    if (chunk === null || this.state >= 2) return;
+    this.responseStash = null;
+    this.responseBodyCall(chunk, false);
+  }
+
   private filteredResponseBody(data: Uint8Array, endOfStream: boolean): void {
     this.responseBodyCalls--;
     this.responseBodyBytes -= this.responseBodySizes!.shift()!;
@@ -573,8 +605,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   // ── 6: the response body ──
   onResponseData(chunk: Buffer): boolean {
     if (this.state >= 2) return true;
-    // The chunk is only valid during this call: the filters get a copy.
-    if (this.filterResponseBody) return this.responseBodyCall(Buffer.from(chunk), false);
+    if (this.filterResponseBody) return this.stashResponseChunk(chunk);
     if (this.inFilter !== null) {
       // The client may deliver what it had already read before pause() took effect.
       (this.held ??= []).push(Buffer.from(chunk));
@@ -670,7 +701,9 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     this.exchange = null;
     if (this.state >= 2) return;
     if (this.filterResponseBody) {
-      this.responseBodyCall(NO_BYTES, true);
+      const last = this.responseStash ?? NO_BYTES;
+      this.responseStash = null;
+      this.responseBodyCall(last, true);
       return;
     }
     if (this.inFilter !== null) {
