@@ -71,6 +71,16 @@ function isBadValueChar(c: number): boolean {
 
 /** Parses a Content-Length value; -1 when invalid. Accepts a list of identical values
  * ("5, 5"), which RFC 9110 lets a recipient treat as one value. */
+/** True when some LF from `from` on is not preceded by CR (only on the incomplete-head path). */
+function hasBareLf(buf: Buffer, from: number): boolean {
+  let i = buf.indexOf(LF, from);
+  while (i !== -1) {
+    if (i === from || buf[i - 1] !== CR) return true;
+    i = buf.indexOf(LF, i + 1);
+  }
+  return false;
+}
+
 function parseContentLength(v: string): number {
   if (v.indexOf(',') !== -1) {
     const parts = v.split(',');
@@ -347,6 +357,8 @@ export class ResponseParser {
       const idx = buf.indexOf(HEAD_END, pos);
       if (idx === -1) {
         if (buf.length - pos > max) return this.failHead('response head too large');
+        // A bare-LF head never shows CRLFCRLF: without this it would wait for a timeout.
+        if (hasBareLf(buf, pos)) return this.failHead('bare LF in response head');
         // A copy: the socket chunk may be a view that is not ours to keep.
         this.partial = Buffer.from(buf.subarray(pos));
         return -1;
@@ -359,6 +371,7 @@ export class ResponseParser {
     const idx = joined.indexOf(HEAD_END, partial.length > 3 ? partial.length - 3 : 0);
     if (idx === -1) {
       if (joined.length > max) return this.failHead('response head too large');
+      if (hasBareLf(joined, 0)) return this.failHead('bare LF in response head');
       this.partial = joined;
       return -1;
     }
