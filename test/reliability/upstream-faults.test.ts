@@ -207,6 +207,7 @@ const GARBAGE: Array<[string, string]> = [
   ['not HTTP at all', 'SSH-2.0-OpenSSH_9.6\r\n\r\n'],
   ['a non-numeric status', 'HTTP/1.1 abc Nope\r\nContent-Length: 0\r\n\r\n'],
   ['two different Content-Lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab'],
+  ['a bare-LF head', 'HTTP/1.1 200 OK\nContent-Length: 2\n\nok'],
   ['a 200 KB response head', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(200 * 1024)}\r\nContent-Length: 2\r\n\r\nok`],
 ];
 
