@@ -7,8 +7,9 @@
 //   5. response_filter the chain sees the response headers (reverse order)
 //   6. response_body  stream the body back with backpressure both ways
 //   4b/6b. body filters  only when a filter of the stream exports proxy_on_*_body: each body
-//                    chunk goes through the chain first, and the filtered bytes go out
-//                    chunked (a filter may change the size; see "body filters" below)
+//                    chunk goes through the chain first; the filtered bytes go out with an
+//                    exact length when they come out whole, else chunked (a filter may
+//                    change the size)
 //   7. logging        stats, access log, filter on_log/on_done
 //   errors:           retry (connect failure / reset / timeout / status) or answer 502/503/504
 //
@@ -296,7 +297,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       method: this.method,
       path: this.path,
       headers: this.requestHeaders,
-      // A body filter may change the size: the upstream gets the filtered bytes chunked.
+      // Body filters may change the size: the length they emitted whole, else chunked.
       bodyLength: this.filterRequestBody ? this.filteredRequestLength : this.bodyLength,
     };
     const perTry = this.route.config.per_try_timeout_ms;
@@ -462,9 +463,10 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   }
 
   // ── 6b: response body filters ──
-  // Every upstream chunk is a call (filters in reverse order); the answers, in order, are
-  // written chunked. Reading the upstream pauses while BODY_CALLS_HIGH calls are in flight
-  // or the client is slow; the end of the upstream body is the call with endOfStream.
+  // Every upstream read is a call (filters in reverse order); the answers, in order, are
+  // written chunked, or with an exact length when the first answer is also the last (a
+  // response read whole). Reading the upstream pauses while BODY_CALLS_HIGH calls or
+  // BODY_BYTES_HIGH bytes are in flight or the client is slow.
   private responseBodyCall(chunk: Uint8Array, isLast: boolean): boolean {
     this.responseBodyCalls++;
     this.responseBodyBytes += chunk.length;
