@@ -35,7 +35,7 @@ function pattern(offset: number, length: number): Buffer {
 async function startBigUpstream(): Promise<BigUpstream> {
   const state: BigUpstream = { port: 0, received: 0, requests: [], close: async () => {} };
   const server = http.createServer((req, res) => {
-    if (req.url === '/big-response') {
+    if (req.url?.endsWith('/big-response')) {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG) });
       let sent = 0;
       const more = (): void => {
@@ -103,6 +103,7 @@ before(async () => {
               { match: { prefix: '/big-append/' }, cluster: 'big', filters: ['append'] },
               { match: { prefix: '/big-upper/' }, cluster: 'big', filters: ['upper'] },
               { match: { prefix: '/big-response' }, cluster: 'big', filters: ['append'] },
+              { match: { prefix: '/plain/' }, cluster: 'big' },
             ],
           },
         ],
@@ -197,7 +198,7 @@ test('response body filter: the client gets the appended body with framing that 
   assert.doesNotMatch(head, /transfer-encoding/i);
 });
 
-test('response body filter on a streamed response: chunked to the client, de-chunks to the appended body', async () => {
+test('response body filter on a streamed response: chunked to the client, de-chunks to the appended body', { timeout: 30_000 }, async () => {
   const r = await rawRequest(port, 'GET /big-response HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', { idleMs: 3000, timeoutMs: 20_000 });
   assert.equal(r.status, 200);
   const cut = r.text.indexOf('\r\n\r\n');
@@ -265,7 +266,7 @@ test('a chain with no body filter keeps the streaming fast path (Content-Length 
   assert.equal(r.headers['content-length'], String('got 10: plain body'.length));
 });
 
-test('5 MB request body through a Continue body filter: intact, streamed, memory bounded', async () => {
+test('5 MB request body through a Continue body filter: intact, streamed, memory bounded', { timeout: 30_000 }, async () => {
   const pieces: Buffer[] = [];
   for (let off = 0; off < BIG; off += 256 * 1024) pieces.push(pattern(off, Math.min(256 * 1024, BIG - off)));
   const want = createHash('sha256');
@@ -297,7 +298,7 @@ test('5 MB request body through a Continue body filter: intact, streamed, memory
   assert.ok(grewMb < 5 * 5, `RSS grew ${grewMb.toFixed(1)} MB`);
 });
 
-test('5 MB response through a body filter that appends: intact plus suffix, with client backpressure', async () => {
+test('5 MB response through a body filter that appends: intact plus suffix, with client backpressure', { timeout: 30_000 }, async () => {
   const hash = createHash('sha256');
   let bytes = 0;
   let tail = Buffer.alloc(0);
@@ -323,4 +324,24 @@ test('5 MB response through a body filter that appends: intact plus suffix, with
   for (let off = 0; off < BIG; off += 64 * 1024) want.update(pattern(off, Math.min(64 * 1024, BIG - off)));
   want.update('+tail');
   assert.equal(hash.digest('hex'), want.digest('hex'));
+});
+
+test('no filters: a slow client still gets a whole 5 MB Content-Length response (upstream resumed after backpressure)', { timeout: 30_000 }, async () => {
+  // Regression: onResponseData returned false without noting that the exchange paused
+  // itself, so it was never resumed and the response stalled part way.
+  let bytes = 0;
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/plain/big-response', agent: false }, (res) => {
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        res.pause();
+        setImmediate(() => res.resume());
+      });
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+  assert.equal(status, 200);
+  assert.equal(bytes, BIG);
 });
