@@ -1,6 +1,8 @@
 // The proxy-wasm ABI 0.2.1 callbacks. A filter's entry file re-exports them in one line:
 //   export * from "@wisp/sdk-as/assembly/exports";
 // Each callback finds the context by id and calls the author's method.
+// Body callbacks live in exports-body.ts: a host streams bodies past a filter that does not
+// export them, so only a filter that overrides onRequestBody/onResponseBody adds that line.
 
 import { BaseContext, HttpContext, RootContext } from "./context";
 import { createContext, deleteContext, httpContext, rootContext } from "./registry";
@@ -47,11 +49,6 @@ export function proxy_on_request_headers(contextId: u32, numHeaders: u32, endOfS
   return ctx !== null ? ctx.onRequestHeaders(numHeaders, endOfStream != 0) : 0;
 }
 
-export function proxy_on_request_body(contextId: u32, bodySize: u32, endOfStream: u32): u32 {
-  const ctx = httpContext(contextId);
-  return ctx !== null ? ctx.onRequestBody(bodySize, endOfStream != 0) : 0;
-}
-
 export function proxy_on_request_trailers(contextId: u32, numTrailers: u32): u32 {
   const ctx = httpContext(contextId);
   return ctx !== null ? ctx.onRequestTrailers(numTrailers) : 0;
@@ -60,11 +57,6 @@ export function proxy_on_request_trailers(contextId: u32, numTrailers: u32): u32
 export function proxy_on_response_headers(contextId: u32, numHeaders: u32, endOfStream: u32): u32 {
   const ctx = httpContext(contextId);
   return ctx !== null ? ctx.onResponseHeaders(numHeaders, endOfStream != 0) : 0;
-}
-
-export function proxy_on_response_body(contextId: u32, bodySize: u32, endOfStream: u32): u32 {
-  const ctx = httpContext(contextId);
-  return ctx !== null ? ctx.onResponseBody(bodySize, endOfStream != 0) : 0;
 }
 
 export function proxy_on_response_trailers(contextId: u32, numTrailers: u32): u32 {

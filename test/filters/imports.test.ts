@@ -22,8 +22,8 @@ const WASI_IMPORTS = new Set([
 ]);
 const REQUIRED_EXPORTS = [
   'memory', '_initialize', 'proxy_abi_version_0_2_1', 'proxy_on_memory_allocate', 'proxy_on_context_create',
-  'proxy_on_vm_start', 'proxy_on_configure', 'proxy_on_tick', 'proxy_on_request_headers', 'proxy_on_request_body',
-  'proxy_on_request_trailers', 'proxy_on_response_headers', 'proxy_on_response_body', 'proxy_on_response_trailers',
+  'proxy_on_vm_start', 'proxy_on_configure', 'proxy_on_tick', 'proxy_on_request_headers',
+  'proxy_on_request_trailers', 'proxy_on_response_headers', 'proxy_on_response_trailers',
   'proxy_on_http_call_response', 'proxy_on_queue_ready', 'proxy_on_log', 'proxy_on_done', 'proxy_on_delete',
 ];
 const EXPECTED_FILTERS = ['noop', 'add-header', 'headers', 'ratelimit', 'auth', 'breaker'];
@@ -51,6 +51,9 @@ for (const name of built) {
     for (const e of REQUIRED_EXPORTS) assert.ok(exports.has(e), `missing export ${e}`);
     assert.equal(exports.get('memory'), 'memory');
     assert.equal(exports.get('proxy_on_request_headers'), 'function');
+    // None of the built-in filters reads bodies: without the body callbacks the host streams
+    // bodies past them (sdk-as/assembly/exports-body.ts is the opt-in).
+    assert.ok(!exports.has('proxy_on_request_body') && !exports.has('proxy_on_response_body'), 'built-in filters must not export body callbacks');
     // The runtime helpers stay internal: nothing but the ABI and memory is exported.
     for (const e of exports.keys()) {
       assert.ok(e === 'memory' || e === '_initialize' || e.startsWith('proxy_'), `unexpected export ${e}`);

@@ -2,6 +2,7 @@
 // calls, queues, gauges/histograms, header-map pairs, bodies, trailers, onDone/done), driven
 // by test/filters/sdk.test.ts. Not a product filter: it lives outside filters/.
 export * from "../../assembly/exports";
+export * from "../../assembly/exports-body";
 import {
   BufferType, Counter, HashAlg, HmacKey, LogLevel as Level, StreamType, WasmResult, closeStream, continueStream,
   getLogLevel, getPropertyInt64, getSharedData, resolveSharedQueue, sendLocalResponseBytes, setEffectiveContext,
