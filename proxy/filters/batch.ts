@@ -84,6 +84,8 @@ export function encodeCalls(
       if ((flags & CallFlag.StreamInfo) !== 0) w.strList(s.requestHeaders);
       w.u32(s.responseStatus);
       w.strList(s.responseHeaders);
+    } else if (op === Op.Done) {
+      w.u32(s.responseStatus);
     }
   }
 }

@@ -883,6 +883,8 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       this.res.close();
       return this.finish(0);
     }
+    // What on_log's response.code reports, for Wisp's own answers too (breakers count them).
+    this.responseStatus = status;
     const res = this.res;
     const requestId = this.requestId;
     res.cork(() => {

@@ -358,6 +358,8 @@ export class FilterWorker implements HttpCallSink {
     const gens = this.callGens;
     gens.length = ng;
     for (let k = 0; k < ng; k++) gens[k] = r.u32();
+    // Done carries the final status (Wisp's own 502/503/504 included) for on_log's response.code.
+    const doneStatus = op === Op.Done ? r.u32() : 0;
     if (op === Op.HttpCallResponse) return this.httpCallResponse(r, index, id, gens, out);
     if (op === Op.Tick) {
       this.tick(gens[0]);
@@ -410,6 +412,7 @@ export class FilterWorker implements HttpCallSink {
       }
       return this.runBody(s, gens, request, r.bytesView(), eos === 1, index, out);
     }
+    if (doneStatus > 0 && s.responseStatus === 0) s.setResponseHeaders(doneStatus, []);
     this.finish(s, gens);
     return false;
   }

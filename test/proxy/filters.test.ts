@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
-import { startUpstream, httpGet, type TestUpstream } from '../helpers/net.js';
+import { startUpstream, httpGet, freePort, waitFor, type TestUpstream } from '../helpers/net.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const wasm = (name: string) => path.join(ROOT, 'filters', 'build', `${name}.wasm`);
@@ -173,4 +173,31 @@ test('a looping filter is stopped by its deadline; other routes keep serving', a
   assert.equal((await httpGet(port, '/probe-closed/after-loop')).status, 200);
   const list = JSON.parse((await httpGet(wisp.adminPort(), '/filters')).body) as { name: string; faults: number }[];
   assert.ok(list.find((f) => f.name === 'probe-closed')!.faults >= 2);
+});
+
+test('breaker opens on Wisp\'s own 502s (connect failures reach on_log as response.code) and fails fast', async () => {
+  const dead = await freePort();
+  const w = await Wisp.start(
+    normalizeConfig(
+      {
+        admin: { address: '127.0.0.1:0' },
+        listeners: [{ name: 'b', address: '127.0.0.1:0', routes: [{ match: { prefix: '/' }, cluster: 'gone', filters: ['breaker'], retry: { attempts: 0 } }] }],
+        clusters: [{ name: 'gone', endpoints: [`127.0.0.1:${dead}`], outlier: { consecutive_connect_failure: 0 } }],
+        filters: [{ name: 'breaker', wasm: wasm('breaker'), config: { consecutive_failures: 3, cooldown: '30s' } }],
+      },
+      'breaker.test',
+    ),
+  );
+  try {
+    const p = w.listenerPort('b');
+    for (let i = 0; i < 3; i++) assert.equal((await httpGet(p, `/x${i}`)).status, 502);
+    // on_log runs after the answer went out: wait until the breaker has seen the third failure.
+    const open = await waitFor(async () => {
+      const r = await httpGet(p, '/after');
+      return r.status === 503 ? r : null;
+    }, 5000, 'breaker open');
+    assert.equal(open!.headers['x-wisp-breaker'], 'open');
+  } finally {
+    await w.stop(0);
+  }
 });
