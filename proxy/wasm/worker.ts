@@ -462,6 +462,8 @@ export class FilterWorker implements HttpCallSink {
       inst.stream = null;
       if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
         this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
+        // Like a trap: what the call did is not trusted, the request gets the failure policy.
+        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
       }
       if (s.local !== null) return ResultKind.LocalResponse;
       if (action === 1) {
@@ -560,6 +562,7 @@ export class FilterWorker implements HttpCallSink {
       s.bodyType = -1;
       if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
         this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
+        applyPolicy(s, gen.spec);
       }
       if (s.local !== null) {
         this.writeResult(out, index, ResultKind.LocalResponse, s, request);

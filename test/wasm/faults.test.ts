@@ -12,6 +12,7 @@ before(async () => {
   await rt.load(filterConfig('closed', fixture('probe.wasm'), { config: 'C', failure: 'closed' }));
   await rt.load(filterConfig('open', fixture('probe.wasm'), { config: 'O', failure: 'open' }));
   await rt.load(filterConfig('small', fixture('probe.wasm'), { config: 'S', failure: 'open', max_memory_bytes: 8 * 1024 * 1024 }));
+  await rt.load(filterConfig('small-closed', fixture('probe.wasm'), { config: 'SC', failure: 'closed', max_memory_bytes: 8 * 1024 * 1024 }));
   await rt.load(filterConfig('loopy', fixture('probe.wasm'), { config: 'L', failure: 'closed', deadline_ms: 30 }));
 });
 
@@ -86,6 +87,15 @@ test('memory past max_memory_bytes: instance recycled, fault counted, keeps serv
   assert.ok(logs.some((l) => l.includes('exceeds max_memory_bytes')));
   const next = await run(['small'], []);
   assert.equal(next.header('x-probe'), 'S');
+});
+
+test('memory past max_memory_bytes with failure closed: the request gets 503, the next one is served', async () => {
+  const s = await run(['small-closed'], ['x-action', 'grow']);
+  const o = s.outcomes[0];
+  assert.equal(o.kind, 'local');
+  if (o.kind === 'local') assert.equal(o.status, 503);
+  const next = await run(['small-closed'], []);
+  assert.equal(next.header('x-probe'), 'SC');
 });
 
 test('5 faults in 10 s quarantine the filter: policy applies without calling it', async () => {
