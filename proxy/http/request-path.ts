@@ -766,8 +766,10 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       // The body filters held back everything so far: the client can still get a 502.
       return this.fail(502, 'upstream connection reset');
     }
-    if (err.responseStarted || this.state === 1 || this.headPending) {
+    if (this.state === 1 || this.headPending) {
       // Part of the response is out (or was promised): the client connection must die.
+      // (err.responseStarted only says upstream bytes arrived: a garbage head that never
+      // reached the client still gets a clean 502.)
       this.res.close();
       return this.finish(0);
     }
@@ -791,7 +793,8 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     const listed =
       ((kind === 'connect' || kind === 'connect-timeout') && on.includes('connect-failure')) ||
       (kind === 'reset' && on.includes('reset'));
-    return listed && this.canRetry();
+    // Once the upstream started answering, it may have acted on the request: never again.
+    return listed && !err.responseStarted && this.canRetry();
   }
 
   private canRetry(): boolean {

@@ -224,7 +224,7 @@ for (const [what, bytes] of GARBAGE) {
     assert.equal((await httpGet(port, '/alive')).body, 'alive');
     await assertNoLeak(what);
   });
-  test(`garbage response (${what}): 502 as README says`, { todo: 'request-path.ts resets the client on any upstream protocol error (responseStarted misread)' }, async () => {
+  test(`garbage response (${what}): 502 as README says`, async () => {
     setFault((sock) => sock.write(bytes));
     const r = await rawRequest(port, 'GET /garbage HTTP/1.1\r\nHost: a\r\n\r\n', { timeoutMs: 5000, idleMs: 1000 });
     assert.equal(r.status, 502);
@@ -249,9 +249,9 @@ test('300 concurrent requests, mixed faults (reset, silence, garbage, mid-body c
   process.stdout.write(`# mixed-faults ${JSON.stringify(counts)}\n`);
   assert.equal(counts['200'], 60, 'every fine request served');
   assert.equal(counts['504'], 60, 'every silent upstream timed out');
-  // reset → 502; garbage and mid-body close → client reset (garbage: bug 1, 502 once fixed).
-  assert.equal(counts['502'], 60);
-  assert.equal(counts.reset, 120);
+  // reset and garbage → 502; mid-body close → client reset.
+  assert.equal(counts['502'], 120);
+  assert.equal(counts.reset, 60);
   await assertNoLeak('mixed faults');
 });
 
