@@ -278,6 +278,13 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
         continue;
       }
       if (entry.done) continue;
+      if (ops[i] === Op.RequestHeaders && culprit !== undefined && !entry.requeued && !entry.gens.includes(culprit)) {
+        // A bystander that only shared the batch: nothing of it lived in the lost worker yet,
+        // so its first call runs again on the replacement instead of taking a failure policy.
+        entry.requeued = true;
+        entry.worker.enqueue(entry, Op.RequestHeaders);
+        continue;
+      }
       if (ops[i] === Op.RequestBody || ops[i] === Op.ResponseBody) this.applyBodyPolicy(entry, ops[i] === Op.RequestBody, answers[i] as BodyChunk);
       else this.applyPolicy(entry, ops[i] === Op.HttpCallResponse ? entry.pendingRequestPhase : ops[i] === Op.RequestHeaders);
     }

@@ -31,6 +31,8 @@ export class StreamEntry {
    * losing the worker then loses body bytes, whatever the failure policy. */
   requestBodyHeld = false;
   responseBodyHeld = false;
+  /** Its request-headers call was sent again after a worker loss it had no part in. */
+  requeued = false;
   constructor(
     readonly stream: FilterStream,
     readonly worker: WorkerHandle,
