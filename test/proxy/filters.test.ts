@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Wisp } from '../../proxy/server.js';
@@ -197,6 +198,87 @@ test('breaker opens on Wisp\'s own 502s (connect failures reach on_log as respon
       return r.status === 503 ? r : null;
     }, 5000, 'breaker open');
     assert.equal(open!.headers['x-wisp-breaker'], 'open');
+  } finally {
+    await w.stop(0);
+  }
+});
+
+test('breaker: opens on upstream 5xx, fails fast, then a half-open probe closes it again', async () => {
+  let failing = true;
+  const flaky = await startUpstream((_req, res) => {
+    res.writeHead(failing ? 500 : 200);
+    res.end(failing ? 'down' : 'up');
+  });
+  const w = await Wisp.start(
+    normalizeConfig(
+      {
+        admin: { address: '127.0.0.1:0' },
+        listeners: [{ name: 'b', address: '127.0.0.1:0', routes: [{ match: { prefix: '/' }, cluster: 'flaky', filters: ['breaker'] }] }],
+        clusters: [{ name: 'flaky', endpoints: [`127.0.0.1:${flaky.port}`], outlier: { consecutive_5xx: 0 } }],
+        filters: [{ name: 'breaker', wasm: wasm('breaker'), config: { consecutive_failures: 3, cooldown: '300ms', half_open_requests: 1 } }],
+      },
+      'breaker-recovery.test',
+    ),
+  );
+  try {
+    const p = w.listenerPort('b');
+    for (let i = 0; i < 3; i++) assert.equal((await httpGet(p, `/f${i}`)).status, 500);
+    // Open: answered by the filter at once, the upstream is not asked.
+    const open = await waitFor(async () => {
+      const r = await httpGet(p, '/while-open');
+      return r.status === 503 && r.headers['x-wisp-breaker'] === 'open' ? r : null;
+    }, 5000, 'breaker open');
+    assert.ok(open);
+    const asked = flaky.requests.length;
+    assert.equal((await httpGet(p, '/still-open')).status, 503);
+    assert.equal(flaky.requests.length, asked);
+    // The upstream recovers; after the cool-down a probe goes through and closes the breaker.
+    failing = false;
+    await waitFor(async () => (await httpGet(p, '/probe')).status === 200, 5000, 'half-open probe succeeds');
+    for (let i = 0; i < 5; i++) assert.equal((await httpGet(p, `/closed${i}`)).status, 200);
+  } finally {
+    await w.stop(0);
+    await flaky.close();
+  }
+});
+
+function jwt(claims: Record<string, unknown>, secret: string): string {
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+test('auth JWT through a running Wisp: valid, expired, bad signature, wrong audience', async () => {
+  const secret = 'test-only-secret-0123456789';
+  const w = await Wisp.start(
+    normalizeConfig(
+      {
+        admin: { address: '127.0.0.1:0' },
+        listeners: [{ name: 'j', address: '127.0.0.1:0', routes: [{ match: { prefix: '/' }, cluster: 'up', filters: ['jwt'] }] }],
+        clusters: [{ name: 'up', endpoints: [`127.0.0.1:${up.port}`] }],
+        filters: [{ name: 'jwt', wasm: wasm('auth'), config: { jwt: { secret, issuer: 'wisp-test', audiences: ['api'], forward_claims: { sub: 'x-user' } } } }],
+      },
+      'jwt.test',
+    ),
+  );
+  try {
+    const p = w.listenerPort('j');
+    const now = Math.floor(Date.now() / 1000);
+    const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+    const before = up.requests.length;
+    const ok = await httpGet(p, '/me', { headers: bearer(jwt({ sub: 'alice', iss: 'wisp-test', aud: 'api', exp: now + 60 }, secret)) });
+    assert.equal(ok.status, 200);
+    assert.equal(up.requests[before]!.headers['x-user'], 'alice');
+    const expired = await httpGet(p, '/me', { headers: bearer(jwt({ sub: 'a', iss: 'wisp-test', aud: 'api', exp: now - 3600 }, secret)) });
+    assert.equal(expired.status, 401);
+    assert.match(String(expired.headers['www-authenticate']), /invalid_token/);
+    const forged = await httpGet(p, '/me', { headers: bearer(jwt({ sub: 'a', iss: 'wisp-test', aud: 'api', exp: now + 60 }, 'another-secret')) });
+    assert.equal(forged.status, 401);
+    const wrongAud = await httpGet(p, '/me', { headers: bearer(jwt({ sub: 'a', iss: 'wisp-test', aud: 'billing', exp: now + 60 }, secret)) });
+    assert.equal(wrongAud.status, 403);
+    assert.equal(up.requests.length, before + 1, 'only the valid token reached the upstream');
+    // The JWT secret never shows in /config.
+    assert.ok(!(await httpGet(w.adminPort(), '/config')).body.includes(secret));
   } finally {
     await w.stop(0);
   }
