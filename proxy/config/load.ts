@@ -17,12 +17,13 @@ import nodePath from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, isAlias, type Document, type Node } from 'yaml';
 import schema from './schema.json' with { type: 'json' };
+import { SNIFFED_PROTOCOLS } from './types.js';
 import { parseDuration, parseSize } from './duration.js';
 import { ConfigError, closestMatch, formatPath, type ConfigIssue } from './errors.js';
 import type {
   AdminConfig, ClusterConfig, EndpointConfig, FailurePolicy, FilterConfig, HeaderMatch, HealthCheckConfig,
   LbPolicy, ListenerConfig, ListenerLimits, QueryMatch, RetryOn, RetryPolicy, RouteConfig, RouteMatch,
-  TlsConfig, WispConfig,
+  TcpListenerConfig, TcpRouteConfig, TlsConfig, WispConfig,
 } from './types.js';
 
 export { ConfigError, type ConfigIssue } from './errors.js';
@@ -516,11 +517,87 @@ class Normalizer {
       limits: this.listenerLimits(asObj(o.limits) ?? {}, [...path, 'limits']),
       routes: [],
     };
+    if (o.protocol === 'tcp') {
+      listener.protocol = 'tcp';
+      listener.tcp = this.tcpListener(asObj(o.tcp) ?? {}, [...path, 'tcp'], clusters, filters);
+      if (o.tcp === undefined) this.report(path, 'a tcp listener needs a `tcp` block (at least `cluster`)');
+      if (o.routes !== undefined && !(Array.isArray(o.routes) && o.routes.length === 0)) {
+        this.report([...path, 'routes'], 'HTTP routes do not apply to a tcp listener; use tcp.routes', true);
+      }
+      if (tlsRaw) this.report([...path, 'tls'], 'a tcp listener passes TLS through and never terminates it; remove `tls`', true);
+      return listener;
+    }
+    if (o.tcp !== undefined) this.report([...path, 'tcp'], 'only a listener with `protocol: tcp` takes a `tcp` block', true);
+    if (o.routes === undefined) this.report(path, 'missing required key "routes"');
+    else if (Array.isArray(o.routes) && o.routes.length === 0) this.report([...path, 'routes'], 'must have at least 1 item');
     asList(o.routes).forEach((r, i) => {
       const route = asObj(r);
       if (route) listener.routes.push(this.route(route, [...path, 'routes', i], name, i, clusters, filters));
     });
     return listener;
+  }
+
+  private tcpListener(o: Obj, path: Segment[], clusters: Set<string>, filters: Set<string>): TcpListenerConfig {
+    const checkCluster = (v: unknown, p: Segment[]): string => {
+      const c = asString(v) ?? '';
+      if (!clusters.has(c)) {
+        const guess = closestMatch(c, [...clusters]);
+        this.report(p, `unknown cluster "${c}"${guess ? ` (did you mean "${guess}"?)` : ''}; ${definedList(clusters)}`);
+      }
+      return c;
+    };
+    let firstBytes = 1024;
+    if (o.first_bytes !== undefined) {
+      try {
+        firstBytes = parseSize(o.first_bytes);
+      } catch (err) {
+        this.report([...path, 'first_bytes'], (err as Error).message);
+      }
+      if (firstBytes < 1 || firstBytes > 65536) this.report([...path, 'first_bytes'], `must be 1 byte to 64KB (got ${firstBytes})`);
+    }
+    const tcp: TcpListenerConfig = {
+      routes: [],
+      first_bytes: firstBytes,
+      first_bytes_timeout_ms: this.duration(o, 'first_bytes_timeout', path, 1000),
+      idle_timeout_ms: this.duration(o, 'idle_timeout', path, 3_600_000),
+      connect_timeout_ms: this.duration(o, 'connect_timeout', path, 2000),
+    };
+    if (o.cluster !== undefined) tcp.cluster = checkCluster(o.cluster, [...path, 'cluster']);
+    if (o.sniff !== undefined) {
+      const f = asString(o.sniff) ?? '';
+      if (!filters.has(f)) this.report([...path, 'sniff'], `unknown filter "${f}"; ${definedList(filters)}`);
+      tcp.sniff = f;
+    }
+    asList(o.routes).forEach((r, i) => {
+      const ro = asObj(r);
+      if (!ro) return;
+      const p = [...path, 'routes', i];
+      const m = asObj(ro.match) ?? {};
+      const route: TcpRouteConfig = { match: {}, cluster: checkCluster(ro.cluster, [...p, 'cluster']) };
+      const protocols = asStringList(m.protocol);
+      if (protocols !== undefined) {
+        route.match.protocol = protocols;
+        protocols.forEach((proto, j) => {
+          if (!(SNIFFED_PROTOCOLS as readonly string[]).includes(proto)) {
+            this.report(typeof m.protocol === 'string' ? [...p, 'match', 'protocol'] : [...p, 'match', 'protocol', j],
+              `must be one of ${SNIFFED_PROTOCOLS.join(', ')} (got ${JSON.stringify(proto)})`);
+          }
+        });
+      }
+      const sni = asStringList(m.sni);
+      if (sni !== undefined) {
+        route.match.sni = sni.map((h) => h.toLowerCase());
+        route.match.sni.forEach((h, j) => {
+          if (!HOST_PATTERN.test(h)) this.report([...p, 'match', 'sni', j], `must be a host name or "*.suffix" (got ${JSON.stringify(h)})`);
+        });
+      }
+      tcp.routes.push(route);
+    });
+    if (tcp.routes.length > 0 && tcp.sniff === undefined) {
+      this.report([...path, 'routes'], 'routes match on what `sniff` finds: name a sniff filter (like the built-in filters/build/sniff.wasm)');
+    }
+    if (tcp.cluster === undefined && tcp.routes.length === 0 && Object.keys(o).length > 0) this.report(path, 'needs a `cluster` or `routes`');
+    return tcp;
   }
 
   private listenerLimits(o: Obj, path: Segment[]): ListenerLimits {

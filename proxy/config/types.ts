@@ -55,7 +55,42 @@ export interface ListenerConfig {
   /** Value of the `via` header Wisp adds. */
   via: string;
   limits: ListenerLimits;
+  /** HTTP routes; empty on a tcp listener. */
   routes: RouteConfig[];
+  /** Absent = 'http'. A 'tcp' listener proxies bytes (L4) as described by `tcp`. */
+  protocol?: ListenerProtocol;
+  /** Set exactly when protocol is 'tcp'. */
+  tcp?: TcpListenerConfig;
+}
+
+export type ListenerProtocol = 'http' | 'tcp';
+
+/** Protocols the sniff filter reports (the `protocol` property); 'unknown' when none fits. */
+export const SNIFFED_PROTOCOLS = ['tls', 'http1', 'http2', 'redis', 'dubbo', 'bolt', 'proxy', 'unknown'] as const;
+
+export interface TcpRouteMatch {
+  /** Any of these sniffed protocols; absent = any. */
+  protocol?: string[];
+  /** TLS SNI: exact host or "*.suffix" (lower-cased); absent = any. */
+  sni?: string[];
+}
+
+export interface TcpRouteConfig {
+  match: TcpRouteMatch;
+  cluster: string;
+}
+
+export interface TcpListenerConfig {
+  /** Where connections no route matches go; absent = such connections are closed. */
+  cluster?: string;
+  /** Name of the filter (from WispConfig.filters) that sniffs the first bytes. */
+  sniff?: string;
+  /** First match wins. Routes need `sniff`. */
+  routes: TcpRouteConfig[];
+  first_bytes: number;             // most bytes held for sniffing, default 1024
+  first_bytes_timeout_ms: number;  // default 1000; then sniff what arrived
+  idle_timeout_ms: number;         // no bytes either way for this long closes both sides; default 3600000; 0 = none
+  connect_timeout_ms: number;      // default 2000
 }
 
 export interface HeaderMatch {
