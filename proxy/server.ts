@@ -12,6 +12,8 @@ import { createFilterRuntime, type ManagedFilterRuntime } from './filters/manage
 import { log } from './log.js';
 import { FileWatch } from './file-watch.js';
 import { closeWebSockets, openWebSocketCount } from './listener/websocket.js';
+import { TcpListener, TcpListenerState } from './listener/tcp.js';
+import { SniffFilter } from './wasm/sniff.js';
 
 export interface WispOptions {
   /** Watch the config file and reload on change (default: true when started from a file). */
@@ -23,7 +25,7 @@ export class Wisp {
   readonly metrics = new Metrics();
   readonly clusters = new ClusterManager();
   filters: ManagedFilterRuntime | null = null;
-  private readonly listeners = new Map<string, HttpListener>();
+  private readonly listeners = new Map<string, HttpListener | TcpListener>();
   private admin: AdminServer | null = null;
   private adminPortNo = 0;
   private watcher: FileWatch | null = null;
@@ -69,15 +71,27 @@ export class Wisp {
     // 2. Clusters: unchanged ones (and their pools) are kept.
     this.clusters.apply(next.clusters);
     // 3. Listener states (routes, chains) are built before any listener changes.
-    const states = new Map<string, ListenerState>();
-    for (const lc of next.listeners) states.set(lc.name, new ListenerState(lc, this.clusters, this.filters, this.metrics));
+    //    TCP listeners get their sniff filters loaded in-process (wasm/sniff.ts).
+    const sniffers = new Map<string, SniffFilter>();
+    for (const lc of next.listeners) {
+      const name = lc.tcp?.sniff;
+      if (name === undefined || sniffers.has(name)) continue;
+      sniffers.set(name, await SniffFilter.load(next.filters.find((f) => f.name === name)!));
+    }
+    const states = new Map<string, ListenerState | TcpListenerState>();
+    for (const lc of next.listeners) {
+      states.set(lc.name, lc.protocol === 'tcp'
+        ? new TcpListenerState(lc, this.clusters, lc.tcp!.sniff === undefined ? null : sniffers.get(lc.tcp!.sniff)!, this.metrics)
+        : new ListenerState(lc, this.clusters, this.filters, this.metrics));
+    }
     // 4. Bind new or moved listeners; a bind failure closes what this reload opened.
-    const opened: HttpListener[] = [];
+    const opened: (HttpListener | TcpListener)[] = [];
     try {
       for (const lc of next.listeners) {
         const cur = this.listeners.get(lc.name);
         if (cur === undefined || !sameBinding(cur.config, lc)) {
-          const l = new HttpListener(states.get(lc.name)!);
+          const st = states.get(lc.name)!;
+          const l = st instanceof TcpListenerState ? new TcpListener(st) : new HttpListener(st);
           await l.listen();
           opened.push(l);
         }
@@ -92,7 +106,12 @@ export class Wisp {
       if (old !== undefined) old.close();
       this.listeners.set(l.config.name, l);
     }
-    for (const lc of next.listeners) this.listeners.get(lc.name)!.state = states.get(lc.name)!;
+    for (const lc of next.listeners) {
+      const l = this.listeners.get(lc.name)!;
+      const st = states.get(lc.name)!;
+      if (l instanceof TcpListener) l.state = st as TcpListenerState;
+      else l.state = st as ListenerState;
+    }
     for (const [name, l] of this.listeners) {
       if (!states.has(name)) {
         l.close();
@@ -160,6 +179,7 @@ export class Wisp {
     closeWebSockets(1001, 'going away');
     const deadline = Date.now() + drainMs;
     while (inflight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const l of this.listeners.values()) if (l instanceof TcpListener) l.closeConnections();
     this.listeners.clear();
     if (this.admin !== null) await this.admin.close();
     this.clusters.close();
@@ -221,5 +241,5 @@ export class Wisp {
 }
 
 function sameBinding(a: ListenerConfig, b: ListenerConfig): boolean {
-  return a.host === b.host && a.port === b.port && JSON.stringify(a.tls) === JSON.stringify(b.tls);
+  return a.host === b.host && a.port === b.port && JSON.stringify(a.tls) === JSON.stringify(b.tls) && (a.protocol ?? 'http') === (b.protocol ?? 'http');
 }

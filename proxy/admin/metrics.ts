@@ -50,12 +50,24 @@ export class RequestStats {
   }
 }
 
+/** Per (listener, cluster, protocol) L4 connection counters; protocol is what sniffing found
+ * ('' → "none" when the listener does not sniff). cluster is "none" for connections closed unrouted. */
+export class TcpStats {
+  connections = 0;
+  active = 0;
+  /** Bytes read from the client (sent upstream) and written to it. */
+  bytesIn = 0;
+  bytesOut = 0;
+  constructor(readonly listener: string, readonly cluster: string, readonly protocol: string) {}
+}
+
 const CLASS_NAMES = ['none', '1xx', '2xx', '3xx', '4xx', '5xx'];
 
 /** Owns the registry and the request stats; other modules register collectors. */
 export class Metrics {
   readonly registry = new client.Registry();
   private readonly stats = new Map<string, RequestStats>();
+  private readonly tcp = new Map<string, TcpStats>();
   readonly reloads = { ok: 0, failed: 0 };
   /** Filter hot-loads from a changed .wasm file. */
   readonly filterReloads = { ok: 0, failed: 0 };
@@ -94,6 +106,20 @@ export class Metrics {
       for (const s of this.stats.values()) if (s.retries > 0) out.push({ labels: { listener: s.listener, route: s.route, cluster: s.cluster }, value: s.retries });
       return out;
     });
+    this.register('wisp_tcp_connections_total', 'TCP (L4) connections by listener, cluster and sniffed protocol', 'counter', () =>
+      [...this.tcp.values()].map((t) => ({ labels: { listener: t.listener, cluster: t.cluster, protocol: t.protocol }, value: t.connections })),
+    );
+    this.register('wisp_tcp_connections_active', 'TCP (L4) connections open by listener, cluster and sniffed protocol', 'gauge', () =>
+      [...this.tcp.values()].map((t) => ({ labels: { listener: t.listener, cluster: t.cluster, protocol: t.protocol }, value: t.active })),
+    );
+    this.register('wisp_tcp_bytes_total', 'TCP (L4) bytes proxied; direction in = from the client, out = to the client', 'counter', () => {
+      const out: MetricValue[] = [];
+      for (const t of this.tcp.values()) {
+        out.push({ labels: { listener: t.listener, cluster: t.cluster, protocol: t.protocol, direction: 'in' }, value: t.bytesIn });
+        out.push({ labels: { listener: t.listener, cluster: t.cluster, protocol: t.protocol, direction: 'out' }, value: t.bytesOut });
+      }
+      return out;
+    });
     this.register('wisp_config_reloads_total', 'Configuration reloads by result', 'counter', () => [
       { labels: { result: 'ok' }, value: this.reloads.ok },
       { labels: { result: 'failed' }, value: this.reloads.failed },
@@ -117,6 +143,17 @@ export class Metrics {
       this.stats.set(key, s);
     }
     return s;
+  }
+
+  /** Kept across reloads like requestStats. */
+  tcpStats(listener: string, cluster: string, protocol: string): TcpStats {
+    const key = `${listener}\u0000${cluster}\u0000${protocol}`;
+    let t = this.tcp.get(key);
+    if (t === undefined) {
+      t = new TcpStats(listener, cluster, protocol === '' ? 'none' : protocol);
+      this.tcp.set(key, t);
+    }
+    return t;
   }
 
   async render(): Promise<string> {

@@ -100,6 +100,9 @@ export class FilterInstance {
   onHttpCallResponse: ExportFn | null = null;
   onTick: ExportFn | null = null;
   onQueueReady: ExportFn | null = null;
+  /** Network (L4) callbacks; only the in-process sniffer (wasm/sniff.ts) calls them so far. */
+  onNewConnection: ExportFn | null = null;
+  onDownstreamData: ExportFn | null = null;
   /** proxy_set_tick_period_milliseconds; reported to the main thread, which sends ticks. */
   tickPeriodMs = 0;
   tickChanged = false;
@@ -150,6 +153,8 @@ export class FilterInstance {
     this.onHttpCallResponse = (ex.proxy_on_http_call_response as ExportFn) ?? null;
     this.onTick = (ex.proxy_on_tick as ExportFn) ?? null;
     this.onQueueReady = (ex.proxy_on_queue_ready as ExportFn) ?? null;
+    this.onNewConnection = (ex.proxy_on_new_connection as ExportFn) ?? null;
+    this.onDownstreamData = (ex.proxy_on_downstream_data as ExportFn) ?? null;
 
     const watch = this.deps.watch;
     watch[Watch.DeadlineMs] = Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs);

@@ -1,0 +1,239 @@
+// L4 (TCP) listener: accepts connections, optionally holds the first bytes for a sniff filter
+// to name the protocol (and TLS SNI), picks a cluster by the tcp routes, connects to one of
+// its endpoints (same load balancer, health and outlier state as HTTP) and pipes bytes both
+// ways. Wisp never terminates TLS here: a ClientHello is only read, then passed through.
+import net from 'node:net';
+import type { ListenerConfig, TcpListenerConfig, TcpRouteConfig } from '../config/types.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+import type { Cluster } from '../upstream/cluster.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import type { Metrics, TcpStats } from '../admin/metrics.js';
+import type { SniffFilter } from '../wasm/sniff.js';
+import { log } from '../log.js';
+
+/** What a listener serves with; swapped whole on reload (connections keep the one they started with). */
+export class TcpListenerState {
+  readonly tcp: TcpListenerConfig;
+  constructor(
+    readonly config: ListenerConfig,
+    readonly clusters: ClusterManager,
+    /** null: the listener does not sniff (every connection goes to tcp.cluster). */
+    readonly sniffer: SniffFilter | null,
+    readonly metrics: Metrics,
+  ) {
+    this.tcp = config.tcp!;
+  }
+
+  /** The cluster for a sniffed connection: first matching route, else the default; '' = none. */
+  route(protocol: string, sni: string): string {
+    const routes = this.tcp.routes;
+    for (let i = 0; i < routes.length; i++) if (routeMatches(routes[i]!, protocol, sni)) return routes[i]!.cluster;
+    return this.tcp.cluster ?? '';
+  }
+}
+
+function routeMatches(route: TcpRouteConfig, protocol: string, sni: string): boolean {
+  const m = route.match;
+  if (m.protocol !== undefined && !m.protocol.includes(protocol)) return false;
+  if (m.sni !== undefined) {
+    if (sni === '') return false;
+    let hit = false;
+    for (const pattern of m.sni) {
+      if (pattern.startsWith('*.') ? sni.endsWith(pattern.slice(1)) && sni.length > pattern.length - 1 : sni === pattern) {
+        hit = true;
+        break;
+      }
+    }
+    if (!hit) return false;
+  }
+  return true;
+}
+
+export class TcpListener {
+  state: TcpListenerState;
+  readonly config: ListenerConfig;
+  private readonly server: net.Server;
+  private readonly open = new Set<TcpConnection>();
+  private boundPort = 0;
+
+  constructor(state: TcpListenerState) {
+    this.state = state;
+    this.config = state.config;
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      const conn = new TcpConnection(this, socket);
+      this.open.add(conn);
+      conn.start();
+    });
+    // A failed accept must not take the process down; the listener keeps serving.
+    this.server.on('error', (err) => log.error('tcp listener error', { listener: this.config.name, error: String(err) }));
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(new Error(`listener "${this.config.name}" cannot listen on ${this.config.host}:${this.config.port}: ${err.message}`));
+      this.server.once('error', onError);
+      this.server.listen({ host: this.config.host, port: this.config.port }, () => {
+        this.server.off('error', onError);
+        this.boundPort = (this.server.address() as net.AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  /** Stop accepting; connections in flight carry on (see closeConnections). */
+  close(): void {
+    this.server.close();
+  }
+
+  /** Destroy every connection still open (shutdown after the drain). */
+  closeConnections(): void {
+    for (const c of this.open) c.destroy();
+  }
+
+  get connectionCount(): number {
+    return this.open.size;
+  }
+
+  forget(conn: TcpConnection): void {
+    this.open.delete(conn);
+  }
+}
+
+/** One proxied connection: sniff (optional) → connect → pipe → close. */
+class TcpConnection {
+  private readonly state: TcpListenerState;
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private clientEnded = false;
+  private sniffTimer: NodeJS.Timeout | null = null;
+  private connectTimer: NodeJS.Timeout | null = null;
+  private upstream: net.Socket | null = null;
+  private endpoint: Endpoint | null = null;
+  private cluster: Cluster | null = null;
+  private stats: TcpStats | null = null;
+  private done = false;
+
+  constructor(private readonly listener: TcpListener, private readonly client: net.Socket) {
+    this.state = listener.state;
+  }
+
+  start(): void {
+    const client = this.client;
+    client.on('error', () => this.destroy());
+    client.on('close', () => this.destroy());
+    const idle = this.state.tcp.idle_timeout_ms;
+    // Bytes either way are a read on one socket and a write on the other, so the client
+    // socket's own inactivity timer sees traffic in both directions.
+    if (idle > 0) client.setTimeout(idle, () => this.destroy());
+    if (this.state.sniffer === null) {
+      client.pause();
+      this.connect(this.state.tcp.cluster ?? '', '');
+      return;
+    }
+    client.on('data', this.onFirstBytes);
+    client.on('end', this.onFirstEnd);
+    this.sniffTimer = setTimeout(() => this.decide(true), this.state.tcp.first_bytes_timeout_ms);
+  }
+
+  private readonly onFirstBytes = (chunk: Buffer): void => {
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
+    this.decide(this.heldBytes >= this.state.tcp.first_bytes);
+  };
+
+  private readonly onFirstEnd = (): void => {
+    this.clientEnded = true;
+    this.decide(true);
+  };
+
+  /** Run the sniff filter over what is held; `final` forces an answer (size, time or end reached). */
+  private decide(final: boolean): void {
+    if (this.done || this.sniffTimer === null) return;
+    const bytes = this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held);
+    this.held = bytes.length > 0 ? [bytes] : [];
+    const window = bytes.length > this.state.tcp.first_bytes ? bytes.subarray(0, this.state.tcp.first_bytes) : bytes;
+    const props = this.state.sniffer!.sniff(window, final);
+    let protocol = props === null ? 'unknown' : props.get('protocol') ?? '';
+    if (protocol === '' && !final) return;
+    if (protocol === '') protocol = 'unknown';
+    clearTimeout(this.sniffTimer);
+    this.sniffTimer = null;
+    this.client.off('data', this.onFirstBytes);
+    this.client.off('end', this.onFirstEnd);
+    this.client.pause();
+    const sni = props?.get('tls.sni') ?? '';
+    this.connect(this.state.route(protocol, sni), protocol);
+  }
+
+  private connect(clusterName: string, protocol: string): void {
+    const state = this.state;
+    const stats = (this.stats = state.metrics.tcpStats(state.config.name, clusterName === '' ? 'none' : clusterName, protocol));
+    stats.connections++;
+    stats.active++;
+    const cluster = clusterName === '' ? undefined : state.clusters.get(clusterName);
+    if (cluster === undefined || !cluster.acquire()) return this.destroy();
+    this.cluster = cluster;
+    const ep = cluster.pick('', null);
+    if (ep === null) return this.destroy();
+    this.endpoint = ep;
+    ep.active++;
+    const upstream = net.connect({ host: ep.address, port: ep.port, allowHalfOpen: true, noDelay: true });
+    this.upstream = upstream;
+    upstream.on('error', () => {
+      if (this.connectTimer !== null) this.connectFailed();
+      this.destroy();
+    });
+    // A clean upstream close already ended the client through pipe(); destroying it here
+    // would drop response bytes still queued for the client. A reset tears both down.
+    upstream.on('close', (hadError) => {
+      if (hadError || this.connectTimer !== null) this.destroy();
+    });
+    this.connectTimer = setTimeout(() => {
+      this.connectFailed('connect-timeout');
+      this.destroy();
+    }, state.tcp.connect_timeout_ms);
+    upstream.once('connect', () => {
+      clearTimeout(this.connectTimer!);
+      this.connectTimer = null;
+      for (const chunk of this.held) upstream.write(chunk);
+      this.held = [];
+      // pipe() handles backpressure both ways and, with allowHalfOpen, forwards each side's
+      // FIN as end() on the other while the reverse direction keeps flowing.
+      if (this.clientEnded) upstream.end();
+      else this.client.pipe(upstream);
+      upstream.pipe(this.client);
+      this.client.resume();
+    });
+  }
+
+  private connectFailed(kind: 'connect' | 'connect-timeout' = 'connect'): void {
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+    this.connectTimer = null;
+    if (this.endpoint !== null) this.endpoint.reportFailure(kind);
+  }
+
+  destroy(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.sniffTimer !== null) clearTimeout(this.sniffTimer);
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+    this.sniffTimer = null;
+    this.connectTimer = null;
+    const client = this.client;
+    const upstream = this.upstream;
+    if (this.stats !== null) {
+      this.stats.active--;
+      this.stats.bytesIn += client.bytesRead;
+      this.stats.bytesOut += client.bytesWritten;
+    }
+    if (this.endpoint !== null) this.endpoint.active--;
+    if (this.cluster !== null) this.cluster.release();
+    client.destroy();
+    if (upstream !== null) upstream.destroy();
+    this.listener.forget(this);
+  }
+}
