@@ -12,8 +12,8 @@ import { createFilterRuntime, type ManagedFilterRuntime } from './filters/manage
 import { log } from './log.js';
 import { FileWatch } from './file-watch.js';
 import { closeWebSockets, openWebSocketCount } from './listener/websocket.js';
-import { TcpListener, TcpListenerState } from './listener/tcp.js';
-import { SniffFilter } from './wasm/sniff.js';
+import { TcpListener, TcpListenerState, type Sniffer } from './listener/tcp.js';
+import { WasmFilterRuntime } from './filters/runtime.js';
 
 export interface WispOptions {
   /** Watch the config file and reload on change (default: true when started from a file). */
@@ -71,12 +71,14 @@ export class Wisp {
     // 2. Clusters: unchanged ones (and their pools) are kept.
     this.clusters.apply(next.clusters);
     // 3. Listener states (routes, chains) are built before any listener changes.
-    //    TCP listeners get their sniff filters loaded in-process (wasm/sniff.ts).
-    const sniffers = new Map<string, SniffFilter>();
+    //    TCP listeners sniff through the filter workers (WasmFilterRuntime.sniff).
+    const sniffers = new Map<string, Sniffer>();
     for (const lc of next.listeners) {
       const name = lc.tcp?.sniff;
       if (name === undefined || sniffers.has(name)) continue;
-      sniffers.set(name, await SniffFilter.load(next.filters.find((f) => f.name === name)!));
+      const runtime = this.filters;
+      if (!(runtime instanceof WasmFilterRuntime)) throw new Error(`listener "${lc.name}": sniff filter "${name}" needs the wasm filter runtime`);
+      sniffers.set(name, { sniff: (bytes, end) => runtime.sniff(name, bytes, end) });
     }
     const states = new Map<string, ListenerState | TcpListenerState>();
     for (const lc of next.listeners) {

@@ -144,6 +144,18 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     return new WasmFilterChain(this, names);
   }
 
+  /** Run network filter `name` over a TCP connection's first bytes in a worker (round robin)
+   * under its deadline. Resolves to the properties it set (empty: it wants more bytes), or
+   * null when it is not loaded, trapped, ran past its deadline or is quarantined. */
+  async sniff(name: string, data: Uint8Array, endOfStream: boolean): Promise<Map<string, string> | null> {
+    const gen = this.registry.current(name);
+    if (gen === null || this.closed) return null;
+    const handle = this.handles[this.nextPick % this.handles.length]!;
+    this.nextPick = (this.nextPick + 1) % this.handles.length;
+    const r = await handle.control({ op: 'sniff', genId: gen.id, data, end: endOfStream });
+    return r.ok ? new Map(r.props ?? []) : null;
+  }
+
   // --- ChainHost ----------------------------------------------------------------------
 
   get registryVersion(): number {

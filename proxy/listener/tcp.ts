@@ -8,8 +8,13 @@ import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { Metrics, TcpStats } from '../admin/metrics.js';
-import type { SniffFilter } from '../wasm/sniff.js';
 import { log } from '../log.js';
+
+/** Runs the sniff filter over the bytes held so far: the properties it set (none = it wants
+ * more bytes), or null when it failed (trap, deadline) — treated as `unknown`. */
+export interface Sniffer {
+  sniff(bytes: Uint8Array, endOfStream: boolean): Promise<Map<string, string> | null> | Map<string, string> | null;
+}
 
 /** What a listener serves with; swapped whole on reload (connections keep the one they started with). */
 export class TcpListenerState {
@@ -18,7 +23,7 @@ export class TcpListenerState {
     readonly config: ListenerConfig,
     readonly clusters: ClusterManager,
     /** null: the listener does not sniff (every connection goes to tcp.cluster). */
-    readonly sniffer: SniffFilter | null,
+    readonly sniffer: Sniffer | null,
     readonly metrics: Metrics,
   ) {
     this.tcp = config.tcp!;
@@ -116,6 +121,9 @@ class TcpConnection {
   private cluster: Cluster | null = null;
   private stats: TcpStats | null = null;
   private done = false;
+  private decided = false;
+  private sniffing = false;
+  private finalWanted = false;
 
   constructor(private readonly listener: TcpListener, private readonly client: net.Socket) {
     this.state = listener.state;
@@ -142,7 +150,10 @@ class TcpConnection {
   private readonly onFirstBytes = (chunk: Buffer): void => {
     this.held.push(chunk);
     this.heldBytes += chunk.length;
-    this.decide(this.heldBytes >= this.state.tcp.first_bytes);
+    const full = this.heldBytes >= this.state.tcp.first_bytes;
+    // Hold no more than first_bytes (plus one chunk) while the verdict is pending.
+    if (full) this.client.pause();
+    this.decide(full);
   };
 
   private readonly onFirstEnd = (): void => {
@@ -150,17 +161,47 @@ class TcpConnection {
     this.decide(true);
   };
 
-  /** Run the sniff filter over what is held; `final` forces an answer (size, time or end reached). */
+  /** Sniff what is held; `final` forces an answer (size, time or end reached). One sniff is
+   * in flight at a time: bytes or a deadline arriving meanwhile trigger the next one. */
   private decide(final: boolean): void {
-    if (this.done || this.sniffTimer === null) return;
+    if (this.done || this.decided) return;
+    if (final) this.finalWanted = true;
+    if (this.sniffing) return;
+    this.sniffing = true;
     const bytes = this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held);
     this.held = bytes.length > 0 ? [bytes] : [];
-    const window = bytes.length > this.state.tcp.first_bytes ? bytes.subarray(0, this.state.tcp.first_bytes) : bytes;
-    const props = this.state.sniffer!.sniff(window, final);
+    const limit = this.state.tcp.first_bytes;
+    const window = bytes.length > limit ? bytes.subarray(0, limit) : bytes;
+    const isFinal = this.finalWanted;
+    let answer: Promise<Map<string, string> | null> | Map<string, string> | null;
+    try {
+      answer = this.state.sniffer!.sniff(window, isFinal);
+    } catch {
+      answer = null;
+    }
+    if (answer instanceof Promise) {
+      answer.then(
+        (props) => this.onSniffed(props, isFinal, bytes.length),
+        () => this.onSniffed(null, isFinal, bytes.length),
+      );
+    } else {
+      this.onSniffed(answer, isFinal, bytes.length);
+    }
+  }
+
+  private onSniffed(props: Map<string, string> | null, wasFinal: boolean, sniffedBytes: number): void {
+    this.sniffing = false;
+    if (this.done || this.decided) return;
     let protocol = props === null ? 'unknown' : props.get('protocol') ?? '';
-    if (protocol === '' && !final) return;
-    if (protocol === '') protocol = 'unknown';
-    clearTimeout(this.sniffTimer);
+    if (protocol === '') {
+      if (!wasFinal) {
+        if (this.finalWanted || this.heldBytes > sniffedBytes) this.decide(this.finalWanted);
+        return;
+      }
+      protocol = 'unknown';
+    }
+    this.decided = true;
+    if (this.sniffTimer !== null) clearTimeout(this.sniffTimer);
     this.sniffTimer = null;
     this.client.off('data', this.onFirstBytes);
     this.client.off('end', this.onFirstEnd);

@@ -283,7 +283,8 @@ export class WorkerHandle {
     this.needsResync = true;
     const requeue: PendingControl[] = [];
     for (const c of this.flyCtl) {
-      if (c.op.op === 'load' && c.op.spec.id === culprit) c.resolve?.({ ok: false, error: reason });
+      // A sniff that ran past its deadline is answered (as a failure) rather than sent again.
+      if ((c.op.op === 'load' && c.op.spec.id === culprit) || (c.op.op === 'sniff' && c.op.genId === culprit)) c.resolve?.({ ok: false, error: reason });
       else if (c.resolve !== null) requeue.push(c);
     }
     this.flyCtl.length = 0;

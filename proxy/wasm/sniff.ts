@@ -1,12 +1,11 @@
-// Runs a proxy-wasm network filter over the first bytes of a TCP connection to learn what
-// protocol it speaks. In-process on the main thread, with the same FilterInstance + host
-// imports a worker uses: a sniff is one short call per new connection, and a round trip
-// through the worker batch protocol would cost more than the call. The bytes are offered as
-// the DownstreamData buffer (proxy_get_buffer_bytes type 2) to proxy_on_new_connection +
+// Runs a proxy-wasm network filter over the first bytes of a TCP connection, in-process on
+// the calling thread, with the same FilterInstance + host imports a worker uses. Wisp's TCP
+// listeners sniff through the workers instead (WasmFilterRuntime.sniff, the worker's
+// 'sniff' control op, which has the deadline watchdog); this is for tests and tools that want
+// a filter's verdict on some bytes without a runtime. The bytes are offered as the
+// DownstreamData buffer (proxy_get_buffer_bytes type 2) to proxy_on_new_connection +
 // proxy_on_downstream_data; what the filter sets with proxy_set_property is the answer.
-//
-// There is no watchdog here (a worker's deadline cannot interrupt the main thread), so only
-// a trusted, bounded filter belongs in `sniff`; a trap is caught and answered as null.
+// No watchdog here: a trap is caught and answered as null, a loop is not interrupted.
 
 import fs from 'node:fs/promises';
 import type { FilterConfig } from '../config/types.js';

@@ -201,11 +201,17 @@ export interface GenerationSpec {
 
 export type ControlOp =
   | { op: 'load'; spec: GenerationSpec; module: WebAssembly.Module }
-  | { op: 'drop'; genId: number };
+  | { op: 'drop'; genId: number }
+  /** Run a network filter over a TCP connection's first bytes (proxy_on_new_connection +
+   * proxy_on_downstream_data with them as the DownstreamData buffer); the answer's `props`
+   * are what it set with proxy_set_property. */
+  | { op: 'sniff'; genId: number; data: Uint8Array; end: boolean };
 
 export interface ControlResult {
   ok: boolean;
   error?: string;
+  /** sniff: the properties set, as [path, value] pairs. */
+  props?: [string, string][];
 }
 
 export interface WorkerTask {

@@ -51,6 +51,7 @@ class Generation {
 }
 
 const EMPTY_SET: ReadonlySet<number> = new Set();
+const SNIFF_DECODER = new TextDecoder();
 
 export class FilterWorker implements HttpCallSink {
   private readonly gens = new Map<number, Generation>();
@@ -65,6 +66,8 @@ export class FilterWorker implements HttpCallSink {
   private readonly faultReasons: string[] = [];
   private readonly calls = new Map<number, PendingCall>();
   private nextToken = 1;
+  /** Sniff contexts use negative stream ids, apart from the main thread's request streams. */
+  private nextSniffStream = -1;
   private readonly outTokens: number[] = [];
   private readonly outStreams: number[] = [];
   private readonly outClusters: string[] = [];
@@ -305,6 +308,7 @@ export class FilterWorker implements HttpCallSink {
       this.gens.delete(op.genId);
       return { ok: true };
     }
+    if (op.op === 'sniff') return this.sniff(op.genId, op.data, op.end);
     const gen = new Generation(op.spec, op.module);
     try {
       const inst = new FilterInstance(op.spec, op.module, this.deps);
@@ -315,6 +319,44 @@ export class FilterWorker implements HttpCallSink {
     } catch (err) {
       return { ok: false, error: errorMessage(err) };
     }
+  }
+
+  /** One sniff of a TCP connection's first bytes: a fresh context per call (the host sends
+   * everything held so far each time), under the same deadline watch as any call. */
+  private sniff(genId: number, data: Uint8Array, end: boolean): ControlResult {
+    const gen = this.gens.get(genId);
+    if (gen === undefined) return { ok: false, error: 'generation not loaded in this worker' };
+    if (this.quarantined.has(genId)) return { ok: false, error: 'filter quarantined' };
+    const inst = this.ready(gen);
+    if (inst === null) return { ok: false, error: 'filter instance not available' };
+    if (inst.onDownstreamData === null) return { ok: false, error: 'the filter does not export proxy_on_downstream_data' };
+    const stream = new StreamState(this.nextSniffStream--);
+    stream.body = data;
+    stream.bodyType = BufferType.DownstreamData;
+    const watch = this.deps.watch;
+    watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
+    watch[Watch.GenId] = genId;
+    watch[Watch.StartMs] = Date.now();
+    try {
+      const ctx = inst.contextFor(stream);
+      inst.stream = stream;
+      inst.contextId = ctx;
+      if (inst.onNewConnection !== null) inst.onNewConnection(ctx);
+      inst.onDownstreamData(ctx, data.length, end ? 1 : 0);
+      if (inst.onDone !== null) inst.onDone(ctx);
+      if (inst.onDelete !== null) inst.onDelete(ctx);
+      inst.contexts.delete(stream.id);
+    } catch (err) {
+      watch[Watch.StartMs] = 0;
+      this.fault(gen, genId, FaultKind.Trap, `trap in proxy_on_downstream_data: ${errorMessage(err)}`);
+      return { ok: false, error: errorMessage(err) };
+    } finally {
+      inst.stream = null;
+    }
+    watch[Watch.StartMs] = 0;
+    const props: [string, string][] = [];
+    if (stream.properties !== null) for (const [k, v] of stream.properties) props.push([k, SNIFF_DECODER.decode(v)]);
+    return { ok: true, props };
   }
 
   /** The generation's instance, recreating it (with backoff) after a fault. */

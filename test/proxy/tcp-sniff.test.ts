@@ -5,6 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import tls from 'node:tls';
 import http from 'node:http';
@@ -279,4 +280,60 @@ test('sniff filter, in-process on real bytes: SNI and ALPN, and the protocols no
   assert.deepEqual(sniff(''), {});
   assert.deepEqual(sniff('', true), { protocol: 'unknown' });
   assert.deepEqual(sniff('hello world'), { protocol: 'unknown' });
+});
+
+// A misbehaving sniff filter, compiled from source here: 'L' loops forever (deadline), 'T'
+// traps, anything else is "redis".
+const BAD_SNIFF = `
+@external("env", "proxy_set_property")
+declare function proxy_set_property(pp: usize, pl: usize, vp: usize, vl: usize): i32;
+@external("env", "proxy_get_buffer_bytes")
+declare function proxy_get_buffer_bytes(t: i32, start: usize, max: usize, retPtr: usize, retLen: usize): i32;
+const RET: usize = memory.data(16);
+let spins: u64 = 0;
+export function proxy_abi_version_0_2_1(): void {}
+export function proxy_on_memory_allocate(size: usize): usize { return heap.alloc(size); }
+export function proxy_on_downstream_data(ctx: u32, size: u32, eos: u32): u32 {
+  if (size == 0) return 0;
+  proxy_get_buffer_bytes(2, 0, 1, RET, RET + 4);
+  const c = load<u8>(load<u32>(RET));
+  if (c == 0x4c) { while (c != 0) spins++; }
+  if (c == 0x54) unreachable();
+  const k = String.UTF8.encode("protocol");
+  const v = String.UTF8.encode("redis");
+  proxy_set_property(changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
+  return 0;
+}
+`;
+
+test('sniff: a filter that traps or runs past its deadline sends the connection to the default cluster; the listener lives on', async () => {
+  const asc = await import('assemblyscript/asc');
+  const built = await asc.compileString(BAD_SNIFF, { runtime: 'incremental', optimizeLevel: 2, noAssert: true, use: ['abort='] });
+  assert.equal(built.error, null, String(built.stderr));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wisp-bad-sniff-'));
+  const wasm = path.join(dir, 'bad.wasm');
+  fs.writeFileSync(wasm, built.binary!);
+  const bad = await Wisp.start(normalizeConfig({
+    admin: { address: '127.0.0.1:0' },
+    workers: 1,
+    filters: [{ name: 'bad', wasm, deadline_ms: 50 }],
+    listeners: [{ name: 'l4', address: '127.0.0.1:0', protocol: 'tcp', tcp: { cluster: 'fallback', sniff: 'bad', routes: [{ match: { protocol: 'redis' }, cluster: 'redis' }] } }],
+    clusters: [
+      { name: 'fallback', endpoints: [`127.0.0.1:${ports.fallback}`] },
+      { name: 'redis', endpoints: [`127.0.0.1:${ports.redis}`] },
+    ],
+  }, path.join(dir, 'wisp.yaml')));
+  try {
+    const p = bad.listenerPort('l4');
+    assert.equal(await rawTalk(p, 'x', (g) => g.endsWith('\r\n')), '+PONG\r\n');
+    assert.equal(await rawTalk(p, 'Loop', (g) => g.length >= 13), 'fallback:Loop');
+    assert.equal(await rawTalk(p, 'Trap', (g) => g.length >= 13), 'fallback:Trap');
+    // Still accepting, and still sniffing once the instance is back (or falling back if the
+    // runtime quarantined the filter after its faults).
+    const again = await rawTalk(p, 'y', (g) => g.endsWith('\r\n') || g.length >= 10);
+    assert.ok(again === '+PONG\r\n' || again === 'fallback:y', again);
+  } finally {
+    await bad.stop(0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
