@@ -218,8 +218,9 @@ class TcpConnection {
     const cluster = clusterName === '' ? undefined : state.clusters.get(clusterName);
     if (cluster === undefined || !cluster.acquire()) return this.destroy();
     this.cluster = cluster;
-    const ep = cluster.pick('', null);
-    if (ep === null) return this.destroy();
+    // ring_hash keys TCP connections by client IP (there are no headers to hash).
+    const ep = cluster.pick(cluster.config.lb === 'ring_hash' ? this.client.remoteAddress ?? '' : '', null);
+    if (ep === null || ep.address === '') return this.destroy();
     this.endpoint = ep;
     ep.active++;
     const upstream = net.connect({ host: ep.address, port: ep.port, allowHalfOpen: true, noDelay: true });
