@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { SniffFilter } from '../../proxy/wasm/sniff.js';
-import { waitFor } from '../helpers/net.js';
+import { freePort, waitFor } from '../helpers/net.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SNIFF_WASM = path.resolve(here, '..', '..', '..', 'filters', 'build', 'sniff.wasm');
@@ -84,16 +84,19 @@ const routes = [
   { match: { protocol: 'http1' }, cluster: 'h1' },
   { match: { protocol: 'redis' }, cluster: 'redis' },
 ];
-const wisp = await Wisp.start(normalizeConfig({
+const sniffConfig = (tcpRoutes: typeof routes): ReturnType<typeof normalizeConfig> => normalizeConfig({
   admin: { address: '127.0.0.1:0' },
   workers: 1,
   filters: [{ name: 'sniff', wasm: SNIFF_WASM }],
   listeners: [
-    { name: 'l4', address: '127.0.0.1:0', protocol: 'tcp', tcp: { cluster: 'fallback', sniff: 'sniff', first_bytes_timeout: '3s', routes } },
-    { name: 'quick', address: '127.0.0.1:0', protocol: 'tcp', tcp: { cluster: 'fallback', sniff: 'sniff', first_bytes_timeout: '100ms', routes } },
+    { name: 'l4', address: `127.0.0.1:${l4Port}`, protocol: 'tcp', tcp: { cluster: 'fallback', sniff: 'sniff', first_bytes_timeout: '3s', routes: tcpRoutes } },
+    { name: 'quick', address: `127.0.0.1:${quickPort}`, protocol: 'tcp', tcp: { cluster: 'fallback', sniff: 'sniff', first_bytes_timeout: '100ms', routes: tcpRoutes } },
   ],
   clusters: Object.entries(ports).map(([name, port]) => ({ name, endpoints: [`127.0.0.1:${port}`] })),
-}, path.join(here, 'tcp-sniff.yaml')));
+}, path.join(here, 'tcp-sniff.yaml'));
+const l4Port = await freePort();
+const quickPort = await freePort();
+const wisp = await Wisp.start(sniffConfig(routes));
 closers.unshift(() => wisp.stop(0));
 const port = wisp.listenerPort('l4');
 
@@ -248,6 +251,17 @@ test('sniff: clients that close mid-detection do no harm; the listener keeps acc
   assert.equal(got, 'fallback:*1\r');
   assert.equal(await rawTalk(port, '*1\r\n$4\r\nPING\r\n', (g) => g.endsWith('\r\n')), '+PONG\r\n');
   await waitFor(async () => /wisp_tcp_connections_active\{listener="l4",cluster="fallback",protocol="unknown"\} 0/.test(await wisp.metrics.render()), 5000, 'connections closed');
+});
+
+test('sniff: a reload swaps the tcp routes for new connections without rebinding', async () => {
+  await wisp.apply(sniffConfig(routes.filter((r) => r.cluster !== 'redis')));
+  try {
+    assert.equal(wisp.listenerPort('l4'), port);
+    assert.equal(await rawTalk(port, '*1\r\n$4\r\nPING\r\n', (g) => g.length >= 23), 'fallback:*1\r\n$4\r\nPING\r\n');
+  } finally {
+    await wisp.apply(sniffConfig(routes));
+  }
+  assert.equal(await rawTalk(port, '*1\r\n$4\r\nPING\r\n', (g) => g.endsWith('\r\n')), '+PONG\r\n');
 });
 
 test('sniff filter, in-process on real bytes: SNI and ALPN, and the protocols no client above speaks', async () => {
