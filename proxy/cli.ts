@@ -23,7 +23,8 @@ async function run(file: string): Promise<Wisp> {
   const config = loadConfigFile(path.resolve(file));
   const wisp = await Wisp.start(config, { watch: true });
   for (const l of config.listeners) {
-    log.info(`listener ${l.name} on ${l.tls ? 'https' : 'http'}://${l.host}:${wisp.listenerPort(l.name)}`);
+    const scheme = l.protocol === 'tcp' ? 'tcp' : l.tls ? 'https' : 'http';
+    log.info(`listener ${l.name} on ${scheme}://${l.host}:${wisp.listenerPort(l.name)}`);
   }
   log.info(`admin on http://${config.admin.host}:${wisp.adminPort()}`);
   installSignals(wisp);
