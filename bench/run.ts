@@ -38,6 +38,9 @@ export const TARGETS: Target[] = [
   ]),
   // The noop filter hot-reloaded through the admin API every second under load.
   wispTarget('wisp+hotload', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }], { hotload: { filter: 'noop', everyMs: 1000 } }),
+  // The same HTTP load through an L4 (protocol: tcp) listener whose first bytes are sniffed
+  // by filters/sniff; wrk keeps connections open, so the sniff is paid once per connection.
+  wispTarget('wisp-tcp', [], { l4: { sniff: { name: 'sniff', wasm: 'filters/build/sniff.wasm' } } }),
 ];
 
 export interface BenchOptions {

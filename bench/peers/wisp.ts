@@ -23,6 +23,24 @@ export interface WispConfigOptions {
   filters: BenchFilter[];
   /** Route timeout; 0 = none (the streaming check). Wisp's default otherwise. */
   routeTimeout?: string | number;
+  /** An L4 listener (`protocol: tcp`) instead of the HTTP one; `filters` are then unused. */
+  l4?: L4Options;
+}
+
+export interface L4Options {
+  /** The sniff filter (e.g. filters/build/sniff.wasm); null = no sniffing, straight pipe. */
+  sniff: BenchFilter | null;
+}
+
+/** An L4 listener to the same cluster: with a sniff filter, http1 is routed to it (the
+ * default cluster too, so a wrong verdict costs nothing but shows in the metrics). */
+function l4Listener(o: WispConfigOptions, l4: L4Options): Record<string, unknown> {
+  const tcp: Record<string, unknown> = { cluster: 'up' };
+  if (l4.sniff !== null) {
+    tcp.sniff = l4.sniff.name;
+    tcp.routes = [{ match: { protocol: ['http1'] }, cluster: 'up' }];
+  }
+  return { name: 'bench', address: `127.0.0.1:${o.listenPort}`, protocol: 'tcp', tcp };
 }
 
 export function wispConfig(o: WispConfigOptions): string {
@@ -33,11 +51,12 @@ export function wispConfig(o: WispConfigOptions): string {
     admin: { address: `127.0.0.1:${o.adminPort}` },
     // The load has stopped when the harness stops Wisp; nothing is left to drain.
     drain_timeout: '2s',
-    listeners: [{ name: 'bench', address: `127.0.0.1:${o.listenPort}`, routes: [route] }],
+    listeners: [o.l4 ? l4Listener(o, o.l4) : { name: 'bench', address: `127.0.0.1:${o.listenPort}`, routes: [route] }],
     clusters: [{ name: 'up', endpoints: [`127.0.0.1:${o.upstreamPort}`] }],
   };
-  if (o.filters.length > 0) {
-    doc.filters = o.filters.map((f) => {
+  const filters = o.l4 ? (o.l4.sniff ? [o.l4.sniff] : []) : o.filters;
+  if (filters.length > 0) {
+    doc.filters = filters.map((f) => {
       const entry: Record<string, unknown> = { name: f.name, wasm: join(o.root, f.wasm) };
       if (f.config) entry.config = f.config;
       return entry;
@@ -51,6 +70,8 @@ export const WISP_BIN = 'bin/wisp.js';
 export interface WispTargetOptions {
   /** While the load runs, reload this filter through the admin API every `everyMs`. */
   hotload?: { filter: string; everyMs: number };
+  /** A `protocol: tcp` listener (bytes piped, optionally sniffed) instead of the HTTP one. */
+  l4?: L4Options;
 }
 
 /** Reloads one filter through the admin API on a timer, one reload at a time, counting
@@ -109,7 +130,8 @@ export function wispTarget(name: string, filters: BenchFilter[] = [], options: W
     unavailable(ctx) {
       if (!existsSync(join(ctx.root, WISP_BIN))) return `${WISP_BIN} does not exist yet`;
       if (!existsSync(join(ctx.root, 'dist', 'proxy', 'cli.js'))) return 'dist/proxy/cli.js missing (npx tsc -p .)';
-      for (const f of filters) {
+      const needed = options.l4?.sniff ? [...filters, options.l4.sniff] : filters;
+      for (const f of needed) {
         if (!existsSync(join(ctx.root, f.wasm))) return `${f.wasm} not built (npm run build:filters)`;
       }
       return null;
@@ -118,7 +140,7 @@ export function wispTarget(name: string, filters: BenchFilter[] = [], options: W
       const [listenPort, adminPort] = [await freePort(), await freePort()];
       mkdirSync(ctx.dir, { recursive: true });
       const conf = join(ctx.dir, 'wisp.yaml');
-      writeFileSync(conf, wispConfig({ root: ctx.root, adminPort, listenPort, upstreamPort: ctx.upstreamPort, filters, routeTimeout: ctx.streaming ? 0 : undefined }));
+      writeFileSync(conf, wispConfig({ root: ctx.root, adminPort, listenPort, upstreamPort: ctx.upstreamPort, filters, routeTimeout: ctx.streaming ? 0 : undefined, l4: options.l4 }));
       const proc = new ManagedProcess(name, process.execPath, [join(ctx.root, WISP_BIN), '--config', conf], { cwd: ctx.root });
       try {
         await waitReady(proc, listenPort, 15_000);
