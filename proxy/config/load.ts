@@ -18,6 +18,9 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, isAlias, type Document, type Node } from 'yaml';
 import schema from './schema.json' with { type: 'json' };
 import { SNIFFED_PROTOCOLS } from './types.js';
+
+/** Protocol names in tcp routes: what filters/sniff reports, or a custom filter's own. */
+const PROTOCOL_NAME = /^[a-z0-9][a-z0-9._-]{0,31}$/;
 import { parseDuration, parseSize } from './duration.js';
 import { ConfigError, closestMatch, formatPath, type ConfigIssue } from './errors.js';
 import type {
@@ -578,9 +581,11 @@ class Normalizer {
       if (protocols !== undefined) {
         route.match.protocol = protocols;
         protocols.forEach((proto, j) => {
-          if (!(SNIFFED_PROTOCOLS as readonly string[]).includes(proto)) {
+          // Any sniff filter may name its own protocols (a team's custom one included):
+          // accept a lower-case token, and name the built-in ones when it isn't one.
+          if (!PROTOCOL_NAME.test(proto)) {
             this.report(typeof m.protocol === 'string' ? [...p, 'match', 'protocol'] : [...p, 'match', 'protocol', j],
-              `must be one of ${SNIFFED_PROTOCOLS.join(', ')} (got ${JSON.stringify(proto)})`);
+              `must be a lower-case protocol name a sniff filter reports, e.g. ${SNIFFED_PROTOCOLS.join(', ')} (got ${JSON.stringify(proto)})`);
           }
         });
       }

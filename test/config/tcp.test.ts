@@ -104,7 +104,7 @@ listeners:
   - name: g
     port: 0
     protocol: tcp
-    tcp: { cluster: web, first_bytes: 0, routes: [{ match: { protocol: gopher }, cluster: web }] }
+    tcp: { cluster: web, first_bytes: 0, routes: [{ match: { protocol: Gopher }, cluster: web }] }
 `);
   const has = (re: RegExp): void => assert.ok(found.some((f) => re.test(f)), `expected ${re} in:\n${found.join('\n')}`);
   has(/listeners\[0\]\.tcp\.cluster: unknown cluster "webb" \(did you mean "web"\?\)/);
@@ -116,5 +116,5 @@ listeners:
   has(/listeners\[4\]: missing required key "routes"/);
   has(/listeners\[5\]\.tcp: only a listener with `protocol: tcp`/);
   has(/listeners\[6\]\.tcp\.first_bytes: must be 1 byte to 64KB/);
-  has(/listeners\[6\]\.tcp\.routes\[0\]\.match\.protocol.*must be one of/);
+  has(/listeners\[6\]\.tcp\.routes\[0\]\.match\.protocol.*(lower-case|pattern)/);
 });
