@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import asc from 'assemblyscript/asc';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { Wisp } from '../../proxy/server.js';
 import { freePort, httpGet, startUpstream, type TestUpstream } from '../helpers/net.js';
+import { buildFilterProject, linkDependencies } from '../helpers/filter-project.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const EXAMPLE = join(ROOT, 'examples', 'canary-filter');
@@ -30,11 +30,8 @@ let admin: number;
 /** The example project's layout, with node_modules linked to this repo instead of npm
  * install (what npm makes for its file: dependencies). Sources are linked, not copied. */
 function stageExample(): void {
-  mkdirSync(join(work, 'node_modules', '@wisp'), { recursive: true });
+  linkDependencies(work);
   mkdirSync(join(work, 'test'));
-  symlinkSync(join(ROOT, 'node_modules', 'assemblyscript'), join(work, 'node_modules', 'assemblyscript'), 'dir');
-  symlinkSync(join(ROOT, 'sdk-as'), join(work, 'node_modules', '@wisp', 'sdk-as'), 'dir');
-  symlinkSync(ROOT, join(work, 'node_modules', 'wisp'), 'dir');
   symlinkSync(join(EXAMPLE, 'assembly'), join(work, 'assembly'), 'dir');
   copyFileSync(join(EXAMPLE, 'asconfig.json'), join(work, 'asconfig.json'));
   // Copied: node resolves a symlinked test file to its real path, and build/ is here.
@@ -43,12 +40,7 @@ function stageExample(): void {
 
 before(async () => {
   stageExample();
-  let stderr = '';
-  const { error } = await asc.main(['assembly/index.ts', '--config', 'asconfig.json', '--target', 'release', '--baseDir', work], {
-    stderr: { write: (c: string | Uint8Array) => { stderr += String(c); } },
-    stdout: { write: () => {} },
-  });
-  assert.equal(error, null, `canary build failed: ${error?.message}\n${stderr}`);
+  await buildFilterProject(work);
   canaryWasm = readFileSync(join(work, 'build', 'canary.wasm'));
 
   stable = await startUpstream((_req, res) => res.end('stable'));

@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import asc from 'assemblyscript/asc';
 import { loadConfigFile, normalizeConfig } from '../../proxy/config/load.js';
 import { Wisp } from '../../proxy/server.js';
 import { waitFor } from '../helpers/net.js';
+import { buildFilterProject, linkDependencies } from '../helpers/filter-project.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const EXAMPLE = join(ROOT, 'examples', 'custom-protocol');
@@ -82,20 +82,12 @@ function talk(chunks: Buffer[], expectLength: number): Promise<string> {
 
 before(async () => {
   // The example's layout with node_modules linked to this repo (what npm's file: deps make).
-  mkdirSync(join(work, 'node_modules', '@wisp'), { recursive: true });
+  linkDependencies(work);
   mkdirSync(join(work, 'test'));
-  symlinkSync(join(ROOT, 'node_modules', 'assemblyscript'), join(work, 'node_modules', 'assemblyscript'), 'dir');
-  symlinkSync(join(ROOT, 'sdk-as'), join(work, 'node_modules', '@wisp', 'sdk-as'), 'dir');
-  symlinkSync(ROOT, join(work, 'node_modules', 'wisp'), 'dir');
   symlinkSync(join(EXAMPLE, 'assembly'), join(work, 'assembly'), 'dir');
   copyFileSync(join(EXAMPLE, 'asconfig.json'), join(work, 'asconfig.json'));
   copyFileSync(join(EXAMPLE, 'test', 'wisprpc.test.mjs'), join(work, 'test', 'wisprpc.test.mjs'));
-  let stderr = '';
-  const { error } = await asc.main(['assembly/index.ts', '--config', 'asconfig.json', '--target', 'release', '--baseDir', work], {
-    stderr: { write: (c: string | Uint8Array) => { stderr += String(c); } },
-    stdout: { write: () => {} },
-  });
-  assert.equal(error, null, `wisprpc-sniff build failed: ${error?.message}\n${stderr}`);
+  await buildFilterProject(work);
 
   rpc = await new EchoUpstream('rpc').listen();
   fallback = await new EchoUpstream('default').listen();

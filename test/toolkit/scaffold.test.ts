@@ -3,36 +3,23 @@
 // the SDK, Wisp itself for wisp/testing) — the same layout npm makes for its file: deps.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import asc from 'assemblyscript/asc';
 import { scaffoldFilter } from '../../proxy/filter-scaffold.js';
+import { buildFilterProject, linkDependencies } from '../helpers/filter-project.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'wisp-scaffold-'));
 const dir = join(work, 'edge-guard');
 
-/** Build one target of the project with the asc API, in-process. */
-async function build(target: 'release' | 'debug'): Promise<void> {
-  let stderr = '';
-  const { error } = await asc.main(['assembly/index.ts', '--config', 'asconfig.json', '--target', target, '--baseDir', dir], {
-    stderr: { write: (c: string | Uint8Array) => { stderr += String(c); } },
-    stdout: { write: () => {} },
-  });
-  assert.equal(error, null, `${target} build failed: ${error?.message}\n${stderr}`);
-}
-
 before(async () => {
   const out = scaffoldFilter({ name: 'edge-guard', dir, wispRoot: ROOT });
   assert.deepEqual(out.files.sort(), ['.gitignore', '.npmrc', 'README.md', 'asconfig.json', 'assembly/index.ts', 'package.json', 'test/filter.test.mjs']);
-  mkdirSync(join(dir, 'node_modules', '@wisp'), { recursive: true });
-  symlinkSync(join(ROOT, 'node_modules', 'assemblyscript'), join(dir, 'node_modules', 'assemblyscript'), 'dir');
-  symlinkSync(join(ROOT, 'sdk-as'), join(dir, 'node_modules', '@wisp', 'sdk-as'), 'dir');
-  symlinkSync(ROOT, join(dir, 'node_modules', 'wisp'), 'dir');
-  await build('release');
+  linkDependencies(dir);
+  await buildFilterProject(dir, 'release');
 });
 
 after(() => rmSync(work, { recursive: true, force: true }));
