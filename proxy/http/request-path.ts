@@ -161,7 +161,6 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   private pendingOffset = 0;
   private chunkToWrite: Buffer | null = null;
   private upstreamPaused = false;
-  private finalStatus = 0;
   private inFilter: FilterPhase | null = null;
   private held: Buffer[] | null = null; // response body read while response filters ran
   private heldEnd = false;
@@ -925,7 +924,6 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (this.state === 2) return;
     const aborted = this.state === 3;
     this.state = 2;
-    this.finalStatus = status;
     this.clearTryTimer();
     if (this.requestTimer !== null) clearTimeout(this.requestTimer);
     if (this.bodyTimer !== null) clearTimeout(this.bodyTimer);

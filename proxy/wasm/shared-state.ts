@@ -39,7 +39,6 @@ const H_KV_USED = 8;
 const KV_HDR = 16; // state, cas, keyLen, valLen
 const SLOT_EMPTY = 0;
 const SLOT_USED = 1;
-const SLOT_DELETED = 2;
 
 const Q_HDR = 24; // used, head, size(bytes), count, nameLen, pad
 const Q_NAME = 256;
