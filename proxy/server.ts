@@ -68,9 +68,7 @@ export class Wisp {
       if (this.filters === null) this.filters = await createFilterRuntime(next, log, this.clusters);
       await this.filters.apply(next.filters);
     }
-    // 2. Clusters: unchanged ones (and their pools) are kept.
-    this.clusters.apply(next.clusters);
-    // 3. Listener states (routes, chains) are built before any listener changes.
+    // 2. Listener states (routes, chains) are built before any listener changes.
     //    TCP listeners sniff through the filter workers (WasmFilterRuntime.sniff).
     const sniffers = new Map<string, Sniffer>();
     for (const lc of next.listeners) {
@@ -86,7 +84,7 @@ export class Wisp {
         ? new TcpListenerState(lc, this.clusters, lc.tcp!.sniff === undefined ? null : sniffers.get(lc.tcp!.sniff)!, this.metrics)
         : new ListenerState(lc, this.clusters, this.filters, this.metrics));
     }
-    // 4. Bind new or moved listeners; a bind failure closes what this reload opened.
+    // 3. Bind new or moved listeners; a bind failure closes what this reload opened.
     const opened: (HttpListener | TcpListener)[] = [];
     try {
       for (const lc of next.listeners) {
@@ -102,7 +100,9 @@ export class Wisp {
       for (const l of opened) l.close();
       throw err;
     }
-    // 5. Commit: swap states, retire listeners that moved or went away.
+    // 4. Commit. Clusters first (unchanged ones keep their pools): requests look their
+    //    cluster up by name when they start, so routes and clusters switch together.
+    this.clusters.apply(next.clusters);
     for (const l of opened) {
       const old = this.listeners.get(l.config.name);
       if (old !== undefined) old.close();

@@ -79,6 +79,7 @@ test('file change reloads; invalid file is rejected and the old config keeps ser
 
 test('a listener that cannot bind fails the reload and changes nothing', async () => {
   const up = await startUpstream();
+  const other = await startUpstream();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wisp-reload-'));
   const file = path.join(dir, 'wisp.yaml');
   const listenPort = await freePort();
@@ -86,13 +87,18 @@ test('a listener that cannot bind fails the reload and changes nothing', async (
   const wisp = await Wisp.start(loadConfigFile(file));
   const blocker = await startUpstream();
   try {
-    fs.writeFileSync(file, yamlFor(blocker.port, up.port, '/'));
+    // The new config moves the listener to a taken port AND points the cluster elsewhere.
+    fs.writeFileSync(file, yamlFor(blocker.port, other.port, '/'));
     const r = await wisp.reload();
     assert.equal(r.ok, false);
     assert.match(r.error ?? '', /cannot listen/);
+    const before = up.requests.length;
     assert.equal((await httpGet(listenPort, '/x')).status, 200);
+    assert.equal(up.requests.length, before + 1, 'the old cluster still serves');
+    assert.equal(other.requests.length, 0);
   } finally {
     await wisp.stop(0);
+    await other.close();
     await blocker.close();
     await up.close();
     fs.rmSync(dir, { recursive: true, force: true });
