@@ -612,31 +612,21 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       (this.held ??= []).push(Buffer.from(chunk));
       return false;
     }
-    if (this.responseLength > 0) {
-      this.chunkToWrite = chunk;
-      corking = this;
-      this.res.cork(corkedChunk);
-      corking = null;
-      this.chunkToWrite = null;
-      if (this.pendingChunk !== null) {
-        // The exchange pauses itself on false: remember that resume() is owed.
-        this.upstreamPaused = true;
-        return false;
-      }
-      return true;
-    }
     this.chunkToWrite = chunk;
     corking = this;
     this.res.cork(corkedChunk);
     corking = null;
     this.chunkToWrite = null;
-    if (this.pendingChunk !== null) {
+    if (this.pendingChunk === null) return true;
+    // The exchange pauses itself on false: remember that resume() is owed.
+    this.upstreamPaused = true;
+    if (this.responseLength <= 0) {
+      // write() kept the whole chunk: only wait for uWS to drain it (tryEnd's rest is
+      // already pending, with onWritable watched, in writeCorkedChunk).
       this.pendingChunk = null;
-      this.upstreamPaused = true;
       this.watchWritable();
-      return false;
     }
-    return true;
+    return false;
   }
 
   /** Runs corked: write one body chunk (with the head first when it was held back). */
