@@ -4,22 +4,13 @@
 // over their old pools; a removed one is closed gracefully (its in-flight requests finish).
 import { isDeepStrictEqual } from 'node:util';
 import type { ClusterConfig } from '../config/types.js';
-import { Cluster, ClusterCounters, type ClusterStats, type ClusterOptions } from './cluster.js';
+import { Cluster, ClusterCounters, type ClusterStats, type ClusterOptions, type CounterValues } from './cluster.js';
 
 /** Sums over every cluster ever applied (removed clusters included), for the metrics module. */
-export interface UpstreamTotals {
+export interface UpstreamTotals extends CounterValues {
   clusters: number;
   endpoints: number;
   availableEndpoints: number;
-  inFlight: number;
-  overflows: number;
-  ejections: number;
-  ejectionsSkipped: number;
-  healthyTransitions: number;
-  unhealthyTransitions: number;
-  dnsResolutions: number;
-  dnsChanges: number;
-  dnsFailures: number;
 }
 
 const COUNTER_FIELDS = [
@@ -91,15 +82,8 @@ export class ClusterManager {
       clusters: this.clusters.size,
       endpoints: 0,
       availableEndpoints: 0,
+      ...this.retired,
       inFlight: 0,
-      overflows: this.retired.overflows,
-      ejections: this.retired.ejections,
-      ejectionsSkipped: this.retired.ejectionsSkipped,
-      healthyTransitions: this.retired.healthyTransitions,
-      unhealthyTransitions: this.retired.unhealthyTransitions,
-      dnsResolutions: this.retired.dnsResolutions,
-      dnsChanges: this.retired.dnsChanges,
-      dnsFailures: this.retired.dnsFailures,
     };
     for (const c of this.clusters.values()) {
       t.endpoints += c.endpoints.length;

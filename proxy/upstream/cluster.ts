@@ -47,20 +47,14 @@ export interface EndpointStats {
   ejections: number;
 }
 
-export interface ClusterStats {
+/** The counters of a ClusterCounters, as plain data. */
+export type CounterValues = { [K in keyof ClusterCounters]: number };
+
+export interface ClusterStats extends CounterValues {
   name: string;
   lb: string;
-  inFlight: number;
   maxRequests: number;
   available: number;
-  overflows: number;
-  ejections: number;
-  ejectionsSkipped: number;
-  healthyTransitions: number;
-  unhealthyTransitions: number;
-  dnsResolutions: number;
-  dnsChanges: number;
-  dnsFailures: number;
   endpoints: EndpointStats[];
 }
 
@@ -168,17 +162,9 @@ export class Cluster {
     return {
       name: this.name,
       lb: this.config.lb,
-      inFlight: c.inFlight,
+      ...c,
       maxRequests: this.config.limits.max_requests,
       available: this.availableCount(now),
-      overflows: c.overflows,
-      ejections: c.ejections,
-      ejectionsSkipped: c.ejectionsSkipped,
-      healthyTransitions: c.healthyTransitions,
-      unhealthyTransitions: c.unhealthyTransitions,
-      dnsResolutions: c.dnsResolutions,
-      dnsChanges: c.dnsChanges,
-      dnsFailures: c.dnsFailures,
       endpoints: this.endpoints.map((ep) => ({
         key: ep.key,
         address: ep.address,
