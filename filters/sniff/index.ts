@@ -110,11 +110,15 @@ function resp(p: usize, n: u32, b0: u8): string {
 }
 
 /** SOFA Bolt: v1 = proto 1, type (0 response, 1 request, 2 oneway), cmdcode u16 (0..2);
- * v2 = proto 2, ver1 1, then the same type and cmdcode. */
+ * v2 = proto 2, ver1, then the same type and cmdcode. ver1 1 is v1's layout under proto 2,
+ * ver1 2 adds a CRC32 trailer (what sofa-bolt-node's 'bolt2' with crcEnable sends). */
 function bolt(p: usize, n: u32, b0: u8): string {
   const base: u32 = b0 == 0x01 ? 1 : 2;
   if (n < base + 3) return UNDECIDED;
-  if (b0 == 0x02 && load<u8>(p + 1) != 0x01) return "unknown";
+  if (b0 == 0x02) {
+    const ver1 = load<u8>(p + 1);
+    if (ver1 != 0x01 && ver1 != 0x02) return "unknown";
+  }
   const type = load<u8>(p + base);
   const cmdHi = load<u8>(p + base + 1);
   const cmdLo = load<u8>(p + base + 2);

@@ -17,7 +17,16 @@ export interface RpcPacket {
 interface RpcEncoder extends Readable {
   writeRequest(id: number, req: object, callback?: (err: Error | null) => void): void;
   writeResponse(req: RpcPacket, res: object, callback?: (err: Error | null) => void): void;
+  writeHeartbeat(id: number, hb: object): void;
   writeHeartbeatAck(hb: RpcPacket): void;
+}
+
+/** sofa-bolt-node encoder settings: protocolType 'bolt2' with boltVersion 2 and crcEnable is
+ * Bolt v2 with a CRC32 trailer (proto 0x02, ver1 0x02). */
+export interface EncoderSettings {
+  protocolType?: string;
+  boltVersion?: number;
+  crcEnable?: boolean;
 }
 
 /** Emits 'request', 'response', 'heartbeat' with an RpcPacket, and 'error'. */
@@ -101,17 +110,19 @@ export class RpcCodecClient {
   private readonly pending = new Map<number, { resolve: (p: RpcPacket) => void; reject: (e: Error) => void }>();
   private nextId = 1;
 
-  constructor(codec: RpcCodec, port: number) {
+  constructor(codec: RpcCodec, port: number, settings: EncoderSettings = {}) {
     const options = { sentReqs: new Map<number, unknown>() };
-    this.encoder = codec.encoder(options);
+    this.encoder = Object.assign(codec.encoder(options), settings);
     const decoder = codec.decoder(options);
     this.socket = net.connect(port, '127.0.0.1');
     this.encoder.pipe(this.socket).pipe(decoder);
-    decoder.on('response', (res: RpcPacket) => {
+    const settle = (res: RpcPacket): void => {
       const waiter = this.pending.get(res.packetId);
       this.pending.delete(res.packetId);
       waiter?.resolve(res);
-    });
+    };
+    decoder.on('response', settle);
+    decoder.on('heartbeat_ack', settle);
     const failAll = (err: Error): void => {
       for (const w of this.pending.values()) w.reject(err);
       this.pending.clear();
@@ -131,6 +142,15 @@ export class RpcCodecClient {
           reject(err);
         }
       });
+    });
+  }
+
+  /** Sends a heartbeat; resolves with its acknowledgement. */
+  heartbeat(): Promise<RpcPacket> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.encoder.writeHeartbeat(id, { clientUrl: `test://127.0.0.1/${id}` });
     });
   }
 

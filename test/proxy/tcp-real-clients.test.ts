@@ -201,10 +201,26 @@ test('sofa-bolt-node RpcClient → Wisp → sofa-bolt-node server: detected as b
   assert.equal(fallbackConnections, 0);
 });
 
+test('sofa-bolt-node Bolt v2 with CRC32 (proto 2, ver1 2), heartbeat first: detected as bolt, routed to cluster A', { timeout: 30000 }, async () => {
+  const before = await connectionsTotal('A', 'bolt');
+  const client = new RpcCodecClient(bolt, port, { protocolType: 'bolt2', boltVersion: 2, crcEnable: true });
+  try {
+    // The first bytes Wisp sees are a v2 heartbeat (cmdcode 0), not a request.
+    assert.equal((await client.heartbeat()).packetType, 'heartbeat_ack');
+    assert.equal(appResponse(await client.invoke(helloRequest('v2'))), 'bolt-upstream: hello v2');
+  } finally {
+    client.close();
+  }
+  assert.equal(await connectionsTotal('A', 'bolt'), before + 1);
+  assert.equal(fallbackConnections, 0);
+});
+
 test('dubbo-remoting client → Wisp → dubbo-remoting server: detected as dubbo, routed to cluster B', { timeout: 30000 }, async () => {
   const before = { b: await connectionsTotal('B', 'dubbo'), boltRequests: boltUp.requests };
   const client = new RpcCodecClient(dubbo, port);
   try {
+    // A heartbeat (event flag set) as the first packet: detection rests on the magic alone.
+    assert.equal((await client.heartbeat()).packetType, 'heartbeat_ack');
     assert.equal(appResponse(await client.invoke(helloRequest('peter'))), 'dubbo-upstream: hello peter');
     const names = Array.from({ length: 50 }, (_, i) => `caller-${i}`);
     const replies = await Promise.all(names.map((n) => client.invoke(helloRequest(n))));
