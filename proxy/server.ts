@@ -13,6 +13,7 @@ import { log } from './log.js';
 import { FileWatch } from './file-watch.js';
 import { closeWebSockets, openWebSocketCount } from './listener/websocket.js';
 import { TcpListener, TcpListenerState, type Sniffer } from './listener/tcp.js';
+import { HttpHandoffs } from './listener/handoff.js';
 import { WasmFilterRuntime } from './filters/runtime.js';
 
 export interface WispOptions {
@@ -26,6 +27,8 @@ export class Wisp {
   readonly clusters = new ClusterManager();
   filters: ManagedFilterRuntime | null = null;
   private readonly listeners = new Map<string, HttpListener | TcpListener>();
+  /** Private loopback ports of the HTTP listeners tcp routes hand HTTP/1 to. */
+  private readonly handoffs = new HttpHandoffs();
   private admin: AdminServer | null = null;
   private adminPortNo = 0;
   private watcher: FileWatch | null = null;
@@ -81,9 +84,10 @@ export class Wisp {
     const states = new Map<string, ListenerState | TcpListenerState>();
     for (const lc of next.listeners) {
       states.set(lc.name, lc.protocol === 'tcp'
-        ? new TcpListenerState(lc, this.clusters, lc.tcp!.sniff === undefined ? null : sniffers.get(lc.tcp!.sniff)!, this.metrics)
+        ? new TcpListenerState(lc, this.clusters, lc.tcp!.sniff === undefined ? null : sniffers.get(lc.tcp!.sniff)!, this.metrics, this.handoffs)
         : new ListenerState(lc, this.clusters, this.filters, this.metrics));
     }
+    this.handoffs.stage(next, (lc) => new ListenerState(lc, this.clusters, this.filters, this.metrics));
     // 3. Bind new or moved listeners; a bind failure closes what this reload opened.
     const opened: (HttpListener | TcpListener)[] = [];
     try {
@@ -96,8 +100,10 @@ export class Wisp {
           opened.push(l);
         }
       }
+      await this.handoffs.bind();
     } catch (err) {
       for (const l of opened) l.close();
+      this.handoffs.abort();
       throw err;
     }
     // 4. Commit. Clusters first (unchanged ones keep their pools): requests look their
@@ -114,6 +120,7 @@ export class Wisp {
       if (l instanceof TcpListener) l.state = st as TcpListenerState;
       else l.state = st as ListenerState;
     }
+    this.handoffs.commit();
     for (const [name, l] of this.listeners) {
       if (!states.has(name)) {
         l.close();
@@ -177,6 +184,7 @@ export class Wisp {
     this.stopping = true;
     if (this.watcher !== null) this.watcher.close();
     for (const l of this.listeners.values()) l.close();
+    this.handoffs.close();
     // uWS keeps upgraded sockets open after the listen socket closes.
     closeWebSockets(1001, 'going away');
     const deadline = Date.now() + drainMs;

@@ -353,6 +353,7 @@ class Normalizer {
       value: r, segments: [...l.segments, 'routes', i],
     }))), 'route');
     this.checkPorts(root, admin, listeners);
+    this.checkHttpHandoffs(listeners);
 
     return {
       source: nodePath.resolve(this.file),
@@ -576,7 +577,16 @@ class Normalizer {
       if (!ro) return;
       const p = [...path, 'routes', i];
       const m = asObj(ro.match) ?? {};
-      const route: TcpRouteConfig = { match: {}, cluster: checkCluster(ro.cluster, [...p, 'cluster']) };
+      const route: TcpRouteConfig = { match: {} };
+      if (ro.http_listener !== undefined) {
+        // Checked against the listeners once all are read (checkHttpHandoffs).
+        route.http_listener = asString(ro.http_listener) ?? '';
+        if (ro.cluster !== undefined) this.report([...p, 'cluster'], 'give either cluster or http_listener, not both', true);
+      } else if (ro.cluster === undefined) {
+        this.report(p, 'needs a `cluster` (pipe the bytes) or an `http_listener` (serve HTTP/1 through that listener\'s routes)');
+      } else {
+        route.cluster = checkCluster(ro.cluster, [...p, 'cluster']);
+      }
       const protocols = asStringList(m.protocol);
       if (protocols !== undefined) {
         route.match.protocol = protocols;
@@ -596,6 +606,16 @@ class Normalizer {
           if (!HOST_PATTERN.test(h)) this.report([...p, 'match', 'sni', j], `must be a host name or "*.suffix" (got ${JSON.stringify(h)})`);
         });
       }
+      const alpn = asStringList(m.alpn);
+      if (alpn !== undefined) {
+        route.match.alpn = alpn;
+        alpn.forEach((id, j) => {
+          if (id.length === 0 || id.length > 255 || id.includes(',')) {
+            this.report(typeof m.alpn === 'string' ? [...p, 'match', 'alpn'] : [...p, 'match', 'alpn', j],
+              `must be an ALPN protocol id of 1 to 255 characters without commas, like h2 or http/1.1 (got ${JSON.stringify(id)})`);
+          }
+        });
+      }
       tcp.routes.push(route);
     });
     if (tcp.routes.length > 0 && tcp.sniff === undefined) {
@@ -603,6 +623,34 @@ class Normalizer {
     }
     if (tcp.cluster === undefined && tcp.routes.length === 0 && Object.keys(o).length > 0) this.report(path, 'needs a `cluster` or `routes`');
     return tcp;
+  }
+
+  /** A tcp route's `http_listener` must name a plain-text HTTP listener of this config, and
+   * the route must match HTTP/1 only (uWS speaks nothing else). */
+  private checkHttpHandoffs(listeners: { value: ListenerConfig; segments: Segment[] }[]): void {
+    const http = new Map<string, ListenerConfig>();
+    for (const l of listeners) if (l.value.protocol !== 'tcp') http.set(l.value.name, l.value);
+    for (const l of listeners) {
+      l.value.tcp?.routes.forEach((route, i) => {
+        const name = route.http_listener;
+        if (name === undefined) return;
+        const p = [...l.segments, 'tcp', 'routes', i];
+        const target = http.get(name);
+        if (target === undefined) {
+          const isTcp = listeners.some((o) => o.value.name === name);
+          const guess = closestMatch(name, [...http.keys()]);
+          this.report([...p, 'http_listener'], isTcp
+            ? `"${name}" is a tcp listener; http_listener must name an HTTP listener`
+            : `unknown listener "${name}"${guess ? ` (did you mean "${guess}"?)` : ''}; HTTP listeners: ${http.size > 0 ? [...http.keys()].join(', ') : 'none'}`);
+        } else if (target.tls !== undefined) {
+          this.report([...p, 'http_listener'], `listener "${name}" terminates TLS; a sniffed connection is handed over as plain HTTP/1, so name a listener without tls`);
+        }
+        const protocols = route.match.protocol;
+        if (protocols === undefined || protocols.length === 0 || protocols.some((proto) => proto !== 'http1')) {
+          this.report([...p, 'match', 'protocol'], 'a route with http_listener takes HTTP/1.x only: match on `protocol: http1`');
+        }
+      });
+    }
   }
 
   private listenerLimits(o: Obj, path: Segment[]): ListenerLimits {

@@ -73,11 +73,21 @@ export interface TcpRouteMatch {
   protocol?: string[];
   /** TLS SNI: exact host or "*.suffix" (lower-cased); absent = any. */
   sni?: string[];
+  /** TLS ALPN: matches when the client offers any of these (the `tls.alpn` property);
+   * absent = any. A connection that offers no ALPN never matches a route that has this. */
+  alpn?: string[];
 }
 
+/** Exactly one of `cluster` and `http_listener` is set. */
 export interface TcpRouteConfig {
   match: TcpRouteMatch;
-  cluster: string;
+  /** Pipe the connection's bytes to this cluster. */
+  cluster?: string;
+  /** Hand the connection to this HTTP listener (of the same config), whose routes and HTTP
+   * filters then serve it: only for `protocol: http1` matches. Wisp connects over loopback
+   * to a private port of that listener and sends a PROXY v2 header with the client's
+   * address first (see listener/handoff.ts). */
+  http_listener?: string;
 }
 
 export interface TcpListenerConfig {

@@ -2,6 +2,8 @@
 // to name the protocol (and TLS SNI), picks a cluster by the tcp routes, connects to one of
 // its endpoints (same load balancer, health and outlier state as HTTP) and pipes bytes both
 // ways. Wisp never terminates TLS here: a ClientHello is only read, then passed through.
+// HTTP/1 a route gives to an HTTP listener goes to that listener's private loopback port
+// with a PROXY v2 header in front (handoff.ts), and is piped the same way from then on.
 import net from 'node:net';
 import type { ListenerConfig, TcpListenerConfig, TcpRouteConfig } from '../config/types.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
@@ -9,6 +11,7 @@ import type { Cluster } from '../upstream/cluster.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { Metrics, TcpStats } from '../admin/metrics.js';
 import { log } from '../log.js';
+import { HANDOFF_HOST, proxyV2Header, type HandoffPorts } from './handoff.js';
 
 /** Runs the sniff filter over the bytes held so far: the properties it set (none = it wants
  * more bytes), or null when it failed (trap, deadline) — treated as `unknown`. */
@@ -25,21 +28,25 @@ export class TcpListenerState {
     /** null: the listener does not sniff (every connection goes to tcp.cluster). */
     readonly sniffer: Sniffer | null,
     readonly metrics: Metrics,
+    /** Private ports of the HTTP listeners routes hand HTTP/1 to; null = none configured. */
+    readonly handoffs: HandoffPorts | null = null,
   ) {
     this.tcp = config.tcp!;
   }
 
-  /** The cluster for a sniffed connection: first matching route, else the default; '' = none. */
-  route(protocol: string, sni: string): string {
+  /** The first route matching a sniffed connection; null = none (→ tcp.cluster). `alpn` is
+   * the comma-separated list the client offered ('' = none or not TLS). */
+  route(protocol: string, sni: string, alpn: string): TcpRouteConfig | null {
     const routes = this.tcp.routes;
-    for (let i = 0; i < routes.length; i++) if (routeMatches(routes[i]!, protocol, sni)) return routes[i]!.cluster;
-    return this.tcp.cluster ?? '';
+    for (let i = 0; i < routes.length; i++) if (routeMatches(routes[i]!, protocol, sni, alpn)) return routes[i]!;
+    return null;
   }
 }
 
-function routeMatches(route: TcpRouteConfig, protocol: string, sni: string): boolean {
+function routeMatches(route: TcpRouteConfig, protocol: string, sni: string, alpn: string): boolean {
   const m = route.match;
   if (m.protocol !== undefined && !m.protocol.includes(protocol)) return false;
+  if (m.alpn !== undefined && !offersAny(alpn, m.alpn)) return false;
   if (m.sni !== undefined) {
     if (sni === '') return false;
     let hit = false;
@@ -52,6 +59,19 @@ function routeMatches(route: TcpRouteConfig, protocol: string, sni: string): boo
     if (!hit) return false;
   }
   return true;
+}
+
+/** Whether the comma-separated ALPN list a client offered holds any of `wanted`. */
+function offersAny(offered: string, wanted: readonly string[]): boolean {
+  let start = 0;
+  while (start < offered.length) {
+    let end = offered.indexOf(',', start);
+    if (end < 0) end = offered.length;
+    const id = offered.slice(start, end);
+    if (wanted.includes(id)) return true;
+    start = end + 1;
+  }
+  return false;
 }
 
 export class TcpListener {
@@ -206,8 +226,10 @@ class TcpConnection {
     this.client.off('data', this.onFirstBytes);
     this.client.off('end', this.onFirstEnd);
     this.client.pause();
-    const sni = props?.get('tls.sni') ?? '';
-    this.connect(this.state.route(protocol, sni), protocol);
+    const route = this.state.route(protocol, props?.get('tls.sni') ?? '', props?.get('tls.alpn') ?? '');
+    if (route === null) this.connect(this.state.tcp.cluster ?? '', protocol);
+    else if (route.http_listener !== undefined) this.handOff(route.http_listener, protocol);
+    else this.connect(route.cluster!, protocol);
   }
 
   private connect(clusterName: string, protocol: string): void {
@@ -223,7 +245,29 @@ class TcpConnection {
     if (ep === null || ep.address === '') return this.destroy();
     this.endpoint = ep;
     ep.active++;
-    const upstream = net.connect({ host: ep.address, port: ep.port, allowHalfOpen: true, noDelay: true });
+    this.dial(ep.address, ep.port);
+  }
+
+  /** HTTP/1 for an HTTP listener: to its private loopback port, the client's address first. */
+  private handOff(listenerName: string, protocol: string): void {
+    const state = this.state;
+    const stats = (this.stats = state.metrics.tcpStats(state.config.name, `http_listener:${listenerName}`, protocol));
+    stats.connections++;
+    stats.active++;
+    const port = state.handoffs === null ? 0 : state.handoffs.port(listenerName);
+    const header = proxyV2Header(this.client);
+    if (port === 0 || header === null) return this.destroy();
+    // uWS reads the PROXY header only from the start of the first packet it receives, so it
+    // goes out in one write with the held bytes.
+    this.held.unshift(header);
+    this.held = [Buffer.concat(this.held)];
+    this.dial(HANDOFF_HOST, port);
+  }
+
+  /** Connect (under connect_timeout), write the held bytes, then pipe both ways. */
+  private dial(host: string, port: number): void {
+    const state = this.state;
+    const upstream = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
     this.upstream = upstream;
     upstream.on('error', () => {
       if (this.connectTimer !== null) this.connectFailed();

@@ -118,3 +118,65 @@ listeners:
   has(/listeners\[6\]\.tcp\.first_bytes: must be 1 byte to 64KB/);
   has(/listeners\[6\]\.tcp\.routes\[0\]\.match\.protocol.*(lower-case|pattern)/);
 });
+
+test('tcp routes: alpn lists and http_listener hand-offs are normalised', () => {
+  const cfg = parseConfig(`${BASE}
+listeners:
+  - name: site
+    port: 0
+    routes: [{ match: { prefix: / }, cluster: web }]
+  - name: l4
+    port: 0
+    protocol: tcp
+    tcp:
+      sniff: sniff
+      routes:
+        - { match: { protocol: http1 }, http_listener: site }
+        - { match: { protocol: tls, alpn: h2 }, cluster: web }
+        - { match: { protocol: tls, alpn: [http/1.1, http/1.0] }, cluster: redis }
+`, '/tmp/wisp-tcp.yaml', { checkFiles: false });
+  assert.deepEqual(cfg.listeners[1]!.tcp!.routes, [
+    { match: { protocol: ['http1'] }, http_listener: 'site' },
+    { match: { protocol: ['tls'], alpn: ['h2'] }, cluster: 'web' },
+    { match: { protocol: ['tls'], alpn: ['http/1.1', 'http/1.0'] }, cluster: 'redis' },
+  ]);
+  // The normalised form validates to itself.
+  assert.deepEqual(normalizeConfig(cfg, '/tmp/wisp-tcp.yaml', { checkFiles: false }).listeners, cfg.listeners);
+});
+
+test('tcp routes: a bad http_listener or alpn is refused with its path', () => {
+  const found = issues(`${BASE}
+listeners:
+  - name: site
+    port: 0
+    routes: [{ match: { prefix: / }, cluster: web }]
+  - name: secure
+    port: 0
+    tls: { cert: a.crt, key: a.key }
+    routes: [{ match: { prefix: / }, cluster: web }]
+  - name: l4
+    port: 0
+    protocol: tcp
+    tcp:
+      sniff: sniff
+      routes:
+        - { match: { protocol: http1 }, http_listener: sitee }
+        - { match: { protocol: http1 }, http_listener: l4 }
+        - { match: { protocol: http1 }, http_listener: secure }
+        - { match: { protocol: [http1, http2] }, http_listener: site }
+        - { match: { sni: a.example }, http_listener: site }
+        - { match: { protocol: http1 }, http_listener: site, cluster: web }
+        - { match: { protocol: redis } }
+        - { match: { alpn: ["", "a,b"] }, cluster: web }
+`);
+  const has = (re: RegExp): void => assert.ok(found.some((f) => re.test(f)), `expected ${re} in:\n${found.join('\n')}`);
+  has(/listeners\[2\]\.tcp\.routes\[0\]\.http_listener: unknown listener "sitee" \(did you mean "site"\?\)/);
+  has(/listeners\[2\]\.tcp\.routes\[1\]\.http_listener: "l4" is a tcp listener/);
+  has(/listeners\[2\]\.tcp\.routes\[2\]\.http_listener: listener "secure" terminates TLS/);
+  has(/listeners\[2\]\.tcp\.routes\[3\]\.match\.protocol: a route with http_listener takes HTTP\/1\.x only/);
+  has(/listeners\[2\]\.tcp\.routes\[4\]\.match\.protocol: a route with http_listener takes HTTP\/1\.x only/);
+  has(/listeners\[2\]\.tcp\.routes\[5\]\.cluster: give either cluster or http_listener/);
+  has(/listeners\[2\]\.tcp\.routes\[6\]: needs a `cluster`/);
+  has(/listeners\[2\]\.tcp\.routes\[7\]\.match\.alpn\[0\]: must be an ALPN protocol id/);
+  has(/listeners\[2\]\.tcp\.routes\[7\]\.match\.alpn\[1\]: must be an ALPN protocol id/);
+});
