@@ -14,6 +14,7 @@ import { FileWatch } from './file-watch.js';
 import { closeWebSockets, openWebSocketCount } from './listener/websocket.js';
 import { TcpListener, TcpListenerState, type Sniffer } from './listener/tcp.js';
 import { HttpHandoffs } from './listener/handoff.js';
+import { InlineSniffer } from './listener/inline-sniff.js';
 import { WasmFilterRuntime } from './filters/runtime.js';
 
 export interface WispOptions {
@@ -73,18 +74,20 @@ export class Wisp {
     }
     // 2. Listener states (routes, chains) are built before any listener changes.
     //    TCP listeners sniff through the filter workers (WasmFilterRuntime.sniff).
+    //    With sniff_inline the filter runs on the main thread instead (listener/inline-sniff.ts).
     const sniffers = new Map<string, Sniffer>();
+    const snifferKey = (lc: ListenerConfig): string => `${lc.tcp!.sniff}${lc.tcp!.sniff_inline ? ' inline' : ''}`;
     for (const lc of next.listeners) {
       const name = lc.tcp?.sniff;
-      if (name === undefined || sniffers.has(name)) continue;
+      if (name === undefined || sniffers.has(snifferKey(lc))) continue;
       const runtime = this.filters;
       if (!(runtime instanceof WasmFilterRuntime)) throw new Error(`listener "${lc.name}": sniff filter "${name}" needs the wasm filter runtime`);
-      sniffers.set(name, { sniff: (bytes, end) => runtime.sniff(name, bytes, end) });
+      sniffers.set(snifferKey(lc), lc.tcp!.sniff_inline ? InlineSniffer.for(runtime, name) : { sniff: (bytes, end) => runtime.sniff(name, bytes, end) });
     }
     const states = new Map<string, ListenerState | TcpListenerState>();
     for (const lc of next.listeners) {
       states.set(lc.name, lc.protocol === 'tcp'
-        ? new TcpListenerState(lc, this.clusters, lc.tcp!.sniff === undefined ? null : sniffers.get(lc.tcp!.sniff)!, this.metrics, this.handoffs)
+        ? new TcpListenerState(lc, this.clusters, lc.tcp!.sniff === undefined ? null : sniffers.get(snifferKey(lc))!, this.metrics, this.handoffs)
         : new ListenerState(lc, this.clusters, this.filters, this.metrics));
     }
     this.handoffs.stage(next, (lc) => new ListenerState(lc, this.clusters, this.filters, this.metrics));

@@ -565,7 +565,9 @@ class Normalizer {
       first_bytes_timeout_ms: this.duration(o, 'first_bytes_timeout', path, 1000),
       idle_timeout_ms: this.duration(o, 'idle_timeout', path, 3_600_000),
       connect_timeout_ms: this.duration(o, 'connect_timeout', path, 2000),
+      sniff_inline: asBool(o.sniff_inline) ?? false,
     };
+    if (tcp.sniff_inline && o.sniff === undefined) this.report([...path, 'sniff_inline'], 'runs the `sniff` filter on the main thread: name one with `sniff`');
     if (o.cluster !== undefined) tcp.cluster = checkCluster(o.cluster, [...path, 'cluster']);
     if (o.sniff !== undefined) {
       const f = asString(o.sniff) ?? '';

@@ -95,6 +95,9 @@ export interface TcpListenerConfig {
   cluster?: string;
   /** Name of the filter (from WispConfig.filters) that sniffs the first bytes. */
   sniff?: string;
+  /** Run `sniff` on the main thread (µs) instead of in a filter worker (a round trip), with
+   * no deadline: a looping filter hangs the proxy. Default false. */
+  sniff_inline: boolean;
   /** First match wins. Routes need `sniff`. */
   routes: TcpRouteConfig[];
   first_bytes: number;             // most bytes held for sniffing, default 1024

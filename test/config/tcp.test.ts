@@ -48,7 +48,7 @@ listeners:
   assert.deepEqual(l4.routes, []);
   assert.deepEqual(l4.tcp, {
     cluster: 'web', sniff: 'sniff', first_bytes: 2048, first_bytes_timeout_ms: 250,
-    idle_timeout_ms: 3_600_000, connect_timeout_ms: 2000,
+    idle_timeout_ms: 3_600_000, connect_timeout_ms: 2000, sniff_inline: false,
     routes: [
       { match: { protocol: ['redis'] }, cluster: 'redis' },
       { match: { protocol: ['tls'], sni: ['*.example.com', 'api.test'] }, cluster: 'web' },
@@ -68,7 +68,7 @@ listeners:
   - { name: l4, port: 0, protocol: tcp, tcp: { cluster: redis, idle_timeout: 0, connect_timeout: 500ms } }
 `, '/tmp/wisp-tcp.yaml', { checkFiles: false });
   assert.deepEqual(cfg.listeners[0]!.tcp, {
-    cluster: 'redis', routes: [], first_bytes: 1024, first_bytes_timeout_ms: 1000, idle_timeout_ms: 0, connect_timeout_ms: 500,
+    cluster: 'redis', routes: [], first_bytes: 1024, first_bytes_timeout_ms: 1000, idle_timeout_ms: 0, connect_timeout_ms: 500, sniff_inline: false,
   });
 });
 
@@ -168,6 +168,10 @@ listeners:
         - { match: { protocol: http1 }, http_listener: site, cluster: web }
         - { match: { protocol: redis } }
         - { match: { alpn: ["", "a,b"] }, cluster: web }
+  - name: l5
+    port: 0
+    protocol: tcp
+    tcp: { cluster: web, sniff_inline: true }
 `);
   const has = (re: RegExp): void => assert.ok(found.some((f) => re.test(f)), `expected ${re} in:\n${found.join('\n')}`);
   has(/listeners\[2\]\.tcp\.routes\[0\]\.http_listener: unknown listener "sitee" \(did you mean "site"\?\)/);
@@ -179,4 +183,5 @@ listeners:
   has(/listeners\[2\]\.tcp\.routes\[6\]: needs a `cluster`/);
   has(/listeners\[2\]\.tcp\.routes\[7\]\.match\.alpn\[0\]: must be an ALPN protocol id/);
   has(/listeners\[2\]\.tcp\.routes\[7\]\.match\.alpn\[1\]: must be an ALPN protocol id/);
+  has(/listeners\[3\]\.tcp\.sniff_inline: runs the `sniff` filter on the main thread/);
 });
