@@ -5,7 +5,7 @@
 
 import { move, workerData } from 'piscina';
 import { BufferType, LogLevel } from './abi.js';
-import { FilterInstance, type HttpCallSink, WorkerLog, type InstanceDeps } from './instance.js';
+import { FilterInstance, type HttpCallSink, RetiredInstanceCollector, WorkerLog, type InstanceDeps } from './instance.js';
 import { SharedState } from './shared-state.js';
 import { BodyBuffer, StreamState } from './stream-state.js';
 import {
@@ -80,6 +80,7 @@ export class FilterWorker implements HttpCallSink {
   private readonly readyQueues = new Set<number>();
   /** Results written for deferred body calls (more than one result for one call). */
   private extraResults = 0;
+  private readonly collector: RetiredInstanceCollector;
 
   constructor(boot: WorkerBootData) {
     const log = new WorkerLog();
@@ -97,6 +98,7 @@ export class FilterWorker implements HttpCallSink {
       },
       onEnqueue: (id) => this.readyQueues.add(id),
     };
+    this.collector = new RetiredInstanceCollector(this.deps.watch);
   }
 
   handle(task: WorkerTask): WorkerReply | ArrayBuffer {
@@ -305,7 +307,8 @@ export class FilterWorker implements HttpCallSink {
 
   private control(op: ControlOp): ControlResult {
     if (op.op === 'drop') {
-      this.gens.delete(op.genId);
+      const gen = this.gens.get(op.genId);
+      if (gen !== undefined) this.forget(gen);
       return { ok: true };
     }
     if (op.op === 'sniff') return this.sniff(op.genId, op.data, op.end);
@@ -378,12 +381,29 @@ export class FilterWorker implements HttpCallSink {
     }
   }
 
+  /** Drop a retired generation and every reference this worker still has to its instance
+   * (queue owner lists are otherwise pruned only when the queue fires; root-context http
+   * calls only when answered), then have its memory collected. */
+  private forget(gen: Generation): void {
+    this.gens.delete(gen.spec.id);
+    const id = gen.spec.id;
+    for (const [queue, owners] of this.queueOwners) {
+      const kept = owners.filter((inst) => inst.spec.id !== id);
+      if (kept.length === 0) this.queueOwners.delete(queue);
+      else if (kept.length !== owners.length) this.queueOwners.set(queue, kept);
+    }
+    for (const [token, call] of this.calls) if (call.genId === id) this.calls.delete(token);
+    if (gen.inst !== null) this.collector.retire(gen.inst);
+    gen.inst = null;
+  }
+
   private fault(gen: Generation | undefined, genId: number, kind: number, reason: string): void {
     this.faultGens.push(genId);
     this.faultKinds.push(kind);
     this.faultReasons.push(reason);
     if (gen !== undefined && (kind === FaultKind.Trap || kind === FaultKind.Memory)) {
       // Contexts of the old instance are gone with it; streams get fresh ones lazily.
+      if (gen.inst !== null) this.collector.retire(gen.inst);
       gen.inst = null;
       this.ready(gen);
     }
@@ -737,6 +757,7 @@ export class FilterWorker implements HttpCallSink {
     this.faultGens.length = 0;
     this.faultKinds.length = 0;
     this.faultReasons.length = 0;
+    this.collector.collectIfDue();
   }
 }
 
