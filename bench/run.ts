@@ -11,7 +11,7 @@ import { addRatios, formatExtras, formatTable, readmeBlock, readmeMarkers, repla
 import type { Sample } from './peers/report.js';
 import { formatStreamTable, streamThrough } from './peers/stream.js';
 import type { StreamResult } from './peers/stream.js';
-import { ManagedProcess, installCleanup, stopAll, treeRssBytes, versionOf, findExecutable, waitReady } from './peers/proc.js';
+import { ManagedProcess, installCleanup, stopAll, treeUsage, versionOf, findExecutable, waitReady } from './peers/proc.js';
 import { directTarget } from './peers/direct.js';
 import { nginxTarget } from './peers/nginx.js';
 import { haproxyTarget } from './peers/haproxy.js';
@@ -111,9 +111,13 @@ async function startUpstreamProcess(streamBytes: number): Promise<{ proc: Manage
 
 async function measure(tool: LoadTool, target: RunningTarget, opts: BenchOptions): Promise<Sample> {
   const url = `http://127.0.0.1:${target.port}/`;
+  const pid = target.proc?.pid;
+  // Started and ready, nothing served yet: what the target costs doing nothing.
+  const idle = pid !== undefined ? treeUsage(pid) : null;
   // Warm-up: JIT, connection pools, page faults; its numbers are thrown away.
   await tool.run({ url, connections: opts.connections, durationS: opts.warmupS });
   const side = target.duringMeasure?.();
+  const before = pid !== undefined ? treeUsage(pid) : null;
   let r: LoadResult;
   try {
     r = await tool.run({ url, connections: opts.connections, durationS: opts.durationS });
@@ -121,8 +125,18 @@ async function measure(tool: LoadTool, target: RunningTarget, opts: BenchOptions
     await side?.stop();
     throw err;
   }
+  const after = pid !== undefined ? treeUsage(pid) : null;
   const extra = await side?.stop();
-  return { ...r, rss_bytes: target.proc ? treeRssBytes(target.proc.pid) : null, ...(extra ? { extra } : {}) };
+  return {
+    ...r,
+    rss_bytes: after ? after.rssBytes : null,
+    rss_idle_bytes: idle ? idle.rssBytes : null,
+    rss_peak_bytes: after ? after.peakRssBytes : null,
+    // CPU time per request barely moves when other processes share the cores, unlike rps:
+    // the number to compare two builds with on a busy machine.
+    cpu_us_per_req: before && after && r.requests > 0 ? ((after.cpuSeconds - before.cpuSeconds) * 1e6) / r.requests : null,
+    ...(extra ? { extra } : {}),
+  };
 }
 
 function machine(): { cpus: number; model: string; node: string; os: string } {

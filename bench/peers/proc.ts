@@ -165,6 +165,44 @@ export function rssBytes(pid: number): number {
   }
 }
 
+/** What a process tree uses: current and peak resident memory, and CPU time so far. */
+export interface TreeUsage {
+  rssBytes: number;
+  /** Sum of each process's VmHWM (its own peak RSS): an upper bound of the tree's peak. */
+  peakRssBytes: number;
+  /** User + system CPU seconds of every thread of every process in the tree. */
+  cpuSeconds: number;
+}
+
+/** Clock ticks per second in /proc/PID/stat: USER_HZ, 100 on every Linux ABI Node runs on. */
+const USER_HZ = 100;
+
+function statusKb(status: string, field: string): number {
+  const at = status.indexOf(field);
+  if (at < 0) return 0;
+  const kb = Number.parseInt(status.slice(at + field.length).trim(), 10);
+  return Number.isFinite(kb) ? kb : 0;
+}
+
+/** Memory and CPU of `root` and its descendants; zeros for processes that are gone. */
+export function treeUsage(root: number): TreeUsage {
+  const usage: TreeUsage = { rssBytes: 0, peakRssBytes: 0, cpuSeconds: 0 };
+  for (const pid of processTree(root)) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      usage.rssBytes += statusKb(status, 'VmRSS:') * 1024;
+      usage.peakRssBytes += statusKb(status, 'VmHWM:') * 1024;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // After the parenthesised command name: fields 14 and 15 (utime, stime) are 11 and 12 here.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      usage.cpuSeconds += (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+    } catch {
+      // exited between listing and reading
+    }
+  }
+  return usage;
+}
+
 /** RSS of a process and all its descendants (nginx master + workers), in bytes. */
 export function treeRssBytes(root: number): number {
   let sum = 0;

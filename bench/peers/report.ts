@@ -10,7 +10,14 @@ export interface RunSummary {
   p99_ms: number;
   non2xx: number;
   errors: number;
+  /** RSS right after the measured run (connections just closed). */
   rss_mb: number | null;
+  /** RSS once started and ready, before any load. */
+  rss_idle_mb: number | null;
+  /** Peak RSS (sum of each process's high-water mark) up to the end of the measured run. */
+  rss_peak_mb: number | null;
+  /** CPU time of the target's processes per request during the measured run, µs. */
+  cpu_us_per_req: number | null;
   /** Each round's rps, in round order (the medians above come from these). */
   rps_rounds: number[];
   rps_ratio_nginx: number | null;
@@ -22,6 +29,9 @@ export interface RunSummary {
 
 export interface Sample extends LoadResult {
   rss_bytes: number | null;
+  rss_idle_bytes?: number | null;
+  rss_peak_bytes?: number | null;
+  cpu_us_per_req?: number | null;
   extra?: Record<string, number>;
 }
 
@@ -35,9 +45,13 @@ export function median(values: number[]): number {
 export const round2 = (n: number) => Math.round(n * 100) / 100;
 export const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
-/** Medians per target (rps, latencies, RSS); errors and non-2xx are totals over all rounds. */
+/** Medians per target (rps, latencies, RSS, CPU per request); errors and non-2xx are totals over all rounds. */
 export function summarise(name: string, samples: Sample[]): Omit<RunSummary, 'rps_ratio_nginx' | 'p99_ratio_nginx' | 'rps_ratio_direct'> {
-  const rss = samples.map((s) => s.rss_bytes).filter((v): v is number => v !== null);
+  const mb = (values: (number | null | undefined)[]): number | null => {
+    const known = values.filter((v): v is number => typeof v === 'number');
+    return known.length > 0 ? round2(median(known) / (1024 * 1024)) : null;
+  };
+  const cpu = samples.map((s) => s.cpu_us_per_req).filter((v): v is number => typeof v === 'number');
   return {
     name,
     rps: Math.round(median(samples.map((s) => s.rps))),
@@ -45,7 +59,10 @@ export function summarise(name: string, samples: Sample[]): Omit<RunSummary, 'rp
     p99_ms: round3(median(samples.map((s) => s.p99_ms))),
     non2xx: samples.reduce((a, s) => a + s.non2xx, 0),
     errors: samples.reduce((a, s) => a + s.errors, 0),
-    rss_mb: rss.length > 0 ? round2(median(rss) / (1024 * 1024)) : null,
+    rss_mb: mb(samples.map((s) => s.rss_bytes)),
+    rss_idle_mb: mb(samples.map((s) => s.rss_idle_bytes)),
+    rss_peak_mb: mb(samples.map((s) => s.rss_peak_bytes)),
+    cpu_us_per_req: cpu.length > 0 ? round2(median(cpu)) : null,
     rps_rounds: samples.map((s) => Math.round(s.rps)),
     ...sumExtras(samples),
   };
@@ -74,12 +91,12 @@ export function addRatios(runs: Omit<RunSummary, 'rps_ratio_nginx' | 'p99_ratio_
 
 export function formatTable(runs: RunSummary[]): string {
   const hasNginx = runs.some((r) => r.name === 'nginx');
-  const head = ['run', 'rps', 'p50 ms', 'p99 ms', 'non2xx', 'errors', 'rss MB'];
+  const head = ['run', 'rps', 'p50 ms', 'p99 ms', 'non2xx', 'errors', 'rss MB', 'idle MB', 'cpu µs/req'];
   if (hasNginx) head.push('rps/nginx', 'p99/nginx');
   head.push('rps/direct');
   const fmt = (n: number | null, digits = 2) => (n === null || Number.isNaN(n) ? '-' : n.toFixed(digits));
   const rows = runs.map((r) => {
-    const row = [r.name, String(r.rps), fmt(r.p50_ms), fmt(r.p99_ms), String(r.non2xx), String(r.errors), fmt(r.rss_mb, 1)];
+    const row = [r.name, String(r.rps), fmt(r.p50_ms), fmt(r.p99_ms), String(r.non2xx), String(r.errors), fmt(r.rss_mb, 1), fmt(r.rss_idle_mb, 1), fmt(r.cpu_us_per_req, 1)];
     if (hasNginx) row.push(fmt(r.rps_ratio_nginx), fmt(r.p99_ratio_nginx));
     row.push(fmt(r.rps_ratio_direct));
     return row;
