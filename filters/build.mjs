@@ -1,6 +1,8 @@
-// Compiles every filters/<name>/index.ts to filters/build/<name>.wasm (release) and
-// <name>.debug.wasm + .map (debug) with the AssemblyScript compiler's JS API, using the
-// top-level asconfig.json. Exits non-zero on any compile error.
+// Compiles every filters/<name>/index.ts to filters/build/<name>.wasm + .wasm.map (release)
+// and <name>.debug.wasm + .map (debug) with the AssemblyScript compiler's JS API, using the
+// top-level asconfig.json. Both get a source map: Wisp maps a trapping filter's wasm stack
+// back to file:line through the .wasm.map next to the .wasm (the module itself only gains a
+// small sourceMappingURL section). Exits non-zero on any compile error.
 //   node filters/build.mjs            all filters
 //   node filters/build.mjs noop auth  only these
 //   WISP_FILTERS_NO_DEBUG=1 ...       skip the debug builds
@@ -36,7 +38,7 @@ async function compile(name, target, outFile) {
     "--target", target,
     "--outFile", rel(outFile),
   ];
-  if (target === "debug") args.push("--sourceMap");
+  args.push("--sourceMap");
   let stderr = "";
   const { error } = await asc.main(args, {
     stderr: { write(chunk) { stderr += String(chunk); return true; } },
@@ -57,7 +59,7 @@ try {
   for (const name of names) {
     const release = join(outDir, `${name}.wasm`);
     if (!(await compile(name, "release", release))) continue;
-    let line = `${name.padEnd(12)} ${String(statSync(release).size).padStart(7)} B`;
+    let line = `${name.padEnd(12)} ${String(statSync(release).size).padStart(7)} B (+ .map)`;
     if (withDebug) {
       const debug = join(outDir, `${name}.debug.wasm`);
       if (await compile(name, "debug", debug)) line += `   debug ${statSync(debug).size} B (+ .map)`;

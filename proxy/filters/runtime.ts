@@ -468,9 +468,10 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     this.log(LOG_LEVEL_NAMES[level] ?? 'info', name, message);
   }
 
-  filterFault(genId: number, kind: number, reason: string): void {
+  filterFault(genId: number, kind: number, trapReason: string): void {
     const gen = this.registry.generations.get(genId);
     const name = gen?.name ?? `generation ${genId}`;
+    const reason = gen !== undefined ? gen.symbolize(trapReason) : trapReason;
     this.log('warn', name, `fault: ${reason}`);
     if (gen === undefined || kind === FaultKind.NotLoaded || this.registry.current(name) === null) return;
     if (this.registry.recordFault(name, reason)) {

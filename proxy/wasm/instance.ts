@@ -297,6 +297,27 @@ export class FilterInstance {
   }
 }
 
+/** An error's message; for a wasm trap, followed by the wasm frames of its stack (innermost
+ * first, the function name where the module has a name section), which the main thread maps
+ * to source lines when the filter has a source map (module-registry WasmSourceMap). */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  if (!(err instanceof WebAssembly.RuntimeError) || typeof err.stack !== 'string') return err.message;
+  const frames: string[] = [];
+  for (const line of err.stack.split('\n')) {
+    const at = line.indexOf('wasm-function[');
+    if (at < 0) continue;
+    // "    at name (wasm://wasm/<hash>:wasm-function[N]:0xOFF)", or without "name (" and ")"
+    const text = line.trim().slice(3);
+    const paren = text.indexOf(' (wasm://');
+    const end = line.indexOf(')', at);
+    const frame = line.slice(at, end < 0 ? undefined : end);
+    frames.push(paren > 0 ? `${text.slice(0, paren)} ${frame}` : frame);
+    if (frames.length === 8) break;
+  }
+  return frames.length === 0 ? err.message : `${err.message} [wasm stack: ${frames.join(' < ')}]`;
+}
+
 /** Retired guest memory a worker lets pile up before it collects. */
 const COLLECT_AFTER_BYTES = 4 * 1024 * 1024;
 

@@ -3,6 +3,9 @@
 // while streams still use them, and count faults for quarantine.
 
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { SourceMap } from 'node:module';
+import path from 'node:path';
 import type { FailurePolicy, FilterConfig } from '../config/types.js';
 import { type AbiVersion, detectAbi, KNOWN_ENV_IMPORTS, KNOWN_WASI_IMPORTS, KNOWN_WASI_MODULES } from './abi.js';
 import type { GenerationSpec } from './wire.js';
@@ -73,6 +76,73 @@ export async function checkModule(name: string, bytes: Uint8Array): Promise<Chec
   return { module, abi, sha256 };
 }
 
+/** A wasm code offset in a trap's stack, as V8 prints it ("wasm-function[12]:0x1a2b"). */
+const WASM_FRAME = /wasm-function\[(\d+)\]:0x([0-9a-f]+)/g;
+
+/**
+ * Maps the code offsets in a trap's wasm stack back to source lines, from the filter's
+ * source map (AssemblyScript's --sourceMap; a wasm source map has one generated line and
+ * the module byte offset as its column). Parsed on the first trap, not at load.
+ */
+export class WasmSourceMap {
+  private map: SourceMap | null = null;
+
+  constructor(private readonly payload: string) {}
+
+  /** "file.ts:line:col" for a code offset, or null when the map has nothing there. */
+  locate(offset: number): string | null {
+    this.map ??= new SourceMap(JSON.parse(this.payload));
+    const e = this.map.findEntry(0, offset) as Partial<{ originalSource: string; originalLine: number; originalColumn: number }>;
+    if (e.originalSource === undefined || e.originalLine === undefined) return null;
+    return `${e.originalSource}:${e.originalLine + 1}:${(e.originalColumn ?? 0) + 1}`;
+  }
+
+  /** `text` with each wasm frame followed by its source location. */
+  symbolize(text: string): string {
+    try {
+      return text.replace(WASM_FRAME, (frame, _fn: string, hex: string) => {
+        const at = this.locate(Number.parseInt(hex, 16));
+        return at === null ? frame : `${at} (${frame})`;
+      });
+    } catch {
+      return text; // a malformed map never hides the fault itself
+    }
+  }
+}
+
+/** The source map for the module at `wasmPath`, when one is next to it and the file on disk is
+ * still the module that was loaded (a PUT upload keeps the configured path but not its map):
+ * the module's sourceMappingURL section, relative to the file, or else `<file>.map`. */
+export async function loadSourceMap(wasmPath: string, module: WebAssembly.Module, sha256: string): Promise<WasmSourceMap | null> {
+  try {
+    const onDisk = await readFile(wasmPath);
+    if (createHash('sha256').update(onDisk).digest('hex') !== sha256) return null;
+    const url = sourceMappingUrl(module);
+    const mapPath = url !== null && !url.includes(':') ? path.resolve(path.dirname(wasmPath), url) : `${wasmPath}.map`;
+    return new WasmSourceMap(await readFile(mapPath, 'utf8'));
+  } catch {
+    return null; // no map, or not readable: traps are reported with raw offsets
+  }
+}
+
+/** The URL in a module's sourceMappingURL custom section (a length-prefixed string). */
+function sourceMappingUrl(module: WebAssembly.Module): string | null {
+  const sections = WebAssembly.Module.customSections(module, 'sourceMappingURL');
+  if (sections.length === 0) return null;
+  const b = new Uint8Array(sections[0]);
+  let len = 0;
+  let shift = 0;
+  let i = 0;
+  for (; i < b.length && i < 5; i++) {
+    len |= (b[i] & 0x7f) << shift;
+    shift += 7;
+    if ((b[i] & 0x80) === 0) break;
+  }
+  i++;
+  if (len <= 0 || i + len > b.length) return null;
+  return Buffer.from(b.buffer, b.byteOffset + i, len).toString('utf8');
+}
+
 export class Generation {
   /** Streams pinned to this generation (they finish on it even after a reload). */
   streams = 0;
@@ -106,6 +176,16 @@ export class Generation {
   /** Which body phases the module exports (BodyPhase bits): a chain whose filters export
    * neither never sees a body, and the request path keeps its streaming fast path. */
   readonly bodyPhases: number;
+
+  /** Set once the source map next to the module file has been read (if there is one). */
+  sourceMap: WasmSourceMap | null = null;
+  /** Settles when the look for a source map is over (found or not). */
+  sourceMapRead: Promise<void> = Promise.resolve();
+
+  /** A fault reason with its wasm frames mapped to source lines where the map knows them. */
+  symbolize(reason: string): string {
+    return this.sourceMap === null ? reason : this.sourceMap.symbolize(reason);
+  }
 
   get name(): string {
     return this.cfg.name;
@@ -141,6 +221,10 @@ export class ModuleRegistry {
   newGeneration(cfg: FilterConfig, checked: CheckedModule): Generation {
     const gen = new Generation(this.nextGenId++, { ...cfg }, checked.module, checked.abi, checked.sha256);
     this.generations.set(gen.id, gen);
+    // Read while the workers instantiate it; a trap before it is read shows raw offsets.
+    gen.sourceMapRead = loadSourceMap(cfg.wasm, checked.module, checked.sha256).then((map) => {
+      gen.sourceMap = map;
+    });
     this.quarantineVersion++;
     return gen;
   }

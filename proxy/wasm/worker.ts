@@ -5,7 +5,7 @@
 
 import { move, workerData } from 'piscina';
 import { BufferType, LogLevel } from './abi.js';
-import { FilterInstance, type HttpCallSink, RetiredInstanceCollector, WorkerLog, type InstanceDeps } from './instance.js';
+import { describeError, FilterInstance, type HttpCallSink, RetiredInstanceCollector, WorkerLog, type InstanceDeps } from './instance.js';
 import { SharedState } from './shared-state.js';
 import { BodyBuffer, StreamState } from './stream-state.js';
 import {
@@ -781,8 +781,9 @@ function writeLocal(out: BinWriter, s: StreamState): void {
   out.str(l.details);
 }
 
+/** The message, with the wasm stack for a trap (mapped to source lines on the main thread). */
 function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return describeError(err);
 }
 
 let worker: FilterWorker | null = null;
