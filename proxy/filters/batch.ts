@@ -126,7 +126,7 @@ function encodeBodyCall(handle: WorkerHandle, w: BinWriter, entry: StreamEntry, 
   w.bytes(chunk.data);
 }
 
-export function decodeReply(handle: WorkerHandle, buf: ArrayBuffer, entries: StreamEntry[], ops: number[], h: ReplyHandler): void {
+export function decodeReply(handle: WorkerHandle, buf: ArrayBufferLike, entries: StreamEntry[], ops: number[], h: ReplyHandler): void {
   const total = new DataView(buf).getUint32(0, true);
   const r = new BinReader(buf, total);
   r.pos = 4;

@@ -272,7 +272,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     encodeCalls(handle, w, entries, ops, answers);
   }
 
-  onReply(handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBuffer): void {
+  onReply(handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBufferLike): void {
     decodeReply(handle, buf, entries, ops, this);
   }
 

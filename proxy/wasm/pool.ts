@@ -1,21 +1,15 @@
 // The filter workers. Each worker is its own Piscina (one thread) so a request's contexts
 // stay in the worker that created them. Calls queue up during an event-loop turn and go out
-// as ONE task per worker (setImmediate flush); while a task is in flight the next batch
-// accumulates, so under load batches grow instead of tasks multiplying.
+// as ONE batch per worker (setImmediate flush) over the worker's BatchChannel; while a batch
+// is in flight the next one accumulates, so under load batches grow instead of multiplying.
+// The thread runs one long piscina task that serves the channel; it is stopped after a quiet
+// spell so an idle runtime does not keep the process alive.
 
 import { Piscina } from 'piscina';
 import type { FilterStream } from '../filters/types.js';
 import type { Generation } from './module-registry.js';
-import {
-  BinWriter,
-  type ControlOp,
-  type ControlResult,
-  type CallPayload,
-  Op,
-  Watch,
-  type WorkerReply,
-  type WorkerTask,
-} from './wire.js';
+import { BatchChannel, type ServeTask } from './channel.js';
+import { type BinWriter, type ControlOp, type ControlResult, type CallPayload, Op, Watch } from './wire.js';
 import type { WorkerBootData } from './worker.js';
 
 /** Main-thread record of one stream that reached the filters. */
@@ -49,7 +43,7 @@ export interface BatchSink {
   /** Encode the calls of one batch (the writer is positioned at the start). */
   encode(handle: WorkerHandle, w: BinWriter, entries: StreamEntry[], ops: number[], answers: CallPayload[]): void;
   /** A batch came back: dispatch results, logs and faults. */
-  onReply(handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBuffer): void;
+  onReply(handle: WorkerHandle, entries: StreamEntry[], ops: number[], buf: ArrayBufferLike): void;
   /** A batch was lost (deadline abort or worker crash): apply failure policies. */
   onFailure(handle: WorkerHandle, entries: StreamEntry[], ops: number[], answers: CallPayload[], culpritGen: number, reason: string): void;
   /** Load ops for every live generation, to bring a replacement worker up to date. */
@@ -63,6 +57,9 @@ interface PendingControl {
 }
 
 const WORKER_URL = new URL('./worker.js', import.meta.url).href;
+
+/** A worker with no batch for this long ends its serve task (checked once a second). */
+const IDLE_STOP_MS = 2000;
 
 /** Stands in for "no stream" (http call answers to a root context): never called back. */
 const NO_STREAM: FilterStream = {
@@ -91,10 +88,22 @@ export class WorkerHandle {
   /** Bumped each time the worker thread is replaced. */
   epoch = 0;
   private readonly piscina: Piscina;
+  /** A batch is in flight (its answer not read yet). */
   private busy = false;
   private scheduled = false;
   private closed = false;
   private needsResync = false;
+  /** The channel to the current thread; a replaced thread gets a new one. */
+  private channel: BatchChannel | null = null;
+  /** The channel's init (its port) has been handed to a thread. */
+  private channelGiven = false;
+  /** A serve task is running (or queued) that will take the next batch. */
+  private serving = false;
+  /** Identifies the current serve task: a superseded task's end is ignored. */
+  private serveGen = 0;
+  private batches = 0;
+  private batchesAtLastCheck = 0;
+  private readonly idleCheck: NodeJS.Timeout;
   private entries: StreamEntry[] = [];
   private ops: number[] = [];
   private answers: CallPayload[] = [];
@@ -105,19 +114,15 @@ export class WorkerHandle {
   readonly rootEntry: StreamEntry;
   private ctl: PendingControl[] = [];
   private flyCtl: PendingControl[] = [];
-  /** Reused across tasks (a fresh AbortController per task costs more than the task's
-   * round-trip); replaced only after it fired. */
+  /** Shared by the serve tasks until it fires (a deadline abort); then replaced. */
   private controller = new AbortController();
   private abortGen = 0;
   private abortReason = '';
-  private spare: ArrayBuffer | null = null;
-  /** Consecutive lost tasks; a worker that cannot even start must not be retried in a hot loop. */
+  /** Consecutive lost serve tasks; a worker that cannot even start must not be retried in a hot loop. */
   private failures = 0;
-  private readonly writer = new BinWriter(64 * 1024);
   private readonly ticks = new Map<number, NodeJS.Timeout>();
   private readonly flushBound = (): void => this.flush();
-  private readonly onReplyBound = (reply: WorkerReply | ArrayBuffer): void => this.onReply(reply);
-  private readonly onErrorBound = (err: unknown): void => this.onError(err);
+  private readonly onWakeBound = (): void => this.onWake();
 
   constructor(
     readonly index: number,
@@ -141,6 +146,8 @@ export class WorkerHandle {
     });
     // A terminated worker is replaced by piscina; its 'error' must not crash the process.
     this.piscina.on('error', () => {});
+    this.idleCheck = setInterval(() => this.stopIfIdle(), IDLE_STOP_MS / 2);
+    this.idleCheck.unref();
   }
 
   get inFlight(): boolean {
@@ -218,41 +225,85 @@ export class WorkerHandle {
     this.flyAnswers = this.answers;
     this.answers = swapA;
 
-    let buf: ArrayBuffer | null = null;
-    let len = 0;
-    if (this.flyEntries.length > 0) {
-      const w = this.writer;
-      w.reset(this.spare, 4096);
-      this.spare = null;
-      this.sink.encode(this, w, this.flyEntries, this.flyOps, this.flyAnswers);
-      buf = w.arrayBuffer;
-      len = w.pos;
-    }
-    const task: WorkerTask = { ctl: ctlOps, buf, len, quarantined: this.sink.quarantined() };
+    const channel = this.channel ?? (this.channel = new BatchChannel());
+    const w = channel.startBatch();
+    this.writeQuarantined(w);
+    if (this.flyEntries.length > 0) this.sink.encode(this, w, this.flyEntries, this.flyOps, this.flyAnswers);
+    else w.u32(0);
     this.busy = true;
-    this.piscina
-      .run(task, { transferList: buf !== null ? [buf] : undefined, signal: this.controller.signal })
-      .then(this.onReplyBound, this.onErrorBound);
+    this.batches++;
+    this.startServing(channel);
+    channel.send(ctlOps, false);
+    channel.awaitReply(this.onWakeBound);
   }
 
-  private onReply(reply: WorkerReply | ArrayBuffer): void {
+  private writeQuarantined(w: BinWriter): void {
+    const ids = this.sink.quarantined();
+    w.u32(ids.length);
+    for (let i = 0; i < ids.length; i++) w.u32(ids[i]);
+  }
+
+  /** Make sure a serve task will take the batch about to be sent (piscina queues a new task
+   * behind one that is still returning). */
+  private startServing(channel: BatchChannel): void {
+    if (this.serving) return;
+    this.serving = true;
+    const first = !this.channelGiven;
+    this.channelGiven = true;
+    const task: ServeTask = { init: first ? channel.init : null };
+    const gen = ++this.serveGen;
+    this.piscina
+      .run(task, { transferList: first ? [channel.init.port] : undefined, signal: this.controller.signal })
+      .then(
+        () => this.onServeEnd(gen),
+        (err: unknown) => this.onServeError(gen, err),
+      );
+  }
+
+  /** No batch since the last check: end the serve task, so an idle runtime lets the process exit. */
+  private stopIfIdle(): void {
+    const quiet = this.batches === this.batchesAtLastCheck;
+    this.batchesAtLastCheck = this.batches;
+    if (!quiet || !this.serving || this.busy || this.scheduled || this.closed || this.channel === null) return;
+    const w = this.channel.startBatch();
+    this.writeQuarantined(w);
+    w.u32(0);
+    this.busy = true;
+    this.serving = false;
+    this.channel.send(null, true);
+    this.channel.awaitReply(this.onWakeBound);
+  }
+
+  private onServeEnd(gen: number): void {
+    // A stopped task returned; a newer one (if any) is serving already.
+    if (gen === this.serveGen && !this.busy) this.serving = false;
+  }
+
+  /** The serve task failed: the thread was terminated (deadline) or died. */
+  private onServeError(gen: number, err: unknown): void {
+    if (gen !== this.serveGen) return;
+    this.serving = false;
+    this.channel?.close();
+    this.channel = null;
+    this.channelGiven = false;
+    this.onError(err);
+  }
+
+  private onWake(): void {
+    const channel = this.channel;
+    // A waiter of a channel that was replaced (its thread died) can still fire: ignore it.
+    if (!this.busy || this.closed || channel === null || !channel.hasReply()) return;
     this.busy = false;
     this.failures = 0;
-    if (this.closed) return;
-    let buf: ArrayBuffer;
-    if (reply instanceof ArrayBuffer) {
-      buf = reply;
-    } else {
-      buf = reply.buf;
-      const results = reply.ctl ?? [];
-      for (let i = 0; i < this.flyCtl.length; i++) {
-        const r = results[i] ?? { ok: false, error: 'no answer from worker' };
-        this.flyCtl[i].resolve?.(r);
-      }
+    const reply = channel.takeReply();
+    const results = reply.ctl;
+    for (let i = 0; i < this.flyCtl.length; i++) {
+      const r = results?.[i] ?? { ok: false, error: 'no answer from worker' };
+      this.flyCtl[i].resolve?.(r);
     }
     this.flyCtl.length = 0;
     try {
-      this.sink.onReply(this, this.flyEntries, this.flyOps, buf);
+      this.sink.onReply(this, this.flyEntries, this.flyOps, reply.buf);
     } catch (err) {
       // A bug here must not become an unhandled rejection that takes the process down.
       process.emitWarning(`filter worker ${this.index}: could not process a batch reply: ${err instanceof Error ? err.stack : String(err)}`);
@@ -260,7 +311,6 @@ export class WorkerHandle {
       this.flyEntries.length = 0;
       this.flyOps.length = 0;
       this.flyAnswers.length = 0;
-      this.spare = buf;
       if (this.entries.length > 0 || this.ctl.length > 0) this.flush();
     }
   }
@@ -325,10 +375,12 @@ export class WorkerHandle {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.idleCheck);
     for (const t of this.ticks.values()) clearInterval(t);
     this.ticks.clear();
     for (const c of this.ctl) c.resolve?.({ ok: false, error: 'filter runtime closed' });
     this.ctl.length = 0;
     await this.piscina.destroy();
+    this.channel?.close();
   }
 }

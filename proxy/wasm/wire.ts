@@ -1,7 +1,5 @@
-// Binary batch encoding between the main thread and a filter worker. One ArrayBuffer per
-// batch travels each way (transferred, never copied); strings are UTF-8 with a u32 length.
-// The buffers ping-pong: the main thread reuses the worker's result buffer for its next
-// batch and the worker reuses the batch buffer for its results.
+// Binary batch encoding between the main thread and a filter worker (carried by
+// wasm/channel.ts in shared memory); strings are UTF-8 with a u32 length.
 
 export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4, Tick: 5, QueueReady: 6, RequestBody: 7, ResponseBody: 8 } as const;
 export const Phase = { Request: 1, Response: 2 } as const;
@@ -18,13 +16,14 @@ export class BinWriter {
   view: DataView;
   pos = 0;
 
-  constructor(initial: ArrayBuffer | number = 4096) {
+  /** A SharedArrayBuffer is written in place until a batch outgrows it (see `arrayBuffer`). */
+  constructor(initial: ArrayBufferLike | number = 4096) {
     const ab = typeof initial === 'number' ? new ArrayBuffer(initial) : initial;
     this.buf = Buffer.from(ab);
     this.view = new DataView(ab);
   }
 
-  reset(ab: ArrayBuffer | null, minSize: number): void {
+  reset(ab: ArrayBufferLike | null, minSize: number): void {
     if (ab === null || ab.byteLength < minSize) ab = new ArrayBuffer(Math.max(minSize, 4096));
     this.buf = Buffer.from(ab);
     this.view = new DataView(ab);
@@ -111,8 +110,9 @@ export class BinWriter {
     this.view.setUint32(at, v, true);
   }
 
-  get arrayBuffer(): ArrayBuffer {
-    return this.buf.buffer as ArrayBuffer;
+  /** The buffer written so far: the one given to reset(), or a private copy once it grew. */
+  get arrayBuffer(): ArrayBufferLike {
+    return this.buf.buffer;
   }
 }
 
@@ -125,7 +125,7 @@ export class BinReader {
   pos = 0;
   end: number;
 
-  constructor(ab: ArrayBuffer, end: number) {
+  constructor(ab: ArrayBufferLike, end: number) {
     this.buf = Buffer.from(ab, 0, end);
     this.view = new DataView(ab, 0, end);
     this.end = end;
@@ -212,20 +212,6 @@ export interface ControlResult {
   error?: string;
   /** sniff: the properties set, as [path, value] pairs. */
   props?: [string, string][];
-}
-
-export interface WorkerTask {
-  ctl: ControlOp[] | null;
-  /** Encoded calls (may be null when only control ops are sent). */
-  buf: ArrayBuffer | null;
-  len: number;
-  /** Generation ids whose filters are quarantined: the worker applies their policy. */
-  quarantined: number[];
-}
-
-export interface WorkerReply {
-  ctl: ControlResult[] | null;
-  buf: ArrayBuffer;
 }
 
 /** The answer to a filter's proxy_http_call, sent back to the worker that made it. status 0

@@ -1,9 +1,10 @@
 // Piscina worker entry. Holds an instance of every live filter generation and the per-stream
-// state, runs one batch of encoded calls per task, and answers with one encoded buffer.
+// state, and serves batches of encoded calls from the main thread (wasm/channel.ts).
 // A request's whole chain for a phase runs here in one go (filter 1, then filter 2 on the
 // mutated headers, ...), stopping at the first local response.
 
-import { move, workerData } from 'piscina';
+import { workerData } from 'piscina';
+import { type BatchHandler, type ServeTask, serveChannel } from './channel.js';
 import { BufferType, LogLevel } from './abi.js';
 import { describeError, FilterInstance, type HttpCallSink, RetiredInstanceCollector, WorkerLog, type InstanceDeps } from './instance.js';
 import { SharedState } from './shared-state.js';
@@ -21,8 +22,6 @@ import {
   Phase,
   ResultKind,
   Watch,
-  type WorkerReply,
-  type WorkerTask,
 } from './wire.js';
 
 export interface WorkerBootData {
@@ -57,8 +56,6 @@ export class FilterWorker implements HttpCallSink {
   private readonly gens = new Map<number, Generation>();
   private readonly streams = new Map<number, StreamState>();
   private readonly deps: InstanceDeps;
-  private readonly out = new BinWriter(64 * 1024);
-  private spare: ArrayBuffer | null = null;
   private quarantined: ReadonlySet<number> = EMPTY_SET;
   private readonly callGens: number[] = [];
   private readonly faultGens: number[] = [];
@@ -101,32 +98,35 @@ export class FilterWorker implements HttpCallSink {
     this.collector = new RetiredInstanceCollector(this.deps.watch);
   }
 
-  handle(task: WorkerTask): WorkerReply | ArrayBuffer {
-    let ctl: ControlResult[] | null = null;
-    if (task.ctl !== null) {
-      ctl = new Array(task.ctl.length);
-      for (let i = 0; i < task.ctl.length; i++) ctl[i] = this.control(task.ctl[i]);
+  /** One batch: control ops first (loads before the calls that use them), then the calls.
+   * The payload starts with the quarantined generation ids (usually none). */
+  handle(ctl: ControlOp[] | null, reader: BinReader | null, out: BinWriter): ControlResult[] | null {
+    let results: ControlResult[] | null = null;
+    if (ctl !== null) {
+      results = new Array(ctl.length);
+      for (let i = 0; i < ctl.length; i++) results[i] = this.control(ctl[i]);
     }
-    this.quarantined = task.quarantined.length === 0 ? EMPTY_SET : new Set(task.quarantined);
-    const out = this.out;
-    out.reset(this.spare, task.len + 1024);
     out.u32(0); // total length, patched below
     out.u32(0); // result count, patched below
-    let results = 0;
-    if (task.buf !== null) {
-      const reader = new BinReader(task.buf, task.len);
+    let answered = 0;
+    if (reader !== null) {
+      const quarantined = reader.u32();
+      if (quarantined === 0) {
+        this.quarantined = EMPTY_SET;
+      } else {
+        const ids = new Set<number>();
+        for (let i = 0; i < quarantined; i++) ids.add(reader.u32());
+        this.quarantined = ids;
+      }
       const calls = reader.u32();
-      for (let i = 0; i < calls; i++) if (this.runCall(reader, i, out)) results++;
-      results += this.extraResults;
+      for (let i = 0; i < calls; i++) if (this.runCall(reader, i, out)) answered++;
+      answered += this.extraResults;
       this.extraResults = 0;
     }
-    out.patchU32(4, results);
+    out.patchU32(4, answered);
     this.writeLogsAndFaults(out);
     out.patchU32(0, out.pos);
-    this.spare = task.buf;
-    const buf = out.arrayBuffer; // transferred; the writer is reset onto a spare next time
-    if (ctl !== null) return { ctl, buf };
-    return move(buf) as unknown as ArrayBuffer;
+    return results;
   }
 
   // --- http calls -----------------------------------------------------------------------
@@ -787,8 +787,15 @@ function errorMessage(err: unknown): string {
 }
 
 let worker: FilterWorker | null = null;
+let handleBatch: BatchHandler | null = null;
 
-export default function run(task: WorkerTask): WorkerReply | ArrayBuffer {
-  if (worker === null) worker = new FilterWorker(workerData as WorkerBootData);
-  return worker.handle(task);
+/** The piscina task: serve the batch channel until the main thread stops it (or the thread is
+ * terminated for a deadline). The FilterWorker outlives serve tasks: it is the thread's state. */
+export default function run(task: ServeTask): void {
+  if (worker === null) {
+    const w = new FilterWorker(workerData as WorkerBootData);
+    worker = w;
+    handleBatch = (ctl, reader, out) => w.handle(ctl, reader, out);
+  }
+  serveChannel(task, handleBatch!);
 }
