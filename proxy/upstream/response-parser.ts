@@ -13,6 +13,10 @@
 export interface ResponseSink {
   onParsedHead(status: number, reason: string, headers: string[], contentLength: number): boolean;
   onParsedBody(chunk: Buffer): boolean;
+  /** The trailer fields of a chunked response (flat name/value pairs, names lower-case),
+   * called once, just before the exchange completes, only when there were any. Fields that
+   * must not be trailers (framing, routing, connection: RFC 9110 6.5.1) are left out. */
+  onParsedTrailers?(trailers: string[]): void;
 }
 
 /** execute() results. */
@@ -46,6 +50,12 @@ const SEMICOLON = 59;
 
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const EMPTY_HEADERS: string[] = [];
+/** Fields a sender must not put in a trailer section (RFC 9110 6.5.1: framing, routing,
+ * connection management); a recipient drops them rather than merge them into the head. */
+const NOT_A_TRAILER = new Set([
+  'content-length', 'transfer-encoding', 'trailer', 'host', 'connection', 'keep-alive',
+  'proxy-connection', 'te', 'upgrade', 'content-encoding', 'content-type', 'content-range',
+]);
 /** A chunk size with more hex digits than this is refused (2^48 bytes is plenty). */
 const MAX_CHUNK_SIZE_DIGITS = 12;
 
@@ -138,6 +148,12 @@ export class ResponseParser {
   private chunkDigits = 0;
   /** Chunk-extension and trailer bytes seen, bounded by maxHeaderBytes. */
   private extraBytes = 0;
+  /** The trailer line being read (latin1), when it spans socket chunks. */
+  private trailerLine = '';
+  /** Where the current trailer line starts in the chunk being parsed. */
+  private trailerStart = 0;
+  /** Trailer fields of this exchange (flat pairs), valid once it completed. */
+  trailers: string[] = EMPTY_HEADERS;
 
   // The head being handed to the sink.
   private status = 0;
@@ -163,6 +179,8 @@ export class ResponseParser {
     this.chunkSize = 0;
     this.chunkDigits = 0;
     this.extraBytes = 0;
+    this.trailerLine = '';
+    this.trailers = EMPTY_HEADERS;
     this.offset = 0;
     this.error = '';
   }
@@ -189,6 +207,7 @@ export class ResponseParser {
     const len = buf.length;
     let pos = start;
     if (pos < len) this.anyBytes = true;
+    if (this.state === S_TRAILER_LINE) this.trailerStart = pos; // a line cut by the last chunk
     while (pos < len) {
       switch (this.state) {
         case S_HEAD: {
@@ -300,9 +319,9 @@ export class ResponseParser {
           if (c === CR) {
             this.state = S_TRAILER_END_LF;
           } else {
-            // Trailers are consumed and dropped: the contract has no trailer callback.
             if (isBadValueChar(c) || c === SP || c === HTAB) return this.fail('invalid trailer');
             this.state = S_TRAILER_LINE;
+            this.trailerStart = pos;
           }
           if (++this.extraBytes > this.maxHeaderBytes) return this.fail('trailers too large');
           pos++;
@@ -310,8 +329,12 @@ export class ResponseParser {
         }
         case S_TRAILER_LINE: {
           const c = buf[pos]!;
-          if (c === CR) this.state = S_TRAILER_LINE_LF;
-          else if (isBadValueChar(c)) return this.fail('invalid trailer');
+          if (c === CR) {
+            this.state = S_TRAILER_LINE_LF;
+            const line = this.trailerLine + buf.toString('latin1', this.trailerStart, pos);
+            this.trailerLine = '';
+            if (!this.addTrailer(line)) return this.fail('invalid trailer');
+          } else if (isBadValueChar(c)) return this.fail('invalid trailer');
           if (++this.extraBytes > this.maxHeaderBytes) return this.fail('trailers too large');
           pos++;
           break;
@@ -325,6 +348,7 @@ export class ResponseParser {
         case S_TRAILER_END_LF: {
           if (buf[pos] !== LF) return this.fail('invalid trailer line ending');
           this.state = S_DONE;
+          if (this.trailers.length > 0) this.sink.onParsedTrailers?.(this.trailers);
           return this.stop(pos + 1, PARSE_COMPLETE);
         }
         case S_DONE:
@@ -334,7 +358,25 @@ export class ResponseParser {
           return this.fail(this.error || 'parser in error state');
       }
     }
+    if (this.state === S_TRAILER_LINE) this.trailerLine += buf.toString('latin1', this.trailerStart, len);
     return this.stop(len, PARSE_NEED_MORE);
+  }
+
+  /** One trailer field line (CRLF excluded): `token ":" OWS value OWS`, as in the head.
+   * Keeps it unless it is a field a trailer must not carry. False when malformed. */
+  private addTrailer(line: string): boolean {
+    const colon = line.indexOf(':');
+    if (colon <= 0) return false;
+    for (let i = 0; i < colon; i++) if (TOKEN[line.charCodeAt(i)] !== 1) return false;
+    const name = line.slice(0, colon).toLowerCase();
+    if (NOT_A_TRAILER.has(name)) return true;
+    let i = colon + 1;
+    let end = line.length;
+    while (i < end && (line.charCodeAt(i) === SP || line.charCodeAt(i) === HTAB)) i++;
+    while (end > i && (line.charCodeAt(end - 1) === SP || line.charCodeAt(end - 1) === HTAB)) end--;
+    if (this.trailers === EMPTY_HEADERS) this.trailers = [];
+    this.trailers.push(name, line.slice(i, end));
+    return true;
   }
 
   private stop(pos: number, result: number): number {
