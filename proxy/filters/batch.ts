@@ -126,9 +126,13 @@ function encodeBodyCall(handle: WorkerHandle, w: BinWriter, entry: StreamEntry, 
   w.bytes(chunk.data);
 }
 
+/** Reused: replies are decoded one at a time (never re-entered), mostly from the same region. */
+let replyReader: BinReader | null = null;
+
 export function decodeReply(handle: WorkerHandle, buf: ArrayBufferLike, entries: StreamEntry[], ops: number[], h: ReplyHandler): void {
-  const total = new DataView(buf).getUint32(0, true);
-  const r = new BinReader(buf, total);
+  const total = new DataView(buf, 0, 4).getUint32(0, true);
+  const r = replyReader ?? (replyReader = new BinReader(buf, total));
+  r.reset(buf, total);
   r.pos = 4;
   const results = r.u32();
   for (let i = 0; i < results; i++) {

@@ -151,6 +151,7 @@ interface WorkerEnd {
   init: ChannelInit;
   cells: Int32Array;
   out: BinWriter;
+  reader: BinReader | null;
   seen: number;
 }
 
@@ -160,7 +161,7 @@ let current: WorkerEnd | null = null;
 /** Serve batches until the main thread says stop. Runs inside a piscina task. */
 export function serveChannel(task: ServeTask, handle: BatchHandler): void {
   if (task.init !== null) {
-    current = { init: task.init, cells: new Int32Array(task.init.cells), out: new BinWriter(task.init.reply), seen: 0 };
+    current = { init: task.init, cells: new Int32Array(task.init.cells), out: new BinWriter(task.init.reply), reader: null, seen: 0 };
   }
   const end = current;
   if (end === null) throw new Error('filter worker: serve task without a channel');
@@ -189,7 +190,12 @@ export function serveChannel(task: ServeTask, handle: BatchHandler): void {
     }
     const out = end.out;
     out.reset(end.init.reply, 0);
-    const results = handle(ctl, len > 0 ? new BinReader(payload, len) : null, out);
+    let reader: BinReader | null = null;
+    if (len > 0) {
+      reader = end.reader ?? (end.reader = new BinReader(payload, len));
+      reader.reset(payload, len);
+    }
+    const results = handle(ctl, reader, out);
     let replyFlags = 0;
     const grown = outgrown(out, end.init.reply);
     if (results !== null || grown !== null) {

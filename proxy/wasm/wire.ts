@@ -24,6 +24,11 @@ export class BinWriter {
   }
 
   reset(ab: ArrayBufferLike | null, minSize: number): void {
+    if (ab !== null && ab === this.buf.buffer && ab.byteLength >= minSize) {
+      // The same region batch after batch (the channel's): keep the views.
+      this.pos = 0;
+      return;
+    }
     if (ab === null || ab.byteLength < minSize) ab = new ArrayBuffer(Math.max(minSize, 4096));
     this.buf = Buffer.from(ab);
     this.view = new DataView(ab);
@@ -129,6 +134,16 @@ export class BinReader {
     this.buf = Buffer.from(ab, 0, end);
     this.view = new DataView(ab, 0, end);
     this.end = end;
+  }
+
+  /** Read another `end` bytes from the start of `ab`, reusing the views when it is the same buffer. */
+  reset(ab: ArrayBufferLike, end: number): void {
+    if (ab !== this.buf.buffer || end > this.buf.length) {
+      this.buf = Buffer.from(ab, 0, end);
+      this.view = new DataView(ab, 0, end);
+    }
+    this.end = end;
+    this.pos = 0;
   }
 
   u8(): number {
