@@ -22,6 +22,11 @@ export interface Sniffer {
 /** What a listener serves with; swapped whole on reload (connections keep the one they started with). */
 export class TcpListenerState {
   readonly tcp: TcpListenerConfig;
+  /** The HTTP listener a connection is dialled to at accept, while its sniff runs ('' = none):
+   * the loopback connect then overlaps the sniff instead of following it. A connection that
+   * turns out to be something else closes its unused loopback connection (uWS sees a client
+   * that connected and left): a little CPU, against a connect serialised after the verdict. */
+  readonly speculativeHandoff: string;
   constructor(
     readonly config: ListenerConfig,
     readonly clusters: ClusterManager,
@@ -35,12 +40,6 @@ export class TcpListenerState {
     const handoff = sniffer === null ? undefined : this.tcp.routes.find((r) => r.http_listener !== undefined);
     this.speculativeHandoff = handoff?.http_listener ?? '';
   }
-
-  /** The HTTP listener a connection is dialled to at accept, while its sniff runs ('' = none):
-   * the loopback connect then overlaps the sniff instead of following it. A connection that
-   * turns out to be something else closes its unused loopback connection (uWS sees a client
-   * that connected and left), which costs far less than the ~0.1 ms a later connect adds. */
-  readonly speculativeHandoff: string;
 
   /** The first route matching a sniffed connection; null = none (→ tcp.cluster). `alpn` is
    * the comma-separated list the client offered ('' = none or not TLS). */

@@ -179,6 +179,28 @@ test('TLS and RESP on the same sniffing port still go to their tcp routes', asyn
   assert.equal(pong, '+PONG\r\n');
 });
 
+test('connections that are not HTTP/1 leave no loopback connection behind (the hand-off is dialled at accept)', async () => {
+  const sockets = (): number => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+  const baseline = sockets();
+  for (let i = 0; i < 10; i++) {
+    const pong = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      const c = net.connect(l4, '127.0.0.1', () => c.write('*1\r\n$4\r\nPING\r\n'));
+      c.on('error', reject);
+      c.on('data', (d) => {
+        got += d.toString();
+        if (got.endsWith('\r\n')) {
+          c.destroy();
+          resolve(got);
+        }
+      });
+    });
+    assert.equal(pong, '+PONG\r\n');
+  }
+  await waitFor(() => sockets() <= baseline, 5000, `TCP sockets back to ${baseline}`);
+  await waitFor(async () => /wisp_tcp_connections_active\{listener="l4",cluster="redis",protocol="redis"\} 0/.test(await wisp.metrics.render()), 5000, 'redis connections closed');
+});
+
 test('a PROXY header from a client is not believed: not on the HTTP listener\'s own port, not through the tcp listener', async () => {
   // v2 header claiming 10.1.2.3:12345 → 127.0.0.1:8080.
   const spoof = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c, 10, 1, 2, 3, 127, 0, 0, 1, 0x30, 0x39, 0x1f, 0x90]);
