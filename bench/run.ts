@@ -22,6 +22,13 @@ import { freePort } from '../test/helpers/net.js';
 /** Repository root: this file runs as dist/bench/run.js. */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/** Three stateless filters in a row. */
+const CHAIN = [
+  { name: 'noop', wasm: 'filters/build/noop.wasm' },
+  { name: 'add-header', wasm: 'filters/build/add-header.wasm' },
+  { name: 'headers', wasm: 'filters/build/headers.wasm', config: { request: { set: { 'x-bench': '1' } } } },
+];
+
 /** Every run, in report order. Add a variant here; `--only` selects by name. */
 export const TARGETS: Target[] = [
   directTarget,
@@ -31,11 +38,10 @@ export const TARGETS: Target[] = [
   wispTarget('wisp+noop', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }]),
   wispTarget('wisp+header', [{ name: 'add-header', wasm: 'filters/build/add-header.wasm' }]),
   // Three stateless filters in a row: what a chain costs over one filter.
-  wispTarget('wisp+chain', [
-    { name: 'noop', wasm: 'filters/build/noop.wasm' },
-    { name: 'add-header', wasm: 'filters/build/add-header.wasm' },
-    { name: 'headers', wasm: 'filters/build/headers.wasm', config: { request: { set: { 'x-bench': '1' } } } },
-  ]),
+  wispTarget('wisp+chain', CHAIN),
+  // The same chain in two filter workers: the memory a second worker costs (issue 4's
+  // "3 filters × 2 workers" case).
+  wispTarget('wisp+chain-2w', CHAIN, { workers: 2 }),
   // The noop filter hot-reloaded through the admin API every second under load.
   wispTarget('wisp+hotload', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }], { hotload: { filter: 'noop', everyMs: 1000 } }),
   // The same HTTP load through an L4 (protocol: tcp) listener whose first bytes are sniffed
@@ -56,6 +62,17 @@ export interface BenchOptions {
   tool?: 'wrk' | 'autocannon';
   /** Rewrite the results block of bench/README.md with this run's table. */
   updateReadme: boolean;
+  /** NODE_OPTIONS for the Wisp processes only (memory settings, docs/memory.md). */
+  wispNodeOptions: string;
+}
+
+/** The argument after `name`, taken as is: its value is itself made of flags ("--max-semi-space-size=1"). */
+function rawValue(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  if (i < 0) return undefined;
+  const v = argv[i + 1];
+  if (v === undefined) throw new Error(`${name} needs a value`);
+  return v;
 }
 
 export function parseArgs(argv: string[]): BenchOptions {
@@ -93,6 +110,7 @@ export function parseArgs(argv: string[]): BenchOptions {
     streamBytes: Math.floor(num('--stream-bytes', 1024 * 1024 * 1024)),
     tool,
     updateReadme: argv.includes('--update-readme'),
+    wispNodeOptions: rawValue(argv, '--wisp-node-options') ?? '',
   };
 }
 
@@ -204,7 +222,7 @@ export async function runBench(opts: BenchOptions): Promise<number> {
         // A target that failed once (crashed, never ready) would most likely fail again and
         // cost its readiness timeout every round.
         if (failed.some((f) => f.name === t.name)) continue;
-        const ctx: TargetContext = { upstreamPort: upstream.port, dir: join(tmp, `${t.name}-${round}`), root: ROOT, connections: opts.connections, streaming: false };
+        const ctx: TargetContext = { upstreamPort: upstream.port, dir: join(tmp, `${t.name}-${round}`), root: ROOT, connections: opts.connections, streaming: false, wispNodeOptions: opts.wispNodeOptions };
         let running: RunningTarget | null = null;
         try {
           running = await t.start(ctx);
@@ -223,7 +241,7 @@ export async function runBench(opts: BenchOptions): Promise<number> {
     if (opts.stream) {
       for (const t of active) {
         if (t.name === 'direct') continue;
-        const ctx: TargetContext = { upstreamPort: upstream.port, dir: join(tmp, `${t.name}-stream`), root: ROOT, connections: opts.connections, streaming: true };
+        const ctx: TargetContext = { upstreamPort: upstream.port, dir: join(tmp, `${t.name}-stream`), root: ROOT, connections: opts.connections, streaming: true, wispNodeOptions: opts.wispNodeOptions };
         let running: RunningTarget | null = null;
         try {
           running = await t.start(ctx);
@@ -254,6 +272,7 @@ export async function runBench(opts: BenchOptions): Promise<number> {
       duration_s: opts.durationS,
       warmup_s: opts.warmupS,
       rounds: opts.rounds,
+      ...(opts.wispNodeOptions ? { wisp_node_options: opts.wispNodeOptions } : {}),
       /** 1-minute load average before and after: well above `cpus` means others shared the machine. */
       loadavg: [loadBefore, round2(os.loadavg()[0] as number)],
       versions: peerVersions(),
@@ -288,7 +307,7 @@ export async function runBench(opts: BenchOptions): Promise<number> {
 
 const USAGE = `usage: npm run bench -- [--quick] [--rounds R] [--duration S] [--warmup S] [--connections N]
                         [--only name1,name2] [--out file.json] [--stream [--stream-bytes N]]
-                        [--tool wrk|autocannon] [--update-readme]
+                        [--tool wrk|autocannon] [--update-readme] [--wisp-node-options "FLAGS"]
 runs: ${TARGETS.map((t) => t.name).join(', ')}`;
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -12,6 +12,8 @@ export interface TargetContext {
   connections: number;
   /** The streaming check: one long download, so whole-request timeouts must not cut it. */
   streaming: boolean;
+  /** Node options for the Wisp process (its NODE_OPTIONS), e.g. "--max-semi-space-size=1". */
+  wispNodeOptions?: string;
 }
 
 export interface RunningTarget {

@@ -25,6 +25,8 @@ export interface WispConfigOptions {
   routeTimeout?: string | number;
   /** An L4 listener (`protocol: tcp`) instead of the HTTP one; `filters` are then unused. */
   l4?: L4Options;
+  /** Filter worker threads (Wisp's default otherwise: cores − 1). */
+  workers?: number;
 }
 
 export interface L4Options {
@@ -51,6 +53,7 @@ export function wispConfig(o: WispConfigOptions): string {
     admin: { address: `127.0.0.1:${o.adminPort}` },
     // The load has stopped when the harness stops Wisp; nothing is left to drain.
     drain_timeout: '2s',
+    ...(o.workers !== undefined ? { workers: o.workers } : {}),
     listeners: [o.l4 ? l4Listener(o, o.l4) : { name: 'bench', address: `127.0.0.1:${o.listenPort}`, routes: [route] }],
     clusters: [{ name: 'up', endpoints: [`127.0.0.1:${o.upstreamPort}`] }],
   };
@@ -72,6 +75,8 @@ export interface WispTargetOptions {
   hotload?: { filter: string; everyMs: number };
   /** A `protocol: tcp` listener (bytes piped, optionally sniffed) instead of the HTTP one. */
   l4?: L4Options;
+  /** Filter worker threads (Wisp's default otherwise). */
+  workers?: number;
 }
 
 /** Reloads one filter through the admin API on a timer, one reload at a time, counting
@@ -140,8 +145,9 @@ export function wispTarget(name: string, filters: BenchFilter[] = [], options: W
       const [listenPort, adminPort] = [await freePort(), await freePort()];
       mkdirSync(ctx.dir, { recursive: true });
       const conf = join(ctx.dir, 'wisp.yaml');
-      writeFileSync(conf, wispConfig({ root: ctx.root, adminPort, listenPort, upstreamPort: ctx.upstreamPort, filters, routeTimeout: ctx.streaming ? 0 : undefined, l4: options.l4 }));
-      const proc = new ManagedProcess(name, process.execPath, [join(ctx.root, WISP_BIN), '--config', conf], { cwd: ctx.root });
+      writeFileSync(conf, wispConfig({ root: ctx.root, adminPort, listenPort, upstreamPort: ctx.upstreamPort, filters, routeTimeout: ctx.streaming ? 0 : undefined, l4: options.l4, workers: options.workers }));
+      const env = ctx.wispNodeOptions ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${ctx.wispNodeOptions}`.trim() } : process.env;
+      const proc = new ManagedProcess(name, process.execPath, [join(ctx.root, WISP_BIN), '--config', conf], { cwd: ctx.root, env });
       try {
         await waitReady(proc, listenPort, 15_000);
       } catch (err) {
