@@ -27,12 +27,17 @@ function headerList(inst: FilterInstance, mapType: number): string[] | null {
   if (s === null) return null;
   if (mapType === MapType.RequestHeaders) return s.requestHeaders;
   if (mapType === MapType.ResponseHeaders) return s.responseStatus > 0 ? s.responseHeaders : null;
+  // Trailers exist only once the body ended with some (null before, and when there were none).
+  if (mapType === MapType.ResponseTrailers) return s.responseTrailers;
+  if (mapType === MapType.RequestTrailers) return s.requestTrailers;
   return null;
 }
 
 function markDirty(inst: FilterInstance, mapType: number, appendOnly = false): void {
   const s = inst.stream as StreamState;
-  if (mapType === MapType.RequestHeaders) {
+  if (mapType === MapType.RequestTrailers || mapType === MapType.ResponseTrailers) {
+    s.trailersDirty = true;
+  } else if (mapType === MapType.RequestHeaders) {
     s.requestDirty = true;
     if (!appendOnly) s.requestAppendOnly = false;
   } else {
@@ -44,7 +49,7 @@ function markDirty(inst: FilterInstance, mapType: number, appendOnly = false): v
 const EMPTY_BYTES = new Uint8Array(0);
 
 function isWritableMap(mapType: number): boolean {
-  return mapType === MapType.RequestHeaders || mapType === MapType.ResponseHeaders;
+  return mapType >= MapType.RequestHeaders && mapType <= MapType.ResponseTrailers; // headers and trailers, both ways
 }
 
 /** Validates a header pair a filter wants to write; logs and returns false when refused. */

@@ -96,6 +96,8 @@ export class FilterInstance {
   onResponseHeaders: ExportFn | null = null;
   onRequestBody: ExportFn | null = null;
   onResponseBody: ExportFn | null = null;
+  onRequestTrailers: ExportFn | null = null;
+  onResponseTrailers: ExportFn | null = null;
   onDone: ExportFn | null = null;
   onLog: ExportFn | null = null;
   onDelete: ExportFn | null = null;
@@ -146,6 +148,8 @@ export class FilterInstance {
     this.onResponseHeaders = (ex.proxy_on_response_headers as ExportFn) ?? null;
     this.onRequestBody = (ex.proxy_on_request_body as ExportFn) ?? null;
     this.onResponseBody = (ex.proxy_on_response_body as ExportFn) ?? null;
+    this.onRequestTrailers = (ex.proxy_on_request_trailers as ExportFn) ?? null;
+    this.onResponseTrailers = (ex.proxy_on_response_trailers as ExportFn) ?? null;
     this.onDone = (ex.proxy_on_done as ExportFn) ?? null;
     this.onLog = (ex.proxy_on_log as ExportFn) ?? null;
     this.onDelete = (ex.proxy_on_delete as ExportFn) ?? null;

@@ -62,6 +62,12 @@ export class StreamState {
   responseAppendOnly = true;
   requestBaseLength = 0;
   responseBaseLength = 0;
+  /** Trailer fields (flat pairs, names lower-case) once a chunked body ended with some; null
+   * before that and when there were none (the trailer maps then answer NotFound). */
+  requestTrailers: string[] | null = null;
+  responseTrailers: string[] | null = null;
+  /** A filter changed the trailers of the current trailers phase. */
+  trailersDirty = false;
   local: LocalResponse | null = null;
   /** Set while a filter paused this stream waiting for its http call(s). */
   pausedRequest = false;
