@@ -7,7 +7,7 @@
 //   node filters/build.mjs noop auth  only these
 //   WISP_FILTERS_NO_DEBUG=1 ...       skip the debug builds
 import asc from "assemblyscript/asc";
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -50,7 +50,16 @@ async function compile(name, target, outFile) {
     return false;
   }
   if (stderr.trim()) console.error(stderr.trim());
+  if (target === "release") stripSourcesContent(`${outFile}.map`);
   return true;
+}
+
+/** A release map keeps only what maps a trap to file:line (Wisp holds it in memory per
+ * loaded generation); the sources themselves (~95% of it) stay in the debug map. */
+function stripSourcesContent(mapFile) {
+  const map = JSON.parse(readFileSync(mapFile, "utf8"));
+  delete map.sourcesContent;
+  writeFileSync(mapFile, JSON.stringify(map));
 }
 
 const prevCwd = process.cwd();

@@ -91,7 +91,11 @@ export class WasmSourceMap {
 
   /** "file.ts:line:col" for a code offset, or null when the map has nothing there. */
   locate(offset: number): string | null {
-    this.map ??= new SourceMap(JSON.parse(this.payload));
+    if (this.map === null) {
+      const payload = JSON.parse(this.payload) as { sourcesContent?: unknown };
+      delete payload.sourcesContent; // not needed for file:line, and most of a map's size
+      this.map = new SourceMap(payload as ConstructorParameters<typeof SourceMap>[0]);
+    }
     const e = this.map.findEntry(0, offset) as Partial<{ originalSource: string; originalLine: number; originalColumn: number }>;
     if (e.originalSource === undefined || e.originalLine === undefined) return null;
     return `${e.originalSource}:${e.originalLine + 1}:${(e.originalColumn ?? 0) + 1}`;
