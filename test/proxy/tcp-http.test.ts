@@ -10,6 +10,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import uWS from 'uWebSockets.js';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { writeIPv6 } from '../../proxy/listener/handoff.js';
@@ -51,6 +54,21 @@ const tlsPort = await listen(tls.createServer({ cert, key }, (s) => {
   s.on('data', (d) => s.write(`tls:${d.toString()}`));
 }));
 
+// A uWS WebSocket echo upstream that records the x-forwarded-for of each upgrade.
+const wsForwardedFor: string[] = [];
+const wsApp: TemplatedApp = uWS.App().ws('/*', {
+  upgrade: (res, req, context) => {
+    wsForwardedFor.push(req.getHeader('x-forwarded-for'));
+    res.upgrade({}, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+  },
+  message: (ws, message, isBinary) => void ws.send(message, isBinary),
+});
+const wsPort = await new Promise<number>((resolve, reject) => wsApp.listen('127.0.0.1', 0, (ls: us_listen_socket | false) => {
+  if (!ls) return reject(new Error('ws upstream cannot listen'));
+  closers.push(async () => uWS.us_listen_socket_close(ls));
+  resolve(uWS.us_socket_local_port(ls));
+}));
+
 function config(handOff: boolean): ReturnType<typeof normalizeConfig> {
   return normalizeConfig({
     admin: { address: '127.0.0.1:0' },
@@ -66,6 +84,7 @@ function config(handOff: boolean): ReturnType<typeof normalizeConfig> {
         routes: [
           { match: { path: '/hello' }, direct_response: { status: 200, body: 'hello from web' } },
           { match: { prefix: '/api' }, cluster: 'api', filters: ['tag'] },
+          { match: { prefix: '/ws' }, cluster: 'ws' },
         ],
       },
       {
@@ -86,6 +105,7 @@ function config(handOff: boolean): ReturnType<typeof normalizeConfig> {
       { name: 'api', endpoints: [`127.0.0.1:${api.port}`] },
       { name: 'redis', endpoints: [`127.0.0.1:${redisPort}`] },
       { name: 'tls', endpoints: [`127.0.0.1:${tlsPort}`] },
+      { name: 'ws', endpoints: [`127.0.0.1:${wsPort}`] },
     ],
   }, path.join(here, 'tcp-http.yaml'));
 }
@@ -142,6 +162,43 @@ test('HTTP/1 on the sniffing port is served by the HTTP listener: routes, filter
     agent.destroy();
   }
   await waitFor(async () => /wisp_tcp_connections_active\{listener="l4",cluster="http_listener:web",protocol="http1"\} 0/.test(await wisp.metrics.render()), 5000, 'hand-off connection closed');
+});
+
+test('a WebSocket upgrade on the sniffing port is proxied by the HTTP listener (101, echo, client address)', async () => {
+  const key = randomBytes(16).toString('base64');
+  const mask = randomBytes(4);
+  const payload = Buffer.from('ping through l4');
+  const frame = Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!))]);
+  const got = await new Promise<Buffer>((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    let upgraded = false;
+    const c = net.connect({ port: l4, host: '127.0.0.1', localAddress: '127.0.0.2' }, () => {
+      c.write(`GET /ws/echo HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: ${key}\r\nsec-websocket-version: 13\r\n\r\n`);
+    });
+    c.on('error', reject);
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (!upgraded) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buf.subarray(0, end).toString('latin1');
+        if (!head.startsWith('HTTP/1.1 101 ')) {
+          c.destroy();
+          return reject(new Error(`no upgrade: ${head}`));
+        }
+        buf = buf.subarray(end + 4);
+        upgraded = true;
+        c.write(frame);
+      }
+      if (buf.length >= 2 + payload.length) {
+        c.destroy();
+        resolve(buf);
+      }
+    });
+  });
+  assert.equal(got[0], 0x81);
+  assert.equal(got.subarray(2, 2 + payload.length).toString(), 'ping through l4');
+  assert.equal(wsForwardedFor.at(-1), '127.0.0.2');
 });
 
 test('a request body and a no-route 404 also go through the HTTP listener', async () => {
