@@ -32,6 +32,8 @@ export interface ReplyHandler {
   ): void;
 }
 
+const NO_TRAILERS: readonly string[] = [];
+
 export function encodeCalls(
   handle: WorkerHandle,
   w: BinWriter,
@@ -70,7 +72,7 @@ export function encodeCalls(
       continue;
     }
     let flags = 0;
-    if (op === Op.RequestHeaders || (op === Op.ResponseHeaders && entry.epoch !== handle.epoch)) flags |= CallFlag.StreamInfo;
+    if (op === Op.RequestHeaders || ((op === Op.ResponseHeaders || op === Op.ResponseTrailers) && entry.epoch !== handle.epoch)) flags |= CallFlag.StreamInfo;
     w.u8(op);
     w.f64(s.streamId);
     w.u8(flags);
@@ -84,6 +86,14 @@ export function encodeCalls(
       if ((flags & CallFlag.StreamInfo) !== 0) w.strList(s.requestHeaders);
       w.u32(s.responseStatus);
       w.strList(s.responseHeaders);
+    } else if (op === Op.ResponseTrailers) {
+      // A worker that replaced the one holding the stream gets the heads too.
+      if ((flags & CallFlag.StreamInfo) !== 0) {
+        w.strList(s.requestHeaders);
+        w.u32(s.responseStatus);
+        w.strList(s.responseHeaders);
+      }
+      w.strList(s.responseTrailers ?? NO_TRAILERS);
     } else if (op === Op.Done) {
       w.u32(s.responseStatus);
     }

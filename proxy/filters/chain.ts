@@ -13,6 +13,7 @@ export interface ChainHost {
   submit(chain: WasmFilterChain, stream: FilterStream, op: number): void;
   submitBody(stream: FilterStream, op: number, chunk: Uint8Array, endOfStream: boolean): void;
   bodyPhases(stream: FilterStream): number;
+  handlesResponseTrailers(stream: FilterStream): boolean;
   finish(stream: FilterStream): void;
 }
 
@@ -52,6 +53,14 @@ export class WasmFilterChain implements FilterChain {
 
   responseBody(stream: FilterStream, chunk: Uint8Array, endOfStream: boolean): void {
     this.host.submitBody(stream, Op.ResponseBody, chunk, endOfStream);
+  }
+
+  handlesResponseTrailers(stream: FilterStream): boolean {
+    return this.host.handlesResponseTrailers(stream);
+  }
+
+  responseTrailers(stream: FilterStream): void {
+    this.host.submit(this, stream, Op.ResponseTrailers);
   }
 
   done(stream: FilterStream): void {

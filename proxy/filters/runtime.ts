@@ -109,6 +109,13 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
   private readonly watchdogIntervalMs: number;
   private readonly httpCall: ((call: FilterHttpCall) => Promise<FilterHttpResponse>) | null;
   private lastWatchdogTick = Date.now();
+  /** Whether a generation's module exports proxy_on_response_trailers, looked up once. */
+  private readonly trailerExports = new WeakMap<Generation, boolean>();
+  /** Streams whose responseTrailers call is unanswered. The worker answers it like a
+   * response headers call (same result kinds); this set tells the two apart. At most one
+   * phase of a stream is outstanding when trailers are sent (types.ts), and only responses
+   * with trailers ever enter it. */
+  private readonly awaitingTrailers = new Set<StreamEntry>();
 
   constructor(opts: WasmRuntimeOptions = {}) {
     const workers = Math.max(1, opts.workers ?? Math.max(1, os.availableParallelism() - 1));
@@ -186,6 +193,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
       this.streams.set(stream.streamId, entry);
     }
     entry.pendingRequestPhase = op === Op.RequestHeaders;
+    if (op === Op.ResponseTrailers) this.awaitingTrailers.add(entry);
     entry.worker.enqueue(entry, op);
   }
 
@@ -193,6 +201,22 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
   bodyPhases(stream: FilterStream): number {
     const entry = this.streams.get(stream.streamId);
     return entry === undefined ? 0 : entry.bodyPhases;
+  }
+
+  handlesResponseTrailers(stream: FilterStream): boolean {
+    const entry = this.streams.get(stream.streamId);
+    if (entry === undefined) return false;
+    const gens = entry.gens;
+    for (let i = 0; i < gens.length; i++) {
+      const gen = gens[i];
+      let has = this.trailerExports.get(gen);
+      if (has === undefined) {
+        has = WebAssembly.Module.exports(gen.module).some((e) => e.name === 'proxy_on_response_trailers');
+        this.trailerExports.set(gen, has);
+      }
+      if (has) return true;
+    }
+    return false;
   }
 
   submitBody(stream: FilterStream, op: number, data: Uint8Array, endOfStream: boolean): void {
@@ -222,6 +246,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     const entry = this.streams.get(stream.streamId);
     if (entry === undefined) return;
     this.streams.delete(stream.streamId);
+    if (this.awaitingTrailers.size !== 0) this.awaitingTrailers.delete(entry);
     entry.done = true;
     entry.worker.enqueue(entry, Op.Done);
   }
@@ -254,7 +279,8 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
         this.safely(streams[i], () => streams[i].onFilterBody?.(phase, chunk.data, chunk.endOfStream));
         continue;
       }
-      this.safely(streams[i], () => streams[i].onFilterContinue(ops[i] === Op.RequestHeaders ? 'request_headers' : 'response_headers'));
+      const phase: FilterPhase = ops[i] === Op.RequestHeaders ? 'request_headers' : ops[i] === Op.ResponseTrailers ? 'response_trailers' : 'response_headers';
+      this.safely(streams[i], () => streams[i].onFilterContinue(phase));
     }
   }
 
@@ -373,6 +399,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
   // --- ReplyHandler -------------------------------------------------------------------
 
   continueStream(entry: StreamEntry, phase: FilterPhase): void {
+    if (this.awaitingTrailers.size !== 0 && this.awaitingTrailers.delete(entry)) phase = 'response_trailers';
     const s = entry.stream;
     try {
       s.onFilterContinue(phase);
@@ -391,6 +418,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
   }
 
   localResponse(entry: StreamEntry, status: number, headers: string[], body: Uint8Array): void {
+    if (this.awaitingTrailers.size !== 0) this.awaitingTrailers.delete(entry);
     const s = entry.stream;
     try {
       s.onFilterLocalResponse(status, headers, body);

@@ -4,7 +4,9 @@
 // stream's methods. The request path owns the stream object; the chain never holds a
 // closure per request.
 
-export type FilterPhase = 'request_headers' | 'response_headers';
+/** response_trailers: the upstream response's trailers went through the filters (its answer
+ * comes after the response headers phase and every response body call were answered). */
+export type FilterPhase = 'request_headers' | 'response_headers' | 'response_trailers';
 export type BodyFilterPhase = 'request_body' | 'response_body';
 
 /** Bits of FilterChain.bodyPhases: which bodies the stream's filters want to see. */
@@ -31,6 +33,10 @@ export interface FilterStream {
   requestHeaders: string[];
   responseStatus: number;
   responseHeaders: string[];
+  /** The upstream response's trailer fields (flat pairs, names lower-case) for a
+   * responseTrailers call; null or absent otherwise. Filters may read and change them, but
+   * changes go nowhere: uWS cannot write trailers to the client (docs/http-limits.md). */
+  responseTrailers?: string[] | null;
 
   /** The phase finished: continue the request (headers may have been replaced). */
   onFilterContinue(phase: FilterPhase): void;
@@ -65,6 +71,17 @@ export interface FilterChain {
    * calls after the headers phase (also after an http call it waits on), and the answers
    * come after onFilterContinue('response_headers'), or not at all after a local response. */
   responseBody(stream: FilterStream, chunk: Uint8Array, endOfStream: boolean): void;
+  /** Whether a generation the stream is pinned to exports proxy_on_response_trailers (ask
+   * after the request headers phase). False: the request path need not wait for the chain
+   * before it ends a response that had trailers. */
+  handlesResponseTrailers(stream: FilterStream): boolean;
+  /** stream.responseTrailers through the filters in reverse order (proxy_on_response_trailers).
+   * Send it only after the response headers phase and every response body call were answered,
+   * and before the response is ended. Answers onFilterContinue('response_trailers'), or
+   * onFilterLocalResponse when a filter answers locally or fail-closed applies; the head is
+   * out by then, so the request path resets the client stream, as Envoy does for a local
+   * reply after response headers were sent. */
+  responseTrailers(stream: FilterStream): void;
   /** The request is over (completed, failed or aborted): on_log, on_done, on_delete, and the
    * contexts are released. Fire-and-forget; never delays the response. */
   done(stream: FilterStream): void;
@@ -73,4 +90,36 @@ export interface FilterChain {
 export interface FilterRuntime {
   /** Build the chain for a route; throws with a clear message when a name is unknown. */
   chain(names: readonly string[]): FilterChain;
+}
+
+/** A TCP connection as its network filters see it. Implemented by the L4 listener; answers
+ * come through its methods (no closure per chunk). */
+export interface NetworkConnection {
+  readonly clientAddress: string;
+  readonly clientPort: number;
+  readonly listenerName: string;
+  readonly clusterName: string;
+  /** The chain's record of this connection: starts null, set and read by the chain only. */
+  networkFilterState: object | null;
+  /** The answer to one data() call, in call order per direction: the bytes to write to the
+   * other side now (empty while a filter holds them: StopIteration) and whether they end
+   * that direction (then half-close the other side). */
+  onNetworkData(downstream: boolean, data: Uint8Array, endOfStream: boolean): void;
+  /** A filter closed the connection (proxy_close_stream, bytes held past max_body_bytes) or
+   * its failure policy did (`closed`). No more answers follow. */
+  onNetworkClose(reason: string): void;
+}
+
+/** A tcp listener's ordered network filters (proxy_on_new_connection,
+ * proxy_on_downstream_data / proxy_on_upstream_data, the close callbacks). A connection is
+ * pinned to one worker and to the generations current at its first data() call. */
+export interface NetworkFilterChain {
+  readonly names: readonly string[];
+  /** One chunk through the filters: downstream (client → upstream) first to last, upstream
+   * (upstream → client) last to first, stopping at the first StopIteration. The chunk must
+   * not be modified afterwards; the answer comes via conn.onNetworkData. */
+  data(conn: NetworkConnection, downstream: boolean, bytes: Uint8Array, endOfStream: boolean): void;
+  /** The connection is over: the close callbacks with each side's PeerType (wire.ts: 1
+   * Wisp closed it, 2 the peer did, 0 unknown), then on_done/on_log/on_delete. */
+  close(conn: NetworkConnection, downstreamPeer: number, upstreamPeer: number): void;
 }

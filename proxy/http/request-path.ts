@@ -10,6 +10,9 @@
 //                    chunk goes through the chain first; the filtered bytes go out with an
 //                    exact length when they come out whole, else chunked (a filter may
 //                    change the size)
+//   6c. trailers      a chunked response's trailers go to the filters (when one exports
+//                    proxy_on_response_trailers) before the response ends; never to the
+//                    client, since uWS cannot write them (docs/http-limits.md)
 //   7. logging        stats, access log, filter on_log/on_done
 //   errors:           retry (connect failure / reset / timeout / status) or answer 502/503/504
 //
@@ -109,6 +112,8 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   readonly clusterName: string;
   responseStatus = 0;
   responseHeaders: string[] = [];
+  /** Set only when a filter of the stream takes response trailers (6c). */
+  responseTrailers: string[] | null = null;
 
   // request side
   private readonly startedAt = performance.now();
@@ -232,6 +237,13 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   onFilterContinue(phase: FilterPhase): void {
     this.inFilter = null;
     if (this.state >= 2) return;
+    if (phase === 'response_trailers') {
+      this.responseTrailers = null;
+      corking = this;
+      this.res.cork(corkedEnd);
+      corking = null;
+      return;
+    }
     if (phase === 'request_headers') {
       this.bodyPhases = this.chain!.bodyPhases(this);
       // With request body filters the upstream is chosen when their first bytes come out.
@@ -261,7 +273,8 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       this.exchange = null;
     }
     if (this.state === 1) {
-      // Head already out (cannot happen for header phases, kept for safety): reset.
+      // Head already out: only the trailers phase gets here (header phases answer before the
+      // head is written). Like Envoy after response headers went out: reset the stream.
       this.res.close();
       return this.finish(0);
     }
@@ -502,14 +515,17 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   private filteredResponseBody(data: Uint8Array, endOfStream: boolean): void {
     this.responseBodyCalls--;
     this.responseBodyBytes -= this.responseBodySizes!.shift()!;
-    if (data.length > 0 || endOfStream) {
+    // With trailers the end waits for their phase (6c); the filters already saw the end of the body.
+    const trailersNext = endOfStream && this.responseTrailers !== null;
+    if (data.length > 0 || (endOfStream && !trailersNext)) {
       this.chunkToWrite = data as Buffer;
-      this.filteredEnd = endOfStream;
+      this.filteredEnd = endOfStream && !trailersNext;
       corking = this;
       this.res.cork(corkedFiltered);
       corking = null;
       this.chunkToWrite = null;
     }
+    if (trailersNext) return this.responseTrailersFilter();
     if (this.state < 2 && !this.clientBlocked && this.responseBodyCalls <= BODY_CALLS_LOW && this.responseBodyBytes < BODY_BYTES_HIGH) this.resumeUpstream();
   }
 
@@ -527,6 +543,19 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       this.pauseUpstream();
       this.watchWritable();
     }
+  }
+
+  // ── 6c: response trailers ──
+  // Kept only when a filter of the stream exports proxy_on_response_trailers; the response
+  // ends once the filters answered (or is reset, if one answers locally).
+  onResponseTrailers(trailers: string[]): void {
+    if (this.state < 2 && this.chain !== null && this.chain.handlesResponseTrailers(this)) this.responseTrailers = trailers;
+  }
+
+  private responseTrailersFilter(): void {
+    if (this.state >= 2) return;
+    this.inFilter = 'response_trailers';
+    this.chain!.responseTrailers(this);
   }
 
   // ── 5: the response head ──
@@ -707,6 +736,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
       return this.finish(0);
     }
     if (this.responseLength < 0) {
+      if (this.responseTrailers !== null) return this.responseTrailersFilter();
       corking = this;
       this.res.cork(corkedEnd);
       corking = null;

@@ -9,7 +9,8 @@
 //   from the request, and the response's are removed from the headers (the length arrives
 //   as the contentLength argument). Exception: HEAD and 304 responses keep their
 //   content-length header, which describes the representation, and report contentLength 0.
-// - Response trailers and chunk extensions are consumed and dropped.
+// - Chunk extensions are consumed and dropped; response trailers go to the handler's optional
+//   onResponseTrailers, just before onResponseEnd.
 // - onResponseData chunks are views of a shared read buffer: copy to keep them.
 // - A response that completes before the request body was fully written is delivered, then
 //   the connection is closed (the upstream may still expect body bytes); later writeBody
@@ -355,6 +356,11 @@ export class Http1Connection implements ResponseSink {
       this.socket.pause();
     }
     return this.exchange === ex && !this.paused;
+  }
+
+  onParsedTrailers(trailers: string[]): void {
+    const ex = this.exchange;
+    if (ex !== null) ex.handler.onResponseTrailers?.(trailers);
   }
 
   // ── socket events ──

@@ -40,6 +40,11 @@ export interface UpstreamHandler {
   /** A body chunk. The Buffer is only valid during the call unless copied. Return false to
    * apply backpressure: the exchange stops reading until resume() is called. */
   onResponseData(chunk: Buffer): boolean;
+  /** The trailer fields of a chunked response: flat [name, value, ...], names lower-case,
+   * fields a trailer must not carry (framing, routing, connection) left out. Called once,
+   * only when there were any, right before onResponseEnd; the array is the handler's to keep.
+   * Optional: a handler without it never sees trailers. */
+  onResponseTrailers?(trailers: string[]): void;
   /** The body is complete (and the connection went back to the pool if reusable). */
   onResponseEnd(): void;
   /** The exchange failed; no further callbacks follow. */

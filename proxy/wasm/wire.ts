@@ -1,8 +1,20 @@
 // Binary batch encoding between the main thread and a filter worker (carried by
 // wasm/channel.ts in shared memory); strings are UTF-8 with a u32 length.
 
-export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4, Tick: 5, QueueReady: 6, RequestBody: 7, ResponseBody: 8 } as const;
+export const Op = { RequestHeaders: 1, ResponseHeaders: 2, Done: 3, HttpCallResponse: 4, Tick: 5, QueueReady: 6, RequestBody: 7, ResponseBody: 8, ResponseTrailers: 9 } as const;
 export const Phase = { Request: 1, Response: 2 } as const;
+/** Calls of a network (L4) connection's filters, numbered apart from Op (same call layout:
+ * the chunk as bytes, CallFlag.EndOfStream; StreamInfo on a worker's first call). Answered
+ * like body calls (ResultKind.Body, Phase.Request = downstream) or LocalResponse (close the
+ * connection). The connection ends with Op.Done, whose u32 carries the close peers
+ * (closePeers below) instead of an HTTP status. */
+export const NetOp = { DownstreamData: 20, UpstreamData: 21 } as const;
+/** proxy-wasm PeerType, for proxy_on_downstream/upstream_connection_close. */
+export const PeerType = { Unknown: 0, Local: 1, Remote: 2 } as const;
+/** Op.Done's u32 for a connection: who closed each side. */
+export function closePeers(downstream: number, upstream: number): number {
+  return (downstream & 0xff) | ((upstream & 0xff) << 8);
+}
 export const CallFlag = { StreamInfo: 1, EndOfStream: 2 } as const;
 /** ContinueAppended: the filters only added headers; the result carries just the new pairs.
  * Body: the answer to a body call, the bytes to forward (maybe none) and BodyFlag bits. */

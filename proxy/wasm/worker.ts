@@ -18,6 +18,7 @@ import {
   type ControlResult,
   FaultKind,
   type GenerationSpec,
+  NetOp,
   Op,
   Phase,
   ResultKind,
@@ -50,6 +51,24 @@ class Generation {
 }
 
 const EMPTY_SET: ReadonlySet<number> = new Set();
+
+type ExportFn = (...args: number[]) => number;
+
+/** What differs between the data phases runBody serves: HTTP bodies and a connection's bytes
+ * each way. `request`: chain order first to last, answers as Phase.Request, held bytes in
+ * StreamState.requestBodyHeld (a connection has no HTTP body, so its downstream bytes use it). */
+interface DataPhase {
+  readonly request: boolean;
+  readonly network: boolean;
+  readonly bufferType: number;
+  readonly name: string;
+  callback(inst: FilterInstance): ExportFn | null;
+}
+
+const REQUEST_BODY: DataPhase = { request: true, network: false, bufferType: BufferType.HttpRequestBody, name: 'proxy_on_request_body', callback: (i) => i.onRequestBody };
+const RESPONSE_BODY: DataPhase = { request: false, network: false, bufferType: BufferType.HttpResponseBody, name: 'proxy_on_response_body', callback: (i) => i.onResponseBody };
+const DOWNSTREAM_DATA: DataPhase = { request: true, network: true, bufferType: BufferType.DownstreamData, name: 'proxy_on_downstream_data', callback: (i) => i.onDownstreamData };
+const UPSTREAM_DATA: DataPhase = { request: false, network: true, bufferType: BufferType.UpstreamData, name: 'proxy_on_upstream_data', callback: (i) => i.onUpstreamData };
 const SNIFF_DECODER = new TextDecoder();
 
 export class FilterWorker implements HttpCallSink {
@@ -450,6 +469,11 @@ export class FilterWorker implements HttpCallSink {
       s.requestId = r.str();
     }
     const eos = (flags & CallFlag.EndOfStream) !== 0 ? 1 : 0;
+    if (op === NetOp.DownstreamData || op === NetOp.UpstreamData) {
+      s.network = true;
+      const downstream = op === NetOp.DownstreamData;
+      return this.runBody(s, gens, downstream, r.bytesView(), eos === 1, index, out, downstream ? DOWNSTREAM_DATA : UPSTREAM_DATA);
+    }
     if (op === Op.RequestHeaders) {
       s.setRequestHeaders(r.strList());
       this.writeResult(out, index, this.runPhase(s, gens, true, eos, 0), s, true);
@@ -460,6 +484,17 @@ export class FilterWorker implements HttpCallSink {
       const status = r.u32();
       s.setResponseHeaders(status, r.strList());
       this.writeResult(out, index, this.runPhase(s, gens, false, eos, 0), s, false);
+      return true;
+    }
+    if (op === Op.ResponseTrailers) {
+      if ((flags & CallFlag.StreamInfo) !== 0) {
+        s.setRequestHeaders(r.strList());
+        const status = r.u32();
+        s.setResponseHeaders(status, r.strList());
+      }
+      s.responseTrailers = r.strList();
+      s.trailersDirty = false;
+      this.writeResult(out, index, this.runResponseTrailers(s, gens), s, false);
       return true;
     }
     if (op === Op.RequestBody || op === Op.ResponseBody) {
@@ -474,7 +509,8 @@ export class FilterWorker implements HttpCallSink {
       }
       return this.runBody(s, gens, request, r.bytesView(), eos === 1, index, out);
     }
-    if (doneStatus > 0 && s.responseStatus === 0) s.setResponseHeaders(doneStatus, []);
+    if (s.network) this.closeConnection(s, gens, doneStatus & 0xff, (doneStatus >> 8) & 0xff);
+    else if (doneStatus > 0 && s.responseStatus === 0) s.setResponseHeaders(doneStatus, []);
     this.finish(s, gens);
     return false;
   }
@@ -543,6 +579,61 @@ export class FilterWorker implements HttpCallSink {
     return ResultKind.Continue;
   }
 
+  /** proxy_on_response_trailers of every filter, in reverse order like the response phases.
+   * Answers Continue (changed trailers go nowhere: the client side cannot write them) or
+   * LocalResponse (a filter's answer or fail-closed; the request path resets the client
+   * stream, the head being out). A Pause is not honoured: resuming a paused chain goes through
+   * httpCallResponse, which reruns header phases only, so the chain continues with a warning. */
+  private runResponseTrailers(s: StreamState, gens: number[]): number {
+    s.local = null;
+    const watch = this.deps.watch;
+    const n = gens.length;
+    for (let step = 0; step < n; step++) {
+      const genId = gens[n - 1 - step];
+      const gen = this.gens.get(genId);
+      if (gen === undefined) {
+        this.fault(undefined, genId, FaultKind.NotLoaded, 'generation not loaded in this worker');
+        continue;
+      }
+      if (this.quarantined.has(genId)) {
+        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+        continue;
+      }
+      const inst = this.ready(gen);
+      if (inst === null) {
+        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+        continue;
+      }
+      const fn = inst.onResponseTrailers;
+      if (fn === null) continue;
+      let action = 0;
+      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
+      watch[Watch.GenId] = genId;
+      watch[Watch.StartMs] = Date.now();
+      try {
+        const ctx = inst.contextFor(s);
+        inst.stream = s;
+        inst.contextId = ctx;
+        action = fn(ctx, (s.responseTrailers !== null ? s.responseTrailers.length : 0) >> 1);
+      } catch (err) {
+        watch[Watch.StartMs] = 0;
+        inst.stream = null;
+        this.fault(gen, genId, FaultKind.Trap, `trap in proxy_on_response_trailers: ${errorMessage(err)}`);
+        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+        continue;
+      }
+      watch[Watch.StartMs] = 0;
+      inst.stream = null;
+      if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
+        this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
+        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+      }
+      if (s.local !== null) return ResultKind.LocalResponse;
+      if (action === 1) inst.warnOnce('trailers-pause', 'proxy_on_response_trailers returned Pause; pausing in the trailers phase is not supported, the chain continues');
+    }
+    return ResultKind.Continue;
+  }
+
   /** One body chunk through the phase's filters (Envoy's decodeData / encodeData, simplified):
    * a filter that returns anything but Continue before the end of the stream has the bytes
    * buffered at its place in the chain, and is called again with everything buffered so far
@@ -551,7 +642,16 @@ export class FilterWorker implements HttpCallSink {
    * true; or, while the stream's headers wait on an http call (the request path sends
    * response body calls right behind the response headers call), keeps the chunk for
    * later and returns false. */
-  private runBody(s: StreamState, gens: number[], request: boolean, input: Uint8Array, eos: boolean, index: number, out: BinWriter): boolean {
+  private runBody(
+    s: StreamState,
+    gens: number[],
+    request: boolean,
+    input: Uint8Array,
+    eos: boolean,
+    index: number,
+    out: BinWriter,
+    phase: DataPhase = request ? REQUEST_BODY : RESPONSE_BODY,
+  ): boolean {
     if (s.pausedStep >= 0) {
       (s.deferredBody ??= []).push({ request, data: input.slice(), endOfStream: eos });
       return false;
@@ -560,8 +660,8 @@ export class FilterWorker implements HttpCallSink {
     const watch = this.deps.watch;
     const n = gens.length;
     const held = request ? s.requestBodyHeld : s.responseBodyHeld;
-    const bufferType = request ? BufferType.HttpRequestBody : BufferType.HttpResponseBody;
-    const phaseName = request ? 'proxy_on_request_body' : 'proxy_on_response_body';
+    const bufferType = phase.bufferType;
+    const phaseName = phase.name;
     let data = input; // may alias the batch buffer: copied only when a filter keeps it
     for (let step = 0; step < n; step++) {
       const genId = request ? gens[step] : gens[n - 1 - step];
@@ -591,19 +691,23 @@ export class FilterWorker implements HttpCallSink {
         }
         continue;
       }
-      const fn = request ? inst.onRequestBody : inst.onResponseBody;
-      if (fn === null) continue;
+      const fn = phase.callback(inst);
+      // A connection's filters all get proxy_on_new_connection (and later the close
+      // callbacks), whichever data callbacks they export.
+      if (fn === null && !phase.network) continue;
       let action = 0;
       watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
       watch[Watch.GenId] = genId;
       watch[Watch.StartMs] = Date.now();
       try {
+        const fresh = phase.network && !inst.contexts.has(s.id);
         const ctx = inst.contextFor(s);
         inst.stream = s;
         inst.contextId = ctx;
+        if (fresh && inst.onNewConnection !== null) inst.onNewConnection(ctx);
         s.body = data;
         s.bodyType = bufferType;
-        action = fn(ctx, data.length, eos ? 1 : 0);
+        if (fn !== null) action = fn(ctx, data.length, eos ? 1 : 0);
         data = s.body;
       } catch (err) {
         // The filter's replacement (if any) is dropped with it: the bytes go on as they came.
@@ -638,7 +742,9 @@ export class FilterWorker implements HttpCallSink {
       }
       const max = gen.spec.maxBodyBytes;
       if (max > 0 && data.length > max) {
-        s.local = request
+        s.local = phase.network
+          ? { status: 503, headers: [], body: new Uint8Array(0), details: `held_bytes_over_max:${gen.spec.name}` }
+          : request
           ? { status: 413, headers: ['content-type', 'text/plain'], body: Buffer.from('413 request body too large for filter ' + gen.spec.name + '\n'), details: 'request_payload_too_large' }
           : { status: 500, headers: ['content-type', 'text/plain'], body: Buffer.from('500 response body too large for filter ' + gen.spec.name + '\n'), details: 'response_payload_too_large' };
         this.writeResult(out, index, ResultKind.LocalResponse, s, request);
@@ -666,6 +772,34 @@ export class FilterWorker implements HttpCallSink {
     out.bytes(data);
     out.u8(eos ? BodyFlag.End : 0);
     return true;
+  }
+
+  /** proxy_on_downstream_connection_close and proxy_on_upstream_connection_close for every
+   * filter context of the connection (finish() then runs on_done, on_log, on_delete). A
+   * trap here is reported, with no policy to apply: the connection is over. */
+  private closeConnection(s: StreamState, gens: number[], downstreamPeer: number, upstreamPeer: number): void {
+    const watch = this.deps.watch;
+    for (let k = 0; k < gens.length; k++) {
+      const gen = this.gens.get(gens[k]);
+      const inst = gen?.inst;
+      if (gen === undefined || inst == null) continue;
+      const ctx = inst.contexts.get(s.id);
+      if (ctx === undefined || (inst.onDownstreamConnectionClose === null && inst.onUpstreamConnectionClose === null)) continue;
+      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
+      watch[Watch.GenId] = gen.spec.id;
+      watch[Watch.StartMs] = Date.now();
+      try {
+        inst.stream = s;
+        inst.contextId = ctx;
+        if (inst.onDownstreamConnectionClose !== null) inst.onDownstreamConnectionClose(ctx, downstreamPeer);
+        if (inst.onUpstreamConnectionClose !== null) inst.onUpstreamConnectionClose(ctx, upstreamPeer);
+      } catch (err) {
+        this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in proxy_on_*_connection_close: ${errorMessage(err)}`);
+      } finally {
+        watch[Watch.StartMs] = 0;
+        inst.stream = null;
+      }
+    }
   }
 
   /** on_done, on_log, on_delete for every filter context of the stream, then forget it. */

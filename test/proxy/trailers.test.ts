@@ -1,0 +1,184 @@
+// Response trailers through a running Wisp: a real node:http upstream sends chunked responses
+// with trailers (res.addTrailers), a real AS filter (test/fixtures/as/trailer-meter.ts) reads
+// them in proxy_on_response_trailers and counts what it saw in metrics, read on /metrics.
+// uWS cannot write trailers to the client: the client gets the whole body without them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Wisp } from '../../proxy/server.js';
+import { normalizeConfig } from '../../proxy/config/load.js';
+import { httpGet } from '../helpers/net.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const fixture = (name: string) => path.join(ROOT, 'test', 'fixtures', `${name}.wasm`);
+
+const BODY = 'first part, second part';
+
+let upstream: http.Server;
+let upPort = 0;
+let wisp: Wisp;
+let port = 0;
+
+before(async () => {
+  // /with-trailers/<sum>: chunked body in two writes, then the trailer x-checksum: <sum>.
+  // /chunked/...: chunked without trailers. Anything else: a Content-Length body.
+  upstream = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (url.includes('/with-trailers/')) {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+      res.write('first part, ');
+      res.addTrailers({ 'x-checksum': url.slice(url.lastIndexOf('/') + 1) });
+      res.end('second part');
+      return;
+    }
+    if (url.includes('/chunked/')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first part, ');
+      res.end('second part');
+      return;
+    }
+    res.end(BODY);
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  upPort = (upstream.address() as AddressInfo).port;
+  wisp = await Wisp.start(
+    normalizeConfig(
+      {
+        admin: { address: '127.0.0.1:0' },
+        workers: 1,
+        listeners: [
+          {
+            name: 'main',
+            address: '127.0.0.1:0',
+            routes: [
+              { match: { prefix: '/meter/' }, cluster: 'up', filters: ['meter'] },
+              { match: { prefix: '/body-meter/' }, cluster: 'up', filters: ['append', 'meter'] },
+              { match: { prefix: '/answer/' }, cluster: 'up', filters: ['meter-answer'] },
+              // A filter without proxy_on_response_trailers: the end does not wait for the chain.
+              { match: { prefix: '/probe/' }, cluster: 'up', filters: ['probe'] },
+              { match: { prefix: '/direct/' }, cluster: 'up' },
+            ],
+          },
+        ],
+        clusters: [{ name: 'up', endpoints: [`127.0.0.1:${upPort}`] }],
+        filters: [
+          { name: 'meter', wasm: fixture('trailer-meter') },
+          { name: 'meter-answer', wasm: fixture('trailer-meter'), config: 'answer' },
+          { name: 'append', wasm: fixture('body-append'), config: '+tail' },
+          { name: 'probe', wasm: fixture('probe'), config: 'p' },
+        ],
+      },
+      'trailers.test',
+    ),
+  );
+  port = wisp.listenerPort('main');
+});
+
+after(async () => {
+  await wisp.stop(0);
+  upstream.closeAllConnections();
+  await new Promise<void>((r) => upstream.close(() => r()));
+});
+
+interface Got {
+  status: number;
+  body: string;
+  trailers: NodeJS.Dict<string>;
+  /** The body ended with its proper framing (not cut by a closed connection). */
+  complete: boolean;
+  error: string | null;
+}
+
+/** GET that also reports trailers, and a cut response instead of throwing. */
+function get(p: string): Promise<Got> {
+  return new Promise((resolve) => {
+    const got: Got = { status: 0, body: '', trailers: {}, complete: false, error: null };
+    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
+      got.status = res.statusCode ?? 0;
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (got.body += c));
+      res.on('error', (err) => (got.error = err.message));
+      res.on('close', () => {
+        got.complete = res.complete;
+        got.trailers = res.trailers;
+        resolve(got);
+      });
+    });
+    req.on('error', (err) => {
+      got.error = err.message;
+      resolve(got);
+    });
+  });
+}
+
+/** A filter metric's value from the admin /metrics page (0 when not defined yet). */
+async function metric(filter: string, name: string): Promise<number> {
+  const page = (await httpGet(wisp.adminPort(), '/metrics')).body;
+  for (const line of page.split('\n')) {
+    if (line.startsWith('wisp_filter_metric{') && line.includes(`filter="${filter}"`) && line.includes(`name="${name}"`)) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return 0;
+}
+
+test('a filter reads the upstream trailers in proxy_on_response_trailers; the client gets the whole body', async () => {
+  const calls = await metric('meter', 'trailer_calls');
+  const r = await get('/meter/with-trailers/abc123');
+  assert.equal(r.error, null);
+  assert.equal(r.status, 200);
+  assert.equal(r.body, BODY);
+  assert.equal(r.complete, true);
+  // uWS cannot write trailers: none reach the client.
+  assert.deepEqual(r.trailers, {});
+  // The trailers phase finishes before the response ends, so the counts are already there.
+  assert.equal(await metric('meter', 'trailer_checksum_abc123'), 1);
+  assert.equal(await metric('meter', 'trailer_calls'), calls + 1);
+});
+
+test('responses without trailers never reach proxy_on_response_trailers and are unchanged', async () => {
+  const calls = await metric('meter', 'trailer_calls');
+  const chunked = await get('/meter/chunked/x');
+  assert.equal(chunked.status, 200);
+  assert.equal(chunked.body, BODY);
+  assert.equal(chunked.complete, true);
+  const sized = await get('/meter/sized');
+  assert.equal(sized.status, 200);
+  assert.equal(sized.body, BODY);
+  assert.equal(sized.complete, true);
+  assert.equal(await metric('meter', 'trailer_calls'), calls);
+});
+
+test('with a response body filter too, the trailers come after the filtered body', async () => {
+  const r = await get('/body-meter/with-trailers/after-body');
+  assert.equal(r.error, null);
+  assert.equal(r.status, 200);
+  assert.equal(r.body, BODY + '+tail');
+  assert.equal(r.complete, true);
+  assert.equal(await metric('meter', 'trailer_checksum_after-body'), 1);
+});
+
+test('routes without a trailers filter (no filter, or one without the export) still relay the whole body', async () => {
+  for (const p of ['/direct/with-trailers/d', '/probe/with-trailers/p', '/direct/chunked/c']) {
+    const r = await get(p);
+    assert.equal(r.error, null, p);
+    assert.equal(r.status, 200, p);
+    assert.equal(r.body, BODY, p);
+    assert.equal(r.complete, true, p);
+  }
+  assert.equal(await metric('meter', 'trailer_checksum_d'), 0);
+});
+
+test('a local response from the trailers phase resets the client stream (the head is out)', async () => {
+  const r = await get('/answer/with-trailers/late');
+  assert.equal(r.status, 200); // the head went out before the trailers arrived
+  assert.equal(r.complete, false);
+  assert.equal(await metric('meter-answer', 'trailer_checksum_late'), 1);
+  // The next request is served normally.
+  const next = await get('/direct/with-trailers/again');
+  assert.equal(next.body, BODY);
+  assert.equal(next.complete, true);
+});
