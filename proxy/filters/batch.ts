@@ -2,7 +2,7 @@
 // the worker's answer back into stream callbacks. See wasm/wire.ts for the layout.
 
 import type { StreamEntry, WorkerHandle } from '../wasm/pool.js';
-import { BinReader, type BinWriter, BodyFlag, type BodyChunk, CallFlag, type CallPayload, type HttpCallAnswer, Op, Phase, ResultKind } from '../wasm/wire.js';
+import { BinReader, type BinWriter, BodyFlag, type BodyChunk, CallFlag, type CallPayload, type HttpCallAnswer, NetOp, Op, Phase, ResultKind } from '../wasm/wire.js';
 import type { FilterPhase, FilterStream } from './types.js';
 
 export interface ReplyHandler {
@@ -71,6 +71,10 @@ export function encodeCalls(
       encodeBodyCall(handle, w, entry, op, answers[i] as BodyChunk);
       continue;
     }
+    if (op === NetOp.DownstreamData || op === NetOp.UpstreamData) {
+      encodeNetworkCall(handle, w, entry, op, answers[i] as BodyChunk);
+      continue;
+    }
     let flags = 0;
     if (op === Op.RequestHeaders || ((op === Op.ResponseHeaders || op === Op.ResponseTrailers) && entry.epoch !== handle.epoch)) flags |= CallFlag.StreamInfo;
     w.u8(op);
@@ -133,6 +137,21 @@ function encodeBodyCall(handle: WorkerHandle, w: BinWriter, entry: StreamEntry, 
       w.strList(entry.stream.responseHeaders);
     }
   }
+  w.bytes(chunk.data);
+}
+
+/** A connection's chunk; its info (client address, listener, cluster: the properties filters
+ * read) goes with the first call to a worker (a new connection's entry starts at epoch -1). */
+function encodeNetworkCall(handle: WorkerHandle, w: BinWriter, entry: StreamEntry, op: number, chunk: BodyChunk): void {
+  let flags = chunk.endOfStream ? CallFlag.EndOfStream : 0;
+  if (entry.epoch !== handle.epoch) flags |= CallFlag.StreamInfo;
+  w.u8(op);
+  w.f64(entry.stream.streamId);
+  w.u8(flags);
+  const gens = entry.gens;
+  w.u8(gens.length);
+  for (let k = 0; k < gens.length; k++) w.u32(gens[k].id);
+  if ((flags & CallFlag.StreamInfo) !== 0) writeStreamInfo(handle, w, entry);
   w.bytes(chunk.data);
 }
 

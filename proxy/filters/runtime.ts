@@ -17,10 +17,11 @@ import {
 } from '../wasm/module-registry.js';
 import { type BatchSink, StreamEntry, WorkerHandle } from '../wasm/pool.js';
 import { DEFAULT_SHARED_STATE, type MetricSample, SharedState, type SharedStateOptions } from '../wasm/shared-state.js';
-import { type BinWriter, type BodyChunk, type CallPayload, type ControlOp, FaultKind, type HttpCallAnswer, Op, Watch } from '../wasm/wire.js';
+import { type BinWriter, type BodyChunk, type CallPayload, type ControlOp, FaultKind, type HttpCallAnswer, NetOp, Op, Watch } from '../wasm/wire.js';
 import { decodeReply, encodeCalls, type ReplyHandler } from './batch.js';
 import { type ChainHost, WasmFilterChain } from './chain.js';
-import { BodyPhase, type FilterChain, type FilterPhase, type FilterRuntime, type FilterStream } from './types.js';
+import { type NetworkChainHost, WasmNetworkFilterChain } from './network.js';
+import { BodyPhase, type FilterChain, type NetworkFilterChain, type FilterPhase, type FilterRuntime, type FilterStream } from './types.js';
 
 export type { FilterInfo } from '../wasm/module-registry.js';
 export type { MetricSample } from '../wasm/shared-state.js';
@@ -90,7 +91,7 @@ function sameConfig(a: FilterConfig, b: FilterConfig): boolean {
   );
 }
 
-export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, ReplyHandler {
+export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChainHost, BatchSink, ReplyHandler {
   readonly registry = new ModuleRegistry();
   private readonly handles: WorkerHandle[];
   private readonly streams = new Map<number, StreamEntry>();
@@ -151,6 +152,12 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     return new WasmFilterChain(this, names);
   }
 
+  /** A tcp listener's network filter chain; throws like chain() when a name is unknown. */
+  networkChain(names: readonly string[]): NetworkFilterChain {
+    this.chain(names);
+    return new WasmNetworkFilterChain(this, names);
+  }
+
   /** Run network filter `name` over a TCP connection's first bytes in a worker (round robin)
    * under its deadline. Resolves to the properties it set (empty: it wants more bytes), or
    * null when it is not loaded, trapped, ran past its deadline or is quarantined. */
@@ -195,6 +202,27 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
     entry.pendingRequestPhase = op === Op.RequestHeaders;
     if (op === Op.ResponseTrailers) this.awaitingTrailers.add(entry);
     entry.worker.enqueue(entry, op);
+  }
+
+  submitNetwork(chain: WasmFilterChain, stream: FilterStream, op: number, data: Uint8Array, endOfStream: boolean): void {
+    const chunk: BodyChunk = { data, endOfStream };
+    let entry = this.streams.get(stream.streamId);
+    if (entry === undefined) {
+      const gens = chain.generations();
+      if (gens.length === 0 || this.closed) {
+        // Answered unchanged, like a body chunk no filter takes (request_body = downstream).
+        this.passTrivially(stream, op === NetOp.DownstreamData ? Op.RequestBody : Op.ResponseBody, chunk);
+        return;
+      }
+      const worker = this.pickWorker();
+      entry = new StreamEntry(stream, worker, gens);
+      for (let i = 0; i < gens.length; i++) gens[i].streams++;
+      worker.streams++;
+      // Nothing to create the contexts from yet: the first call carries the connection's info.
+      entry.epoch = -1;
+      this.streams.set(stream.streamId, entry);
+    }
+    entry.worker.enqueue(entry, op, chunk);
   }
 
   /** BodyPhase bits of the generations the stream is pinned to (0 before its first call). */
@@ -323,7 +351,8 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
         entry.worker.enqueue(entry, Op.RequestHeaders);
         continue;
       }
-      if (ops[i] === Op.RequestBody || ops[i] === Op.ResponseBody) this.applyBodyPolicy(entry, ops[i] === Op.RequestBody, answers[i] as BodyChunk);
+      if (ops[i] === NetOp.DownstreamData || ops[i] === NetOp.UpstreamData) this.applyBodyPolicy(entry, ops[i] === NetOp.DownstreamData, answers[i] as BodyChunk, true);
+      else if (ops[i] === Op.RequestBody || ops[i] === Op.ResponseBody) this.applyBodyPolicy(entry, ops[i] === Op.RequestBody, answers[i] as BodyChunk);
       else this.applyPolicy(entry, ops[i] === Op.HttpCallResponse ? entry.pendingRequestPhase : ops[i] === Op.RequestHeaders);
     }
   }
@@ -331,13 +360,14 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, BatchSink, R
   /** A body call was lost with its worker. Fail-open filters let the chunk through as it
    * came, unless a filter was holding earlier bytes of the body (those are gone: forwarding
    * the rest would send a body with a hole in it), which answers like fail-closed. */
-  private applyBodyPolicy(entry: StreamEntry, request: boolean, chunk: BodyChunk): void {
+  private applyBodyPolicy(entry: StreamEntry, request: boolean, chunk: BodyChunk, network = false): void {
     const gens = entry.gens;
     const bit = request ? BodyPhase.Request : BodyPhase.Response;
     let closedBy: Generation | null = null;
     for (let k = 0; k < gens.length; k++) {
       const g = request ? gens[k] : gens[gens.length - 1 - k];
-      if ((g.bodyPhases & bit) !== 0 && g.cfg.failure !== 'open') {
+      // A connection's filters all see its bytes (and its lost state).
+      if ((network || (g.bodyPhases & bit) !== 0) && g.cfg.failure !== 'open') {
         closedBy = g;
         break;
       }

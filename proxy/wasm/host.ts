@@ -159,6 +159,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     inst.warnOnce(name, `${name} is not implemented by this host (${why})`);
     return Unimplemented;
   };
+  const closeHttpStream = unimplemented('proxy_close_stream', 'use proxy_send_local_response');
 
   const env: Record<string, (...args: any[]) => unknown> = {
     // --- logging, time ------------------------------------------------------------------
@@ -400,7 +401,14 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       if (inst.stream !== null) inst.stream.resumeRequested = true;
       return Ok;
     },
-    proxy_close_stream: unimplemented('proxy_close_stream', 'use proxy_send_local_response'),
+    /** On a network connection: close it (both sides, whichever stream type is named). */
+    proxy_close_stream(streamType: number): number {
+      const s = inst.stream;
+      if (s === null || !s.network) return closeHttpStream();
+      if (streamType < 0 || streamType > 3) return BadArgument;
+      s.local = { status: 503, headers: [], body: EMPTY_BYTES, details: `closed_by_filter:${inst.spec.name}` };
+      return Ok;
+    },
     proxy_clear_route_cache(): number {
       return Ok;
     },

@@ -104,9 +104,13 @@ export class FilterInstance {
   onHttpCallResponse: ExportFn | null = null;
   onTick: ExportFn | null = null;
   onQueueReady: ExportFn | null = null;
-  /** Network (L4) callbacks; only the in-process sniffer (wasm/sniff.ts) calls them so far. */
+  /** Network (L4) callbacks: connections through a tcp listener's filters (worker.ts), and
+   * the sniffers (the 'sniff' control op, wasm/sniff.ts). */
   onNewConnection: ExportFn | null = null;
   onDownstreamData: ExportFn | null = null;
+  onUpstreamData: ExportFn | null = null;
+  onDownstreamConnectionClose: ExportFn | null = null;
+  onUpstreamConnectionClose: ExportFn | null = null;
   /** proxy_set_tick_period_milliseconds; reported to the main thread, which sends ticks. */
   tickPeriodMs = 0;
   tickChanged = false;
@@ -158,6 +162,9 @@ export class FilterInstance {
     this.onQueueReady = (ex.proxy_on_queue_ready as ExportFn) ?? null;
     this.onNewConnection = (ex.proxy_on_new_connection as ExportFn) ?? null;
     this.onDownstreamData = (ex.proxy_on_downstream_data as ExportFn) ?? null;
+    this.onUpstreamData = (ex.proxy_on_upstream_data as ExportFn) ?? null;
+    this.onDownstreamConnectionClose = (ex.proxy_on_downstream_connection_close as ExportFn) ?? null;
+    this.onUpstreamConnectionClose = (ex.proxy_on_upstream_connection_close as ExportFn) ?? null;
 
     const watch = this.deps.watch;
     watch[Watch.DeadlineMs] = Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs);

@@ -85,6 +85,9 @@ export class StreamState {
   responseBodyHeld: (BodyBuffer | null)[] | null = null;
   /** Body calls that arrived while the headers were paused (run when the pause ends). */
   deferredBody: { request: boolean; data: Uint8Array; endOfStream: boolean }[] | null = null;
+  /** A network (L4) connection rather than an HTTP stream: body buffers are DownstreamData /
+   * UpstreamData, and proxy_close_stream closes it. */
+  network = false;
   /** proxy_set_property values, by dotted path. */
   properties: Map<string, Uint8Array> | null = null;
 
