@@ -14,9 +14,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import nodePath from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, isAlias, type Document, type Node } from 'yaml';
-import schema from './schema.json' with { type: 'json' };
+import { schemaValidator } from './schema-validator.js';
 import { SNIFFED_PROTOCOLS } from './types.js';
 
 /** Protocol names in tcp routes: what filters/sniff reports, or a custom filter's own. */
@@ -114,18 +114,6 @@ function validate(raw: unknown, file: string, locator: DocumentLocator | undefin
 
 // ---------------------------------------------------------------------------------------
 // Pass 2: the JSON schema, with ajv's errors rewritten into sentences
-
-let validator: ValidateFunction | undefined;
-
-function schemaValidator(): ValidateFunction {
-  if (!validator) {
-    const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
-    // Annotation only: the sentence to show when a value fails its type/pattern/range.
-    ajv.addKeyword({ keyword: 'x-message', schemaType: 'string' });
-    validator = ajv.compile(schema);
-  }
-  return validator;
-}
 
 function schemaIssues(raw: unknown): PendingIssue[] {
   const validateFn = schemaValidator();
