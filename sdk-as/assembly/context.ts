@@ -4,8 +4,8 @@
 
 import * as host from "./hostcalls";
 import {
-  BufferType, FilterDataStatus, FilterHeadersStatus, FilterTrailersStatus, HeaderPair, LogLevel,
-  MapType, StreamType, WasmResult,
+  BufferType, FilterDataStatus, FilterHeadersStatus, FilterStatus, FilterTrailersStatus, HeaderPair, LogLevel,
+  MapType, PeerType, StreamType, WasmResult,
 } from "./types";
 
 export class BaseContext {
@@ -61,6 +61,9 @@ export class RootContext extends BaseContext {
 
   /** Override to give every request its own context; the default lets all requests pass. */
   createHttpContext(id: u32): HttpContext { return new HttpContext(id, this); }
+  /** Override to give every TCP connection its own context (a network filter; its entry file
+   * also re-exports "@wisp/sdk-as/assembly/exports-network"). The default passes all bytes. */
+  createNetworkContext(id: u32): NetworkContext { return new NetworkContext(id, this); }
 
   /** The plugin configuration as text (valid in onConfigure). */
   getPluginConfig(): string {
@@ -122,6 +125,39 @@ export class HttpContext extends BaseContext {
   resumeResponse(): WasmResult { return host.continueStream(StreamType.HttpResponse); }
   resetRequest(): WasmResult { return host.closeStream(StreamType.HttpRequest); }
   resetResponse(): WasmResult { return host.closeStream(StreamType.HttpResponse); }
+}
+
+/** One TCP connection through a tcp listener's network filters. Downstream = client to
+ * upstream; upstream = the answer. Data callbacks get the size of the bytes on offer (with
+ * any the filter held before) and whether that direction ends with them. */
+export class NetworkContext extends BaseContext {
+  constructor(id: u32, public readonly root: RootContext) { super(id); }
+
+  onNewConnection(): FilterStatus { return FilterStatus.Continue; }
+  onDownstreamData(size: u32, endOfStream: bool): FilterStatus { return FilterStatus.Continue; }
+  onUpstreamData(size: u32, endOfStream: bool): FilterStatus { return FilterStatus.Continue; }
+  onDownstreamClose(peer: PeerType): void {}
+  onUpstreamClose(peer: PeerType): void {}
+
+  // -- the bytes on offer (valid in the matching data callback)
+  getDownstreamData(start: u32 = 0, maxSize: u32 = u32.MAX_VALUE): ArrayBuffer | null {
+    return host.getBufferBytes(BufferType.DownstreamData, start, maxSize);
+  }
+  getUpstreamData(start: u32 = 0, maxSize: u32 = u32.MAX_VALUE): ArrayBuffer | null {
+    return host.getBufferBytes(BufferType.UpstreamData, start, maxSize);
+  }
+  /** Replaces all the bytes on offer: these are what the next filter (or the peer) gets. */
+  setDownstreamData(data: ArrayBuffer): WasmResult {
+    return host.setBufferBytes(BufferType.DownstreamData, 0, u32.MAX_VALUE, data);
+  }
+  setUpstreamData(data: ArrayBuffer): WasmResult {
+    return host.setBufferBytes(BufferType.UpstreamData, 0, u32.MAX_VALUE, data);
+  }
+  /** Inserts bytes at `at` (0 = in front of the bytes on offer). */
+  insertDownstreamData(at: u32, data: ArrayBuffer): WasmResult { return host.setBufferBytes(BufferType.DownstreamData, at, 0, data); }
+  insertUpstreamData(at: u32, data: ArrayBuffer): WasmResult { return host.setBufferBytes(BufferType.UpstreamData, at, 0, data); }
+  /** Closes the connection (both sides); return StopIteration after it. */
+  closeConnection(): WasmResult { return host.closeStream(StreamType.Downstream); }
 }
 
 // ---- logging helpers --------------------------------------------------------------------

@@ -57,6 +57,12 @@ export function httpContext(id: u32): HttpContext | null {
   return streams.has(id) ? streams.get(id) : null;
 }
 
+/** Puts another object in place of a stream's context (exports-network.ts swaps in the
+ * holder of a connection's NetworkContext, so on_done/on_log/on_delete reach it). */
+export function replaceHttpContext(id: u32, ctx: HttpContext): void {
+  streams.set(id, ctx);
+}
+
 export function deleteContext(id: u32): void {
   if (streams.has(id)) {
     streams.get(id).onDelete();

@@ -62,6 +62,20 @@ export enum FilterTrailersStatus {
   StopIteration = 1,
 }
 
+/** Returned from the network callbacks (proxy_on_new_connection, on_*_data): StopIteration
+ * holds the bytes, and the next chunk arrives appended to them. */
+export enum FilterStatus {
+  Continue = 0,
+  StopIteration = 1,
+}
+
+/** Who closed a side of a connection (proxy_on_*_connection_close). */
+export enum PeerType {
+  Unknown = 0,
+  Local = 1,
+  Remote = 2,
+}
+
 export enum BufferType {
   HttpRequestBody = 0,
   HttpResponseBody = 1,
