@@ -29,13 +29,20 @@ export function requestIdFrom(headers: readonly string[]): string {
  * form, which costs less than uWS's text form on every request. */
 export function clientAddressOf(res: HttpResponse, proxyProtocol: boolean): string {
   if (proxyProtocol) {
+    const carried = addressText(new Uint8Array(res.getProxiedRemoteAddress()));
+    if (carried !== '') return carried;
     const text = Buffer.from(res.getProxiedRemoteAddressAsText()).toString('latin1');
     if (text !== '') return text;
   }
-  const b = new Uint8Array(res.getRemoteAddress());
+  const peer = addressText(new Uint8Array(res.getRemoteAddress()));
+  return peer !== '' ? peer : Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+}
+
+/** A binary IPv4/IPv6 address as text ('' for any other length, e.g. no PROXY header). */
+function addressText(b: Uint8Array): string {
   if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
   if (b.length === 16) return isV4Mapped(b) ? `${b[12]}.${b[13]}.${b[14]}.${b[15]}` : formatIPv6(b);
-  return Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+  return '';
 }
 
 /** RFC 5952 text (uWS gives "0000:…:0001"; x-forwarded-for and logs want "::1"). */
