@@ -562,6 +562,14 @@ class Normalizer {
       if (!filters.has(f)) this.report([...path, 'sniff'], `unknown filter "${f}"; ${definedList(filters)}`);
       tcp.sniff = f;
     }
+    if (o.filters !== undefined) {
+      const names: string[] = (tcp.filters = []);
+      asList(o.filters).forEach((v, i) => {
+        const f = asString(v) ?? '';
+        if (!filters.has(f)) this.report([...path, 'filters', i], `unknown filter "${f}"; ${definedList(filters)}`);
+        names.push(f);
+      });
+    }
     asList(o.routes).forEach((r, i) => {
       const ro = asObj(r);
       if (!ro) return;

@@ -95,6 +95,11 @@ export interface TcpListenerConfig {
   cluster?: string;
   /** Name of the filter (from WispConfig.filters) that sniffs the first bytes. */
   sniff?: string;
+  /** Network filters (names from WispConfig.filters) every byte of a connection to a cluster
+   * passes through, in order (proxy_on_downstream_data / proxy_on_upstream_data); empty =
+   * absent = bytes are piped untouched. Connections handed to an HTTP listener are not
+   * filtered here. */
+  filters?: string[];
   /** Run `sniff` on the main thread (µs) instead of in a filter worker (a round trip), with
    * no deadline: a looping filter hangs the proxy. Default false. */
   sniff_inline: boolean;

@@ -4,12 +4,16 @@
 // ways. Wisp never terminates TLS here: a ClientHello is only read, then passed through.
 // HTTP/1 a route gives to an HTTP listener goes to that listener's private loopback port
 // with a PROXY v2 header in front (handoff.ts), and is piped the same way from then on.
+// With tcp.filters, bytes to and from a cluster go through the network filter chain instead
+// of pipe() (filters/network.ts), one chunk per direction at a time.
 import net from 'node:net';
 import type { ListenerConfig, TcpListenerConfig, TcpRouteConfig } from '../config/types.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { Metrics, TcpStats } from '../admin/metrics.js';
+import type { NetworkConnection, NetworkFilterChain } from '../filters/types.js';
+import { PeerType } from '../wasm/wire.js';
 import { log } from '../log.js';
 import { HANDOFF_HOST, proxyV2Header, type HandoffPorts } from './handoff.js';
 
@@ -35,6 +39,8 @@ export class TcpListenerState {
     readonly metrics: Metrics,
     /** Private ports of the HTTP listeners routes hand HTTP/1 to; null = none configured. */
     readonly handoffs: HandoffPorts | null = null,
+    /** tcp.filters as a chain (WasmFilterRuntime.networkChain); null = bytes are piped. */
+    readonly network: NetworkFilterChain | null = null,
   ) {
     this.tcp = config.tcp!;
     const handoff = sniffer === null ? undefined : this.tcp.routes.find((r) => r.http_listener !== undefined);
@@ -69,6 +75,8 @@ function routeMatches(route: TcpRouteConfig, protocol: string, sni: string, alpn
 }
 
 function ignore(): void {}
+
+const NO_BYTES = new Uint8Array(0);
 
 function destroySelf(this: net.Socket): void {
   this.destroy();
@@ -141,8 +149,8 @@ export class TcpListener {
   }
 }
 
-/** One proxied connection: sniff (optional) → connect → pipe → close. */
-class TcpConnection {
+/** One proxied connection: sniff (optional) → connect → pipe (or filter) → close. */
+class TcpConnection implements NetworkConnection {
   private readonly state: TcpListenerState;
   private held: Buffer[] = [];
   private heldBytes = 0;
@@ -160,6 +168,16 @@ class TcpConnection {
   private decided = false;
   private sniffing = false;
   private finalWanted = false;
+  /** The network filters this connection's bytes pass through (set when it dials a cluster). */
+  private filters: NetworkFilterChain | null = null;
+  networkFilterState: object | null = null;
+  clusterName = '';
+  /** Chunks with the filters, per direction: the source socket stays paused until they are
+   * answered and written (and the other side drained). */
+  private downPending = 0;
+  private upPending = 0;
+  private upstreamEnded = false;
+  private clientClosedFirst = false;
 
   constructor(private readonly listener: TcpListener, private readonly client: net.Socket) {
     this.state = listener.state;
@@ -168,7 +186,10 @@ class TcpConnection {
   start(): void {
     const client = this.client;
     client.on('error', () => this.destroy());
-    client.on('close', () => this.destroy());
+    client.on('close', () => {
+      if (!this.done) this.clientClosedFirst = true;
+      this.destroy();
+    });
     const idle = this.state.tcp.idle_timeout_ms;
     // Bytes either way are a read on one socket and a write on the other, so the client
     // socket's own inactivity timer sees traffic in both directions.
@@ -280,6 +301,8 @@ class TcpConnection {
     if (ep === null || ep.address === '') return this.destroy();
     this.endpoint = ep;
     ep.active++;
+    this.clusterName = clusterName;
+    this.filters = state.network;
     this.dial(ep.address, ep.port);
   }
 
@@ -339,6 +362,7 @@ class TcpConnection {
     if (this.connectTimer !== null) clearTimeout(this.connectTimer);
     this.connectTimer = null;
     const upstream = this.upstream!;
+    if (this.filters !== null) return this.startFiltering(upstream);
     for (const chunk of this.held) upstream.write(chunk);
     this.held = [];
     // pipe() handles backpressure both ways and, with allowHalfOpen, forwards each side's
@@ -347,6 +371,96 @@ class TcpConnection {
     else this.client.pipe(upstream);
     upstream.pipe(this.client);
     this.client.resume();
+  };
+
+  // --- network filters (instead of pipe) -------------------------------------------------
+
+  get listenerName(): string {
+    return this.state.config.name;
+  }
+
+  get clientAddress(): string {
+    return this.client.remoteAddress ?? '';
+  }
+
+  get clientPort(): number {
+    return this.client.remotePort ?? 0;
+  }
+
+  private startFiltering(upstream: net.Socket): void {
+    const client = this.client;
+    const filters = this.filters!;
+    for (const chunk of this.held) {
+      this.downPending++;
+      filters.data(this, true, chunk, false);
+    }
+    this.held = [];
+    if (this.clientEnded) {
+      this.downPending++;
+      filters.data(this, true, NO_BYTES, true);
+    } else {
+      client.on('data', this.onClientData);
+      client.on('end', this.onClientEnd);
+    }
+    upstream.on('data', this.onUpstreamData);
+    upstream.on('end', this.onUpstreamEnd);
+    upstream.resume();
+    if (this.downPending === 0) client.resume();
+  }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    this.downPending++;
+    this.client.pause();
+    this.filters!.data(this, true, chunk, false);
+  };
+
+  private readonly onClientEnd = (): void => {
+    this.clientEnded = true;
+    this.downPending++;
+    this.filters!.data(this, true, NO_BYTES, true);
+  };
+
+  private readonly onUpstreamData = (chunk: Buffer): void => {
+    this.upPending++;
+    this.upstream!.pause();
+    this.filters!.data(this, false, chunk, false);
+  };
+
+  private readonly onUpstreamEnd = (): void => {
+    this.upstreamEnded = true;
+    this.upPending++;
+    this.filters!.data(this, false, NO_BYTES, true);
+  };
+
+  /** The filters' answer for one chunk: write it on, then let the source flow again once
+   * nothing is with the filters and the destination is not backed up. */
+  onNetworkData(downstream: boolean, data: Uint8Array, endOfStream: boolean): void {
+    if (this.done) return;
+    const to = downstream ? this.upstream! : this.client;
+    if (data.length > 0) to.write(data);
+    if (endOfStream) to.end();
+    if (downstream) {
+      if (--this.downPending > 0 || this.clientEnded) return;
+    } else if (--this.upPending > 0 || this.upstreamEnded) {
+      return;
+    }
+    if (to.writableNeedDrain) to.once('drain', downstream ? this.resumeClient : this.resumeUpstream);
+    else if (downstream) this.client.resume();
+    else this.upstream!.resume();
+  }
+
+  onNetworkClose(reason: string): void {
+    if (this.done) return;
+    log.debug('tcp connection closed by its network filters', { listener: this.state.config.name, reason });
+    this.destroy();
+  }
+
+  private readonly resumeClient = (): void => {
+    if (!this.done && this.downPending === 0) this.client.resume();
+  };
+
+  private readonly resumeUpstream = (): void => {
+    if (!this.done && this.upPending === 0) this.upstream!.resume();
   };
 
   private connectFailed(kind: 'connect' | 'connect-timeout' = 'connect'): void {
@@ -371,6 +485,11 @@ class TcpConnection {
     }
     if (this.endpoint !== null) this.endpoint.active--;
     if (this.cluster !== null) this.cluster.release();
+    if (this.filters !== null) {
+      // Who ended each side: the peer (its FIN or close came first) or Wisp.
+      const down = this.clientEnded || this.clientClosedFirst ? PeerType.Remote : PeerType.Local;
+      this.filters.close(this, down, this.upstreamEnded ? PeerType.Remote : PeerType.Local);
+    }
     client.destroy();
     if (upstream !== null) upstream.destroy();
     this.dropSpare();
