@@ -931,5 +931,13 @@ export default function run(task: ServeTask): void {
     worker = w;
     handleBatch = (ctl, reader, out) => w.handle(ctl, reader, out);
   }
-  serveChannel(task, handleBatch!);
+  try {
+    serveChannel(task, handleBatch!);
+  } catch (err) {
+    // A bug in the host, not a filter fault (those are caught per call): this thread's state
+    // can't be trusted any more. Ending it makes piscina start a clean one, which the main
+    // thread brings up to date as after a deadline kill.
+    process.emitWarning(`filter worker: batch failed, restarting the thread: ${err instanceof Error ? err.stack : String(err)}`);
+    process.exit(1);
+  }
 }
