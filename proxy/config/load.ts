@@ -890,7 +890,7 @@ class Normalizer {
       },
       connect_timeout_ms: this.duration(o, 'connect_timeout', path, 2000),
       idle_timeout_ms: this.duration(o, 'idle_timeout', path, 60_000),
-      max_idle_per_endpoint: asInt(o.max_idle_per_endpoint) ?? 64,
+      max_idle_per_endpoint: asInt(o.max_idle_per_endpoint) ?? 1024,
     };
   }
 

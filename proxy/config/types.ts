@@ -203,7 +203,7 @@ export interface ClusterConfig {
   limits: ClusterLimits;
   connect_timeout_ms: number;  // default 2000
   idle_timeout_ms: number;     // keep-alive idle before closing, default 60000
-  max_idle_per_endpoint: number; // default 64
+  max_idle_per_endpoint: number; // default 1024
 }
 
 export interface FilterConfig {

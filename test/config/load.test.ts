@@ -158,7 +158,7 @@ filters:
     name: 'app', endpoints: [{ host: '127.0.0.1', port: 3000, weight: 1 }], dns_refresh_ms: 30_000, lb: 'round_robin',
     outlier: { consecutive_5xx: 5, consecutive_connect_failure: 3, base_ejection_ms: 30_000, max_ejection_ms: 300_000, max_ejection_percent: 50 },
     limits: { max_connections: 1024, max_pending: 1024, max_requests: 4096 },
-    connect_timeout_ms: 2000, idle_timeout_ms: 60_000, max_idle_per_endpoint: 64,
+    connect_timeout_ms: 2000, idle_timeout_ms: 60_000, max_idle_per_endpoint: 1024,
   });
   assert.deepEqual(cfg.filters[0], {
     name: 'f', wasm: path.join(tmp, 'filters', 'auth.wasm'), config: '', root_id: '', vm_config: '', failure: 'closed',
