@@ -43,6 +43,10 @@ export class TcpListenerState {
     readonly network: NetworkFilterChain | null = null,
   ) {
     this.tcp = config.tcp!;
+    // Piping bytes a config says must be filtered would be worse than refusing the config.
+    if (network === null && this.tcp.filters !== undefined && this.tcp.filters.length > 0) {
+      throw new Error(`listener "${config.name}": tcp.filters needs the network filter chain (WasmFilterRuntime.networkChain)`);
+    }
     const handoff = sniffer === null ? undefined : this.tcp.routes.find((r) => r.http_listener !== undefined);
     this.speculativeHandoff = handoff?.http_listener ?? '';
   }

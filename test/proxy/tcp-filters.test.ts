@@ -111,6 +111,8 @@ test('config: tcp.filters names must be defined filters (error with its path)', 
   );
   assert.deepEqual(config(1, ['upper', 'guard']).listeners[0]!.tcp!.filters, ['upper', 'guard']);
   assert.equal(config(1, []).listeners[0]!.tcp!.filters?.length, 0);
+  // A listener never pipes unfiltered what its config says must be filtered.
+  assert.throws(() => new TcpListenerState(config(1, ['upper']).listeners[0]!, clusters, null, metrics, null, null), /tcp\.filters needs the network filter chain/);
 });
 
 test('downstream bytes rewritten by the filter, order kept over many chunks, close callbacks run', async () => {

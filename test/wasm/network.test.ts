@@ -149,3 +149,35 @@ test('hot load: an open connection keeps its generation, a new one gets the new 
 test('an unknown filter name is refused', () => {
   assert.throws(() => rt.networkChain(['nope']), /unknown filter "nope"/);
 });
+
+test('a looping network filter is stopped by its deadline: closed closes, open passes and the connection goes on', async () => {
+  const loopRt = new WasmFilterRuntime({ workers: 1, watchdogIntervalMs: 5, log: (level, filter, msg) => logs.push(`${level} ${filter} ${msg}`) });
+  try {
+    await loopRt.load(filterConfig('loop-closed', fixture('net-guard.wasm'), { deadline_ms: 50 }));
+    await loopRt.load(filterConfig('loop-open', fixture('net-guard.wasm'), { deadline_ms: 50, failure: 'open' }));
+    const closed = new TestConnection();
+    const closedChain = loopRt.networkChain(['loop-closed']);
+    closedChain.data(closed, true, Buffer.from('LOOP\n'), false);
+    await waitFor(() => closed.closedReason !== null, 10_000);
+    assert.match(closed.closedReason!, /loop-closed/);
+    closedChain.close(closed, PeerType.Local, PeerType.Local);
+
+    const open = new TestConnection();
+    const openChain = loopRt.networkChain(['loop-open']);
+    openChain.data(open, true, Buffer.from('first\n'), false);
+    await waitFor(() => open.downstream.length === 1, 10_000);
+    openChain.data(open, true, Buffer.from('LOOP\n'), false);
+    await waitFor(() => open.downstream.length === 2, 10_000);
+    // The replacement worker knows nothing of the connection: it gets its info again and a
+    // fresh context (the filter holds this line without a newline, so it runs again).
+    openChain.data(open, true, Buffer.from('held'), false);
+    openChain.data(open, true, Buffer.from(' then\n'), false);
+    await waitFor(() => open.downstream.length === 4, 10_000);
+    assert.deepEqual(open.downstream, ['first\n', 'LOOP\n', '', 'held then\n']);
+    assert.equal(open.closedReason, null);
+    openChain.close(open, PeerType.Remote, PeerType.Local);
+    assert.ok(logs.some((l) => l.includes('ran past its deadline')), logs.join('\n'));
+  } finally {
+    await loopRt.close();
+  }
+});
