@@ -34,9 +34,11 @@ http {
   # nginx closes a client connection after 1000 requests by default; wrk would then spend
   # time reconnecting that no other target pays for.
   keepalive_requests 1000000;
+  # The idle upstream cache matches Wisp's default (max_idle_per_endpoint 1024): with 64, at
+  # 1,000 client connections nginx would close and reopen upstream connections all the time.
   upstream up {
     server 127.0.0.1:${o.upstreamPort};
-    keepalive 64;
+    keepalive 1024;
     keepalive_requests 1000000;
   }
   server {
