@@ -22,12 +22,15 @@ import { freePort } from '../test/helpers/net.js';
 /** Repository root: this file runs as dist/bench/run.js. */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** Three stateless filters in a row. */
+/** Issue 5's chain: API-key auth, a rate limit that never triggers, a breaker that stays
+ * closed — the built-in filters a gateway route would carry. The load sends the key in the
+ * query string (`CHAIN_PATH`). */
 const CHAIN = [
-  { name: 'noop', wasm: 'filters/build/noop.wasm' },
-  { name: 'add-header', wasm: 'filters/build/add-header.wasm' },
-  { name: 'headers', wasm: 'filters/build/headers.wasm', config: { request: { set: { 'x-bench': '1' } } } },
+  { name: 'auth', wasm: 'filters/build/auth.wasm', config: { keys: ['bench-key'], query_param: 'api_key' } },
+  { name: 'ratelimit', wasm: 'filters/build/ratelimit.wasm', config: { key: 'client_ip', rate: 100_000_000, per: '1s', burst: 100_000_000 } },
+  { name: 'breaker', wasm: 'filters/build/breaker.wasm', config: { consecutive_failures: 5, cooldown: '10s' } },
 ];
+const CHAIN_PATH = '/?api_key=bench-key';
 
 /** Every run, in report order. Add a variant here; `--only` selects by name. */
 export const TARGETS: Target[] = [
@@ -37,11 +40,10 @@ export const TARGETS: Target[] = [
   wispTarget('wisp'),
   wispTarget('wisp+noop', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }]),
   wispTarget('wisp+header', [{ name: 'add-header', wasm: 'filters/build/add-header.wasm' }]),
-  // Three stateless filters in a row: what a chain costs over one filter.
-  wispTarget('wisp+chain', CHAIN),
+  wispTarget('wisp+chain', CHAIN, { path: CHAIN_PATH }),
   // The same chain in two filter workers: the memory a second worker costs (issue 4's
   // "3 filters × 2 workers" case).
-  wispTarget('wisp+chain-2w', CHAIN, { workers: 2 }),
+  wispTarget('wisp+chain-2w', CHAIN, { workers: 2, path: CHAIN_PATH }),
   // The noop filter hot-reloaded through the admin API every second under load.
   wispTarget('wisp+hotload', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }], { hotload: { filter: 'noop', everyMs: 1000 } }),
   // The same HTTP load through an L4 (protocol: tcp) listener whose first bytes are sniffed
@@ -128,7 +130,7 @@ async function startUpstreamProcess(streamBytes: number): Promise<{ proc: Manage
 }
 
 async function measure(tool: LoadTool, target: RunningTarget, opts: BenchOptions): Promise<Sample> {
-  const url = `http://127.0.0.1:${target.port}/`;
+  const url = `http://127.0.0.1:${target.port}${target.path ?? '/'}`;
   const pid = target.proc?.pid;
   // Started and ready, nothing served yet: what the target costs doing nothing.
   const idle = pid !== undefined ? treeUsage(pid) : null;

@@ -224,12 +224,12 @@ export function probe(port: number, path = '/', timeoutMs = 1000): Promise<numbe
 }
 
 /** Poll until GET returns 200, the process dies, or `timeoutMs` passes. */
-export async function waitReady(proc: ManagedProcess | null, port: number, timeoutMs = 15_000): Promise<void> {
+export async function waitReady(proc: ManagedProcess | null, port: number, timeoutMs = 15_000, path = '/'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 0;
   while (Date.now() < deadline) {
     if (proc?.hasExited) throw new Error(proc.describeExit());
-    last = await probe(port);
+    last = await probe(port, path);
     if (last === 200) return;
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -19,6 +19,8 @@ export interface TargetContext {
 export interface RunningTarget {
   /** The port the load goes to. */
   port: number;
+  /** Path and query of every request (default "/"). */
+  path?: string;
   /** The process whose tree RSS is sampled; null for targets whose memory is not the point. */
   proc: ManagedProcess | null;
   /** Something to do while the measured load runs (e.g. hot-reload a filter); its counters

@@ -77,6 +77,8 @@ export interface WispTargetOptions {
   l4?: L4Options;
   /** Filter worker threads (Wisp's default otherwise). */
   workers?: number;
+  /** Path and query the load requests (default "/"), e.g. to carry an API key. */
+  path?: string;
 }
 
 /** Reloads one filter through the admin API on a timer, one reload at a time, counting
@@ -149,7 +151,7 @@ export function wispTarget(name: string, filters: BenchFilter[] = [], options: W
       const env = ctx.wispNodeOptions ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${ctx.wispNodeOptions}`.trim() } : process.env;
       const proc = new ManagedProcess(name, process.execPath, [join(ctx.root, WISP_BIN), '--config', conf], { cwd: ctx.root, env });
       try {
-        await waitReady(proc, listenPort, 15_000);
+        await waitReady(proc, listenPort, 15_000, options.path);
       } catch (err) {
         await proc.stop();
         throw err;
@@ -157,6 +159,7 @@ export function wispTarget(name: string, filters: BenchFilter[] = [], options: W
       const hotload = options.hotload;
       return {
         port: listenPort,
+        path: options.path,
         proc,
         duringMeasure: hotload ? () => new FilterReloader(adminPort, hotload.filter, hotload.everyMs) : undefined,
         stop: () => proc.stop(5000),
