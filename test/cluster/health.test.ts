@@ -2,10 +2,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import type { ClusterConfig, HealthCheckConfig } from '../../proxy/config/types.js';
 import { Cluster } from '../../proxy/upstream/cluster.js';
-import { startUpstream, waitFor, freePort, type TestUpstream } from '../helpers/net.js';
+import { startUpstream, waitFor, freePort, type TestUpstream, closerFor, listenLocal } from '../helpers/net.js';
 
 function config(ports: number[], hc: Partial<HealthCheckConfig> = {}): ClusterConfig {
   return {
@@ -95,11 +94,8 @@ test('expected_statuses and timeouts decide the verdict', async () => {
   a.setStatus(204);
   // A server that accepts and never answers.
   const silent = net.createServer(() => {});
-  const sockets = new Set<net.Socket>();
-  silent.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-  cleanup.push(() => new Promise<void>((r) => { for (const s of sockets) s.destroy(); silent.close(() => r()); }));
-  const silentPort = (silent.address() as AddressInfo).port;
+  cleanup.push(closerFor(silent));
+  const silentPort = await listenLocal(silent);
 
   const c = new Cluster(config([a.up.port, silentPort], { expected_statuses: [200], timeout_ms: 60 }));
   cleanup.push(() => c.close());

@@ -134,3 +134,25 @@ export function httpGet(port: number, path: string, init: { method?: string; hea
     req.end(init.body);
   });
 }
+
+/** Tracks the server's connections; the returned function destroys those still open, then
+ * closes the server (server.close() alone waits for keep-alive clients and idle upstream
+ * connections). Call it before the server listens. */
+export function closerFor(server: net.Server): () => Promise<void> {
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (s: net.Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  return () =>
+    new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    });
+}
+
+/** Listen on 127.0.0.1, port 0; resolves to the port. */
+export async function listenLocal(server: net.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return (server.address() as AddressInfo).port;
+}

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
+import { closerFor, listenLocal } from '../helpers/net.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SNIFF_WASM = path.resolve(here, '..', '..', '..', 'filters', 'build', 'sniff.wasm');
@@ -27,17 +28,8 @@ async function tlsUpstream(tag: string, alpn: string[] | undefined): Promise<num
     s.on('error', () => {});
     s.on('data', () => s.write(tag));
   });
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s: net.Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  closers.push(() => new Promise<void>((r) => {
-    for (const s of sockets) s.destroy();
-    server.close(() => r());
-  }));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return (server.address() as net.AddressInfo).port;
+  closers.push(closerFor(server));
+  return listenLocal(server);
 }
 
 const h2Port = await tlsUpstream('h2-upstream', ['h2']);

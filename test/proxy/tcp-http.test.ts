@@ -16,7 +16,7 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { writeIPv6 } from '../../proxy/listener/handoff.js';
-import { rawRequest, startUpstream, waitFor } from '../helpers/net.js';
+import { rawRequest, startUpstream, waitFor, closerFor, listenLocal } from '../helpers/net.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BUILD = path.resolve(here, '..', '..', '..', 'filters', 'build');
@@ -30,17 +30,8 @@ after(async () => {
 });
 
 async function listen(server: net.Server): Promise<number> {
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s: net.Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  closers.push(() => new Promise<void>((r) => {
-    for (const s of sockets) s.destroy();
-    server.close(() => r());
-  }));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return (server.address() as net.AddressInfo).port;
+  closers.push(closerFor(server));
+  return listenLocal(server);
 }
 
 const api = await startUpstream();

@@ -13,7 +13,7 @@ import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import { InlineSniffer } from '../../proxy/listener/inline-sniff.js';
-import { waitFor } from '../helpers/net.js';
+import { waitFor, closerFor, listenLocal } from '../helpers/net.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SNIFF_WASM = path.resolve(here, '..', '..', '..', 'filters', 'build', 'sniff.wasm');
@@ -26,17 +26,8 @@ after(async () => {
 });
 
 async function listen(server: net.Server): Promise<number> {
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s: net.Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  closers.push(() => new Promise<void>((r) => {
-    for (const s of sockets) s.destroy();
-    server.close(() => r());
-  }));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return (server.address() as net.AddressInfo).port;
+  closers.push(closerFor(server));
+  return listenLocal(server);
 }
 
 /** A TCP server that answers every chunk with `tag`. */

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { SniffFilter } from '../../proxy/wasm/sniff.js';
-import { freePort, waitFor } from '../helpers/net.js';
+import { freePort, waitFor, closerFor, listenLocal } from '../helpers/net.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SNIFF_WASM = path.resolve(here, '..', '..', '..', 'filters', 'build', 'sniff.wasm');
@@ -31,22 +31,11 @@ after(async () => {
 });
 
 function track<T extends net.Server | tls.Server | http.Server | http2.Http2Server>(server: T): T {
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s: net.Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  closers.push(() => new Promise<void>((r) => {
-    for (const s of sockets) s.destroy();
-    server.close(() => r());
-  }));
+  closers.push(closerFor(server as net.Server));
   return server;
 }
 
-async function listen(server: net.Server): Promise<number> {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return (server.address() as net.AddressInfo).port;
-}
+const listen = listenLocal;
 
 /** A TLS server that answers each chunk with `tag:` + chunk; ALPN http/1.1 only. */
 function tlsEcho(tag: string, cert: Buffer, key: string | Buffer): tls.Server {

@@ -6,14 +6,11 @@ import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
-import { freePort, waitFor } from '../helpers/net.js';
+import { freePort, waitFor, closerFor, listenLocal } from '../helpers/net.js';
 
 /** Echo server; with `halfClose`, it answers "got N" after the client's FIN, then ends. */
 async function startEcho(): Promise<{ port: number; server: net.Server; close: () => Promise<void> }> {
-  const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
     s.on('error', () => {});
     let n = 0;
     s.on('data', (d) => {
@@ -22,15 +19,8 @@ async function startEcho(): Promise<{ port: number; server: net.Server; close: (
     });
     s.on('end', () => s.end(`\ngot ${n}`));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    server,
-    close: () => new Promise<void>((r) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => r());
-    }),
-  };
+  const close = closerFor(server);
+  return { port: await listenLocal(server), server, close };
 }
 
 function config(tcpPort: number, upstreamPort: number, extra: Record<string, unknown> = {}): ReturnType<typeof normalizeConfig> {
