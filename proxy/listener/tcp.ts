@@ -399,7 +399,9 @@ class TcpConnection implements NetworkConnection {
       filters.data(this, true, chunk, false);
     }
     this.held = [];
-    if (this.clientEnded) {
+    // The client's FIN may have come while the upstream connected, with no listener then.
+    if (this.clientEnded || client.readableEnded) {
+      this.clientEnded = true;
       this.downPending++;
       filters.data(this, true, NO_BYTES, true);
     } else {

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Metrics } from '../../proxy/admin/metrics.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
@@ -34,6 +35,8 @@ async function startEcho(): Promise<{ port: number; close: () => Promise<void> }
   };
 }
 
+const SNIFF_WASM = fileURLToPath(new URL('../../../filters/build/sniff.wasm', import.meta.url));
+
 function config(upstreamPort: number, filters: string[]) {
   return normalizeConfig({
     admin: { address: '127.0.0.1:0' },
@@ -42,6 +45,7 @@ function config(upstreamPort: number, filters: string[]) {
       { name: 'guard', wasm: fixture('net-guard.wasm') },
       { name: 'guard-open', wasm: fixture('net-guard.wasm'), failure: 'open' },
       { name: 'swap', wasm: fixture('net-upper.wasm') },
+      { name: 'sniff', wasm: SNIFF_WASM },
     ],
     listeners: [{ name: 'l4', address: '127.0.0.1:0', protocol: 'tcp', tcp: { cluster: 'echo', filters } }],
     clusters: [{ name: 'echo', endpoints: [`127.0.0.1:${upstreamPort}`] }],
@@ -73,10 +77,13 @@ after(async () => {
   await echo.close();
 });
 
-/** A listener for `filters`, built the way Wisp builds one from a loaded config. */
-async function listen(filters: string[]): Promise<TcpListener> {
+/** A listener for `filters`, built the way Wisp builds one from a loaded config; with
+ * `sniff`, the first bytes go to the sniff filter in the workers first. */
+async function listen(filters: string[], sniff = false): Promise<TcpListener> {
   const lc = config(echo.port, filters).listeners[0]!;
-  const l = new TcpListener(new TcpListenerState(lc, clusters, null, metrics, null, runtime.networkChain(lc.tcp!.filters ?? [])));
+  const sniffer = sniff ? { sniff: (bytes: Uint8Array, end: boolean) => runtime.sniff('sniff', bytes, end) } : null;
+  if (sniff) lc.tcp!.sniff = 'sniff';
+  const l = new TcpListener(new TcpListenerState(lc, clusters, sniffer, metrics, null, runtime.networkChain(lc.tcp!.filters ?? [])));
   await l.listen();
   listeners.push(l);
   return l;
@@ -85,9 +92,14 @@ async function listen(filters: string[]): Promise<TcpListener> {
 /** Connect, write `chunks` (one write each, waiting for each to be flushed), half-close, and
  * collect everything until the connection closes. */
 function exchange(port: number, chunks: Buffer[]): Promise<{ data: Buffer; error: string | null }> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const got: Buffer[] = [];
     let error: string | null = null;
+    // A connection that never closes fails the test (with what arrived) instead of hanging it.
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new Error(`connection still open after 20 s; got ${Buffer.concat(got).length} bytes`));
+    }, 20_000);
     const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, async () => {
       for (const chunk of chunks) {
         if (!c.write(chunk)) await new Promise((r) => c.once('drain', r));
@@ -96,7 +108,10 @@ function exchange(port: number, chunks: Buffer[]): Promise<{ data: Buffer; error
     });
     c.on('data', (d) => got.push(d));
     c.on('error', (err) => (error = err.message));
-    c.on('close', () => resolve({ data: Buffer.concat(got), error }));
+    c.on('close', () => {
+      clearTimeout(timer);
+      resolve({ data: Buffer.concat(got), error });
+    });
   });
 }
 
@@ -178,4 +193,12 @@ test('hot load: an open connection keeps its generation, a new connection gets t
   c.destroy();
   const fresh = await exchange(l.port, [Buffer.from('new\n')]);
   assert.equal(fresh.data.toString(), '> new\n');
+});
+
+test('with sniffing: the held first bytes go through the filters too, before the rest', async () => {
+  const l = await listen(['upper'], true);
+  // A Redis command (sniffed as redis, routed to the default cluster), then more bytes.
+  const { data } = await exchange(l.port, [Buffer.from('*1\r\n$4\r\nping\r\n'), Buffer.from('and more')]);
+  assert.equal(data.toString(), '*1\r\n$4\r\nPING\r\nAND MORE');
+  await waitFor(async () => /wisp_tcp_connections_total\{listener="l4",cluster="echo",protocol="redis"\} 1/.test(await metrics.render()), 5000, 'sniffed as redis');
 });
