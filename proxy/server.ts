@@ -16,6 +16,7 @@ import { TcpListener, TcpListenerState, type Sniffer } from './listener/tcp.js';
 import { HttpHandoffs } from './listener/handoff.js';
 import { InlineSniffer } from './listener/inline-sniff.js';
 import { WasmFilterRuntime } from './filters/runtime.js';
+import type { NetworkFilterChain } from './filters/types.js';
 
 export interface WispOptions {
   /** Watch the config file and reload on change (default: true when started from a file). */
@@ -65,6 +66,15 @@ export class Wisp {
     return this.adminPortNo;
   }
 
+  /** The network filter chain of a tcp listener (tcp.filters), or null when it has none. */
+  private networkChainFor(lc: ListenerConfig): NetworkFilterChain | null {
+    const names = lc.tcp!.filters;
+    if (names === undefined || names.length === 0) return null;
+    const runtime = this.filters;
+    if (!(runtime instanceof WasmFilterRuntime)) throw new Error(`listener "${lc.name}": network filters need the wasm filter runtime`);
+    return runtime.networkChain(names);
+  }
+
   /** Swap to a new config. Throws (and leaves the old config serving) when any part fails. */
   async apply(next: WispConfig, initial = false): Promise<void> {
     // 1. Filters first: a module that fails to load must stop the whole reload.
@@ -87,7 +97,7 @@ export class Wisp {
     const states = new Map<string, ListenerState | TcpListenerState>();
     for (const lc of next.listeners) {
       states.set(lc.name, lc.protocol === 'tcp'
-        ? new TcpListenerState(lc, this.clusters, lc.tcp!.sniff === undefined ? null : sniffers.get(snifferKey(lc))!, this.metrics, this.handoffs)
+        ? new TcpListenerState(lc, this.clusters, lc.tcp!.sniff === undefined ? null : sniffers.get(snifferKey(lc))!, this.metrics, this.handoffs, this.networkChainFor(lc))
         : new ListenerState(lc, this.clusters, this.filters, this.metrics));
     }
     this.handoffs.stage(next, (lc) => new ListenerState(lc, this.clusters, this.filters, this.metrics));

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Metrics } from '../../proxy/admin/metrics.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
+import { Wisp } from '../../proxy/server.js';
 import { TcpListener, TcpListenerState } from '../../proxy/listener/tcp.js';
 import { ClusterManager } from '../../proxy/upstream/cluster-manager.js';
 import { waitFor } from '../helpers/net.js';
@@ -201,4 +202,24 @@ test('with sniffing: the held first bytes go through the filters too, before the
   const { data } = await exchange(l.port, [Buffer.from('*1\r\n$4\r\nping\r\n'), Buffer.from('and more')]);
   assert.equal(data.toString(), '*1\r\n$4\r\nPING\r\nAND MORE');
   await waitFor(async () => /wisp_tcp_connections_total\{listener="l4",cluster="echo",protocol="redis"\} 1/.test(await metrics.render()), 5000, 'sniffed as redis');
+});
+
+test('through a running Wisp: a tcp listener with tcp.filters rewrites the stream, and a reload that drops the filter pipes again', async () => {
+  const raw = (filters: string[]) => ({
+    admin: { address: '127.0.0.1:0' },
+    filters: [{ name: 'upper', wasm: fixture('net-upper.wasm') }],
+    listeners: [{ name: 'l4', address: '127.0.0.1:0', protocol: 'tcp', tcp: { cluster: 'echo', filters } }],
+    clusters: [{ name: 'echo', endpoints: [`127.0.0.1:${echo.port}`] }],
+  });
+  const wisp = await Wisp.start(normalizeConfig(raw(['upper']), 'wisp-tcp-filters.yaml'));
+  try {
+    const port = wisp.listenerPort('l4');
+    const filtered = await exchange(port, [Buffer.from('hello, '), Buffer.from('network filters')]);
+    assert.equal(filtered.data.toString(), 'HELLO, NETWORK FILTERS');
+    await wisp.apply(normalizeConfig(raw([]), 'wisp-tcp-filters.yaml'));
+    const piped = await exchange(port, [Buffer.from('hello again')]);
+    assert.equal(piped.data.toString(), 'hello again');
+  } finally {
+    await wisp.stop(0);
+  }
 });
