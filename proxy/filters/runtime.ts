@@ -135,6 +135,14 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     return this.handles.length;
   }
 
+  /** Workers whose thread is serving batches now; idle ones have ended their serve task
+   * (diagnostics and tests). */
+  get servingWorkers(): number {
+    let n = 0;
+    for (const h of this.handles) if (h.isServing) n++;
+    return n;
+  }
+
   /** Which worker a stream's contexts live in (diagnostics and tests); undefined if none. */
   workerOf(streamId: number): number | undefined {
     return this.streams.get(streamId)?.worker.index;

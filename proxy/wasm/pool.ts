@@ -158,6 +158,11 @@ export class WorkerHandle {
     return this.busy;
   }
 
+  /** A serve task holds the thread (it ends after IDLE_STOP_MS without batches). */
+  get isServing(): boolean {
+    return this.serving;
+  }
+
   enqueue(entry: StreamEntry, op: number, answer: CallPayload = null): void {
     this.entries.push(entry);
     this.ops.push(op);

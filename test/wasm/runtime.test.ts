@@ -1,8 +1,10 @@
 // The filter runtime end to end with real wasm modules in real worker threads.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import { filterConfig, fixture, header, TestStream } from './helpers.js';
+import { waitFor } from '../helpers/net.js';
 
 const logs: string[] = [];
 let rt: WasmFilterRuntime;
@@ -191,4 +193,45 @@ test('loadBytes() adds a new filter with default settings', async () => {
   await s.next();
   assert.equal(s.header('x-probe'), 'U');
   rt.chain(['uploaded']).done(s);
+});
+
+test('an idle worker ends its serve task (the runtime does not hold the process) and the next call starts one again', async () => {
+  const chain = rt.chain(['probe-a']);
+  const first = new TestStream();
+  chain.requestHeaders(first);
+  assert.deepEqual(await first.next(), { kind: 'continue', phase: 'request_headers' });
+  chain.done(first);
+  assert.ok(rt.servingWorkers >= 1);
+  // No batch for ~2 s: every worker stops serving (its thread stays, with its instances).
+  await waitFor(() => rt.servingWorkers === 0, 10_000, 'serve tasks stopped when idle');
+  const again = new TestStream();
+  chain.requestHeaders(again);
+  assert.deepEqual(await again.next(), { kind: 'continue', phase: 'request_headers' });
+  assert.equal(again.header('x-probe'), 'A', 'the filter instance survived the idle stop');
+  assert.ok(rt.servingWorkers >= 1);
+  chain.done(again);
+});
+
+test('a runtime left open does not keep the process alive once its workers are idle', async () => {
+  const runtimeUrl = new URL('../../proxy/filters/runtime.js', import.meta.url).href;
+  const helpersUrl = new URL('./helpers.js', import.meta.url).href;
+  // One filter call, then nothing: no close(). The process must exit by itself.
+  const script = `
+    const { WasmFilterRuntime } = await import(${JSON.stringify(runtimeUrl)});
+    const { filterConfig, fixture, TestStream } = await import(${JSON.stringify(helpersUrl)});
+    const rt = new WasmFilterRuntime({ workers: 1, log: () => {} });
+    await rt.load(filterConfig('probe', fixture('probe.wasm'), { config: 'X' }));
+    const s = new TestStream();
+    rt.chain(['probe']).requestHeaders(s);
+    const o = await s.next();
+    console.log(o.kind, s.header('x-probe'));
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  clearTimeout(killer);
+  assert.equal(out.trim(), 'continue X');
+  assert.equal(code, 0, 'exited by itself (killed after 20 s otherwise)');
 });
