@@ -202,9 +202,7 @@ export class FilterWorker implements HttpCallSink {
       s.local = null;
     }
     const watch = this.deps.watch;
-    watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
-    watch[Watch.GenId] = gen.spec.id;
-    watch[Watch.StartMs] = Date.now();
+    armWatch(watch, gen.spec);
     let trapped = false;
     try {
       inst.onHttpCallResponse(call.contextId, token, h.length >> 1, body.length, 0);
@@ -259,9 +257,7 @@ export class FilterWorker implements HttpCallSink {
     const inst = this.ready(gen);
     if (inst === null || inst.onTick === null) return;
     const watch = this.deps.watch;
-    watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
-    watch[Watch.GenId] = genId;
-    watch[Watch.StartMs] = Date.now();
+    armWatch(watch, gen.spec);
     inst.stream = null;
     inst.contextId = 1;
     try {
@@ -289,9 +285,7 @@ export class FilterWorker implements HttpCallSink {
       if (gen === undefined || gen.inst !== inst) continue; // dropped or recycled: forget it
       owners[w++] = inst;
       if (inst.onQueueReady === null || this.quarantined.has(gen.spec.id)) continue;
-      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
-      watch[Watch.GenId] = gen.spec.id;
-      watch[Watch.StartMs] = Date.now();
+      armWatch(watch, gen.spec);
       inst.stream = null;
       inst.contextId = 1;
       try {
@@ -356,9 +350,7 @@ export class FilterWorker implements HttpCallSink {
     stream.body = data;
     stream.bodyType = BufferType.DownstreamData;
     const watch = this.deps.watch;
-    watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
-    watch[Watch.GenId] = genId;
-    watch[Watch.StartMs] = Date.now();
+    armWatch(watch, gen.spec);
     try {
       const ctx = inst.contextFor(stream);
       inst.stream = stream;
@@ -515,6 +507,31 @@ export class FilterWorker implements HttpCallSink {
     return false;
   }
 
+  /** The generation to call next in a stream's chain, with a live instance; null when the
+   * filter is skipped: not loaded in this worker (the main thread applies its policy when it
+   * sees the fault), quarantined, or its instance is being recreated — then its failure
+   * policy is applied here, and `s.local` is set when that policy answers. */
+  private callable(s: StreamState, genId: number): Generation | null {
+    const gen = this.gens.get(genId);
+    if (gen === undefined) {
+      this.fault(undefined, genId, FaultKind.NotLoaded, 'generation not loaded in this worker');
+      return null;
+    }
+    if (this.quarantined.has(genId) || this.ready(gen) === null) {
+      applyPolicy(s, gen.spec);
+      return null;
+    }
+    return gen;
+  }
+
+  /** After a call: an instance that grew past max_memory is recycled, and like a trap what
+   * the call did is not trusted: the stream gets the failure policy (`s.local` when it answers). */
+  private checkMemory(s: StreamState, gen: Generation, inst: FilterInstance): void {
+    if (inst.memoryBytes <= gen.spec.maxMemoryBytes) return;
+    this.fault(gen, gen.spec.id, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
+    applyPolicy(s, gen.spec);
+  }
+
   /** Run the phase's filters from `start` (0, or after the filter that paused). */
   private runPhase(s: StreamState, gens: number[], request: boolean, eos: number, start: number): number {
     s.local = null;
@@ -522,27 +539,17 @@ export class FilterWorker implements HttpCallSink {
     const n = gens.length;
     for (let step = start; step < n; step++) {
       const genId = request ? gens[step] : gens[n - 1 - step];
-      const gen = this.gens.get(genId);
-      if (gen === undefined) {
-        this.fault(undefined, genId, FaultKind.NotLoaded, 'generation not loaded in this worker');
-        continue; // unknown policy: the main thread applies it when it sees the fault
-      }
-      if (this.quarantined.has(genId)) {
-        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+      const gen = this.callable(s, genId);
+      if (gen === null) {
+        if (s.local !== null) return ResultKind.LocalResponse;
         continue;
       }
-      const inst = this.ready(gen);
-      if (inst === null) {
-        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
-        continue;
-      }
+      const inst = gen.inst!;
       const fn = request ? inst.onRequestHeaders : inst.onResponseHeaders;
       if (fn === null) continue;
       const phaseName = request ? 'proxy_on_request_headers' : 'proxy_on_response_headers';
       let action = 0;
-      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
-      watch[Watch.GenId] = genId;
-      watch[Watch.StartMs] = Date.now();
+      armWatch(watch, gen.spec);
       try {
         const ctx = inst.contextFor(s);
         inst.stream = s;
@@ -558,11 +565,7 @@ export class FilterWorker implements HttpCallSink {
       }
       watch[Watch.StartMs] = 0;
       inst.stream = null;
-      if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
-        this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
-        // Like a trap: what the call did is not trusted, the request gets the failure policy.
-        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
-      }
+      this.checkMemory(s, gen, inst);
       if (s.local !== null) return ResultKind.LocalResponse;
       if (action === 1) {
         if (s.pendingCalls > 0) {
@@ -590,26 +593,16 @@ export class FilterWorker implements HttpCallSink {
     const n = gens.length;
     for (let step = 0; step < n; step++) {
       const genId = gens[n - 1 - step];
-      const gen = this.gens.get(genId);
-      if (gen === undefined) {
-        this.fault(undefined, genId, FaultKind.NotLoaded, 'generation not loaded in this worker');
+      const gen = this.callable(s, genId);
+      if (gen === null) {
+        if (s.local !== null) return ResultKind.LocalResponse;
         continue;
       }
-      if (this.quarantined.has(genId)) {
-        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
-        continue;
-      }
-      const inst = this.ready(gen);
-      if (inst === null) {
-        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
-        continue;
-      }
+      const inst = gen.inst!;
       const fn = inst.onResponseTrailers;
       if (fn === null) continue;
       let action = 0;
-      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
-      watch[Watch.GenId] = genId;
-      watch[Watch.StartMs] = Date.now();
+      armWatch(watch, gen.spec);
       try {
         const ctx = inst.contextFor(s);
         inst.stream = s;
@@ -624,10 +617,7 @@ export class FilterWorker implements HttpCallSink {
       }
       watch[Watch.StartMs] = 0;
       inst.stream = null;
-      if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
-        this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
-        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
-      }
+      this.checkMemory(s, gen, inst);
       if (s.local !== null) return ResultKind.LocalResponse;
       if (action === 1) inst.warnOnce('trailers-pause', 'proxy_on_response_trailers returned Pause; pausing in the trailers phase is not supported, the chain continues');
     }
@@ -671,34 +661,21 @@ export class FilterWorker implements HttpCallSink {
         data = buffered.view();
         held![step] = null; // re-stored below if the filter keeps buffering
       }
-      const gen = this.gens.get(genId);
-      if (gen === undefined) {
-        this.fault(undefined, genId, FaultKind.NotLoaded, 'generation not loaded in this worker');
-        continue;
-      }
-      if (this.quarantined.has(genId)) {
-        if (applyPolicy(s, gen.spec)) {
+      const gen = this.callable(s, genId);
+      if (gen === null) {
+        if (s.local !== null) {
           this.writeResult(out, index, ResultKind.LocalResponse, s, request);
           return true;
         }
         continue;
       }
-      const inst = this.ready(gen);
-      if (inst === null) {
-        if (applyPolicy(s, gen.spec)) {
-          this.writeResult(out, index, ResultKind.LocalResponse, s, request);
-          return true;
-        }
-        continue;
-      }
+      const inst = gen.inst!;
       const fn = phase.callback(inst);
       // A connection's filters all get proxy_on_new_connection (and later the close
       // callbacks), whichever data callbacks they export.
       if (fn === null && !phase.network) continue;
       let action = 0;
-      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
-      watch[Watch.GenId] = genId;
-      watch[Watch.StartMs] = Date.now();
+      armWatch(watch, gen.spec);
       try {
         const fresh = phase.network && !inst.contexts.has(s.id);
         const ctx = inst.contextFor(s);
@@ -726,10 +703,7 @@ export class FilterWorker implements HttpCallSink {
       inst.stream = null;
       s.body = null;
       s.bodyType = -1;
-      if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
-        this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
-        applyPolicy(s, gen.spec);
-      }
+      this.checkMemory(s, gen, inst);
       if (s.local !== null) {
         this.writeResult(out, index, ResultKind.LocalResponse, s, request);
         return true;
@@ -785,9 +759,7 @@ export class FilterWorker implements HttpCallSink {
       if (gen === undefined || inst == null) continue;
       const ctx = inst.contexts.get(s.id);
       if (ctx === undefined || (inst.onDownstreamConnectionClose === null && inst.onUpstreamConnectionClose === null)) continue;
-      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
-      watch[Watch.GenId] = gen.spec.id;
-      watch[Watch.StartMs] = Date.now();
+      armWatch(watch, gen.spec);
       try {
         inst.stream = s;
         inst.contextId = ctx;
@@ -812,9 +784,7 @@ export class FilterWorker implements HttpCallSink {
       const ctx = inst.contexts.get(s.id);
       if (ctx === undefined) continue;
       inst.contexts.delete(s.id);
-      watch[Watch.DeadlineMs] = gen.spec.deadlineMs;
-      watch[Watch.GenId] = gen.spec.id;
-      watch[Watch.StartMs] = Date.now();
+      armWatch(watch, gen.spec);
       try {
         inst.stream = s;
         inst.contextId = ctx;
@@ -893,6 +863,13 @@ export class FilterWorker implements HttpCallSink {
     this.faultReasons.length = 0;
     this.collector.collectIfDue();
   }
+}
+
+/** Start the deadline watch for a call into `spec`'s filter (the main thread's watchdog reads it). */
+function armWatch(watch: Float64Array, spec: GenerationSpec): void {
+  watch[Watch.DeadlineMs] = spec.deadlineMs;
+  watch[Watch.GenId] = spec.id;
+  watch[Watch.StartMs] = Date.now();
 }
 
 /** Apply a faulted filter's failure policy; true when it answers (fail-closed). */
