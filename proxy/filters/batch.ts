@@ -2,6 +2,7 @@
 // the worker's answer back into stream callbacks. See wasm/wire.ts for the layout.
 
 import type { StreamEntry, WorkerHandle } from '../wasm/pool.js';
+import type { Generation } from '../wasm/module-registry.js';
 import { BinReader, type BinWriter, BodyFlag, type BodyChunk, CallFlag, type CallPayload, type HttpCallAnswer, NetOp, Op, Phase, ResultKind } from '../wasm/wire.js';
 import type { FilterPhase, FilterStream } from './types.js';
 
@@ -56,11 +57,7 @@ export function encodeCalls(
     }
     if (op === Op.HttpCallResponse) {
       const a = answers[i] as HttpCallAnswer;
-      w.u8(op);
-      w.f64(s.streamId);
-      w.u8(0);
-      w.u8(entry.gens.length);
-      for (let k = 0; k < entry.gens.length; k++) w.u32(entry.gens[k].id);
+      writeCallHead(w, op, s.streamId, 0, entry.gens);
       w.u32(a.token);
       w.u32(a.status);
       w.strList(a.headers);
@@ -77,12 +74,7 @@ export function encodeCalls(
     }
     let flags = 0;
     if (op === Op.RequestHeaders || ((op === Op.ResponseHeaders || op === Op.ResponseTrailers) && entry.epoch !== handle.epoch)) flags |= CallFlag.StreamInfo;
-    w.u8(op);
-    w.f64(s.streamId);
-    w.u8(flags);
-    const gens = entry.gens;
-    w.u8(gens.length);
-    for (let k = 0; k < gens.length; k++) w.u32(gens[k].id);
+    writeCallHead(w, op, s.streamId, flags, entry.gens);
     if ((flags & CallFlag.StreamInfo) !== 0) writeStreamInfo(handle, w, entry);
     if (op === Op.RequestHeaders) {
       w.strList(s.requestHeaders);
@@ -104,6 +96,15 @@ export function encodeCalls(
   }
 }
 
+/** What starts every call: op, stream id, CallFlag bits and the pinned generation ids. */
+function writeCallHead(w: BinWriter, op: number, streamId: number, flags: number, gens: readonly Generation[]): void {
+  w.u8(op);
+  w.f64(streamId);
+  w.u8(flags);
+  w.u8(gens.length);
+  for (let k = 0; k < gens.length; k++) w.u32(gens[k].id);
+}
+
 function writeStreamInfo(handle: WorkerHandle, w: BinWriter, entry: StreamEntry): void {
   const s = entry.stream;
   w.str(s.method);
@@ -123,12 +124,7 @@ function writeStreamInfo(handle: WorkerHandle, w: BinWriter, entry: StreamEntry)
 function encodeBodyCall(handle: WorkerHandle, w: BinWriter, entry: StreamEntry, op: number, chunk: BodyChunk): void {
   let flags = chunk.endOfStream ? CallFlag.EndOfStream : 0;
   if (entry.epoch !== handle.epoch) flags |= CallFlag.StreamInfo;
-  w.u8(op);
-  w.f64(entry.stream.streamId);
-  w.u8(flags);
-  const gens = entry.gens;
-  w.u8(gens.length);
-  for (let k = 0; k < gens.length; k++) w.u32(gens[k].id);
+  writeCallHead(w, op, entry.stream.streamId, flags, entry.gens);
   if ((flags & CallFlag.StreamInfo) !== 0) {
     writeStreamInfo(handle, w, entry);
     w.strList(entry.stream.requestHeaders);
@@ -145,12 +141,7 @@ function encodeBodyCall(handle: WorkerHandle, w: BinWriter, entry: StreamEntry, 
 function encodeNetworkCall(handle: WorkerHandle, w: BinWriter, entry: StreamEntry, op: number, chunk: BodyChunk): void {
   let flags = chunk.endOfStream ? CallFlag.EndOfStream : 0;
   if (entry.epoch !== handle.epoch) flags |= CallFlag.StreamInfo;
-  w.u8(op);
-  w.f64(entry.stream.streamId);
-  w.u8(flags);
-  const gens = entry.gens;
-  w.u8(gens.length);
-  for (let k = 0; k < gens.length; k++) w.u32(gens[k].id);
+  writeCallHead(w, op, entry.stream.streamId, flags, entry.gens);
   if ((flags & CallFlag.StreamInfo) !== 0) writeStreamInfo(handle, w, entry);
   w.bytes(chunk.data);
 }
