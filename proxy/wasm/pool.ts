@@ -167,20 +167,14 @@ export class WorkerHandle {
     this.entries.push(entry);
     this.ops.push(op);
     this.answers.push(answer);
-    if (!this.scheduled && !this.busy) {
-      this.scheduled = true;
-      setImmediate(this.flushBound);
-    }
+    this.schedule();
   }
 
   control(op: ControlOp): Promise<ControlResult> {
     if (this.closed) return Promise.resolve({ ok: false, error: 'filter runtime closed' });
     return new Promise((resolve) => {
       this.ctl.push({ op, resolve });
-      if (!this.scheduled && !this.busy) {
-        this.scheduled = true;
-        setImmediate(this.flushBound);
-      }
+      this.schedule();
     });
   }
 
@@ -188,10 +182,15 @@ export class WorkerHandle {
   post(op: ControlOp): void {
     if (this.closed) return;
     this.ctl.push({ op, resolve: null });
-    if (!this.scheduled && !this.busy) {
-      this.scheduled = true;
-      setImmediate(this.flushBound);
-    }
+    this.schedule();
+  }
+
+  /** Flush at the end of this event-loop turn, unless a batch is in flight (its answer
+   * flushes what piled up meanwhile). */
+  private schedule(): void {
+    if (this.scheduled || this.busy) return;
+    this.scheduled = true;
+    setImmediate(this.flushBound);
   }
 
   /** Called by the runtime's watchdog: the current call ran past its deadline. */
@@ -235,21 +234,23 @@ export class WorkerHandle {
     this.answers = swapA;
 
     const channel = this.channel ?? (this.channel = new BatchChannel());
-    const w = channel.startBatch();
-    this.writeQuarantined(w);
-    if (this.flyEntries.length > 0) this.sink.encode(this, w, this.flyEntries, this.flyOps, this.flyAnswers);
-    else w.u32(0);
-    this.busy = true;
     this.batches++;
     this.startServing(channel);
-    channel.send(ctlOps, false);
-    channel.awaitReply(this.onWakeBound);
+    this.dispatch(channel, ctlOps, false);
   }
 
-  private writeQuarantined(w: BinWriter): void {
+  /** Encode the in-flight calls (none for a stop) after the quarantined generation ids, and
+   * hand them to the worker; `stop` ends its serve task after this batch. */
+  private dispatch(channel: BatchChannel, ctlOps: ControlOp[] | null, stop: boolean): void {
+    const w = channel.startBatch();
     const ids = this.sink.quarantined();
     w.u32(ids.length);
     for (let i = 0; i < ids.length; i++) w.u32(ids[i]);
+    if (this.flyEntries.length > 0) this.sink.encode(this, w, this.flyEntries, this.flyOps, this.flyAnswers);
+    else w.u32(0);
+    this.busy = true;
+    channel.send(ctlOps, stop);
+    channel.awaitReply(this.onWakeBound);
   }
 
   /** Make sure a serve task will take the batch about to be sent (piscina queues a new task
@@ -274,13 +275,9 @@ export class WorkerHandle {
     const quiet = this.batches === this.batchesAtLastCheck;
     this.batchesAtLastCheck = this.batches;
     if (!quiet || !this.serving || this.busy || this.scheduled || this.closed || this.channel === null) return;
-    const w = this.channel.startBatch();
-    this.writeQuarantined(w);
-    w.u32(0);
-    this.busy = true;
+    // Nothing is pending (else a flush would be scheduled): the stop batch carries no calls.
     this.serving = false;
-    this.channel.send(null, true);
-    this.channel.awaitReply(this.onWakeBound);
+    this.dispatch(this.channel, null, true);
   }
 
   private onServeEnd(gen: number): void {
