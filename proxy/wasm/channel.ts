@@ -66,7 +66,7 @@ export class BatchChannel {
   readonly init: ChannelInit;
   /** Writes go straight into the shared request region (it grows into a private buffer when a
    * batch does not fit, which then travels by port). */
-  readonly writer: BinWriter;
+  private readonly writer: BinWriter;
   private readonly cells: Int32Array;
   private readonly port: MessagePort;
   private replySeq = 0;
