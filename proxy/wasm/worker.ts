@@ -524,6 +524,15 @@ export class FilterWorker implements HttpCallSink {
     return gen;
   }
 
+  /** A stream's filter call trapped: the watch stops, the instance is recreated (fault), and
+   * the filter's failure policy decides; true when it answers (fail-closed). */
+  private trappedCall(s: StreamState, gen: Generation, inst: FilterInstance, callback: string, err: unknown): boolean {
+    this.deps.watch[Watch.StartMs] = 0;
+    inst.stream = null;
+    this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in ${callback}: ${errorMessage(err)}`);
+    return applyPolicy(s, gen.spec);
+  }
+
   /** After a call: an instance that grew past max_memory is recycled, and like a trap what
    * the call did is not trusted: the stream gets the failure policy (`s.local` when it answers). */
   private checkMemory(s: StreamState, gen: Generation, inst: FilterInstance): void {
@@ -557,10 +566,7 @@ export class FilterWorker implements HttpCallSink {
         const pairs = (request ? s.requestHeaders.length : s.responseHeaders.length) >> 1;
         action = fn(ctx, pairs, eos);
       } catch (err) {
-        watch[Watch.StartMs] = 0;
-        inst.stream = null;
-        this.fault(gen, genId, FaultKind.Trap, `trap in ${phaseName}: ${errorMessage(err)}`);
-        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+        if (this.trappedCall(s, gen, inst, phaseName, err)) return ResultKind.LocalResponse;
         continue;
       }
       watch[Watch.StartMs] = 0;
@@ -609,10 +615,7 @@ export class FilterWorker implements HttpCallSink {
         inst.contextId = ctx;
         action = fn(ctx, (s.responseTrailers !== null ? s.responseTrailers.length : 0) >> 1);
       } catch (err) {
-        watch[Watch.StartMs] = 0;
-        inst.stream = null;
-        this.fault(gen, genId, FaultKind.Trap, `trap in proxy_on_response_trailers: ${errorMessage(err)}`);
-        if (applyPolicy(s, gen.spec)) return ResultKind.LocalResponse;
+        if (this.trappedCall(s, gen, inst, 'proxy_on_response_trailers', err)) return ResultKind.LocalResponse;
         continue;
       }
       watch[Watch.StartMs] = 0;
@@ -688,12 +691,9 @@ export class FilterWorker implements HttpCallSink {
         data = s.body;
       } catch (err) {
         // The filter's replacement (if any) is dropped with it: the bytes go on as they came.
-        watch[Watch.StartMs] = 0;
-        inst.stream = null;
         s.body = null;
         s.bodyType = -1;
-        this.fault(gen, genId, FaultKind.Trap, `trap in ${phaseName}: ${errorMessage(err)}`);
-        if (applyPolicy(s, gen.spec)) {
+        if (this.trappedCall(s, gen, inst, phaseName, err)) {
           this.writeResult(out, index, ResultKind.LocalResponse, s, request);
           return true;
         }
