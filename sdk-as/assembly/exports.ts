@@ -6,14 +6,15 @@
 
 import { BaseContext, HttpContext, RootContext } from "./context";
 import { createContext, deleteContext, httpContext, rootContext } from "./registry";
+import { hostAllocate } from "./hostcalls";
 // Pulls in the abort/trace/seed replacements that asconfig's "use" points at.
 import "./runtime";
 
 export function proxy_abi_version_0_2_1(): void {}
 
-/** The host writes returned data here; hostcalls.ts copies and frees it right away. */
+/** The host writes returned data here; hostcalls.ts copies and releases it right away. */
 export function proxy_on_memory_allocate(size: usize): usize {
-  return heap.alloc(size);
+  return hostAllocate(size);
 }
 
 export function proxy_on_context_create(contextId: u32, parentContextId: u32): void {

@@ -1,10 +1,12 @@
 // Typed wrappers over imports.ts: strings and ArrayBuffers in, typed values out. The host
-// returns data by calling proxy_on_memory_allocate (heap.alloc, outside the GC) and writing
-// the pointer into a return slot; every wrapper copies that block into a managed object and
-// frees it at once, so a filter author never sees a pointer. A call that fails for a reason
-// other than the expected one (NOT_FOUND on a lookup) logs the WasmResult name.
+// returns data by calling proxy_on_memory_allocate and writing the pointer into a return
+// slot; every wrapper copies that block into a managed object (or a caller's Bytes, the
+// `*Into` variants) and releases it at once, so a filter author never sees a pointer. A
+// call that fails for a reason other than the expected one (NOT_FOUND on a lookup) logs the
+// WasmResult name.
 
 import * as abi from "./imports";
+import { Bytes } from "./bytes";
 import {
   BufferType, HeaderPair, LogLevel, MapType, MetricType, StreamType, WasmResult, wasmResultName,
 } from "./types";
@@ -16,27 +18,63 @@ const RET_LEN: usize = memory.data(8, 8);
 const RET_U64: usize = memory.data(8, 8);
 const RET_U32: usize = memory.data(8, 8);
 
+// Where small host-returned values land. A hostcall's returned block is copied out before
+// the next hostcall, so one static block serves them all and the common case (a header, a
+// property, a shared-data value) costs no heap.alloc/heap.free pair. `scratchLent` covers a
+// host that allocates twice before the guest takes the first: the second gets the heap.
+const SCRATCH_BYTES: usize = 1024;
+const SCRATCH: usize = memory.data(<i32>SCRATCH_BYTES, 16);
+let scratchLent = false;
+
+/** proxy_on_memory_allocate (exports.ts): the scratch block when it fits and is free. */
+export function hostAllocate(size: usize): usize {
+  if (size <= SCRATCH_BYTES && !scratchLent) {
+    scratchLent = true;
+    return SCRATCH;
+  }
+  return heap.alloc(size);
+}
+
+/** Gives a host-returned block back: the scratch is lent again, a heap block is freed. */
+function release(ptr: usize): void {
+  if (ptr == SCRATCH) scratchLent = false;
+  else if (ptr != 0) heap.free(ptr);
+}
+
 function resetReturn(): void {
   store<usize>(RET_PTR, 0);
   store<usize>(RET_LEN, 0);
 }
 
-/** Copies the host-returned block into a managed ArrayBuffer and frees the block. */
+/** Releases whatever a failed call may have left in the return slot. */
+function dropReturn(): void {
+  release(load<usize>(RET_PTR));
+  store<usize>(RET_PTR, 0);
+}
+
+/** Copies the host-returned block into a managed ArrayBuffer and releases the block. */
 function takeBuffer(): ArrayBuffer {
   const ptr = load<usize>(RET_PTR);
   const len = load<usize>(RET_LEN);
   const buf = new ArrayBuffer(<i32>len);
   if (len > 0) memory.copy(changetype<usize>(buf), ptr, len);
-  if (ptr != 0) heap.free(ptr);
+  release(ptr);
   return buf;
 }
 
-/** Decodes the host-returned block as UTF-8 and frees the block. */
+/** Copies the host-returned block into `out` (no allocation once `out` is big enough). */
+function takeInto(out: Bytes): void {
+  const ptr = load<usize>(RET_PTR);
+  out.setFrom(ptr, <i32>load<usize>(RET_LEN));
+  release(ptr);
+}
+
+/** Decodes the host-returned block as UTF-8 and releases the block. */
 function takeString(): string {
   const ptr = load<usize>(RET_PTR);
   const len = load<usize>(RET_LEN);
   const str = len > 0 ? String.UTF8.decodeUnsafe(ptr, len) : "";
-  if (ptr != 0) heap.free(ptr);
+  release(ptr);
   return str;
 }
 
@@ -97,6 +135,7 @@ export function getBufferBytes(bufferType: BufferType, start: u32, maxSize: u32)
   resetReturn();
   const r = abi.proxy_get_buffer_bytes(bufferType, start, maxSize, RET_PTR, RET_LEN);
   if (r == WasmResult.Ok) return takeBuffer();
+  dropReturn();
   if (r != WasmResult.NotFound) reportFailure("proxy_get_buffer_bytes", r);
   return null;
 }
@@ -175,6 +214,7 @@ export function getHeaderMapPairs(mapType: MapType): HeaderPair[] {
   resetReturn();
   const r = abi.proxy_get_header_map_pairs(mapType, RET_PTR, RET_LEN);
   if (r != WasmResult.Ok) {
+    dropReturn();
     reportFailure("proxy_get_header_map_pairs", r);
     return new Array<HeaderPair>();
   }
@@ -192,8 +232,24 @@ export function getHeaderMapValueBytes(mapType: MapType, key: ArrayBuffer): stri
   resetReturn();
   const r = abi.proxy_get_header_map_value(mapType, changetype<usize>(key), key.byteLength, RET_PTR, RET_LEN);
   if (r == WasmResult.Ok) return takeString();
+  dropReturn();
   if (r != WasmResult.NotFound) reportFailure("proxy_get_header_map_value", r);
   return null;
+}
+
+/** Value of a header copied into `out`; false (and `out` emptied) when absent. `key` is
+ * UTF-8 bytes encoded once (utf8Bytes). Allocation-free once `out` has grown. */
+export function getHeaderMapValueInto(mapType: MapType, key: ArrayBuffer, out: Bytes): bool {
+  resetReturn();
+  const r = abi.proxy_get_header_map_value(mapType, changetype<usize>(key), key.byteLength, RET_PTR, RET_LEN);
+  if (r == WasmResult.Ok) {
+    takeInto(out);
+    return true;
+  }
+  dropReturn();
+  out.clear();
+  if (r != WasmResult.NotFound) reportFailure("proxy_get_header_map_value", r);
+  return false;
 }
 
 export function getHeaderMapValue(mapType: MapType, key: string): string | null {
@@ -264,8 +320,24 @@ export function getPropertyBytes(serializedPath: ArrayBuffer): ArrayBuffer | nul
   resetReturn();
   const r = abi.proxy_get_property(changetype<usize>(serializedPath), serializedPath.byteLength, RET_PTR, RET_LEN);
   if (r == WasmResult.Ok) return takeBuffer();
+  dropReturn();
   if (r != WasmResult.NotFound) reportFailure("proxy_get_property", r);
   return null;
+}
+
+/** A property copied into `out`; false (and `out` emptied) when absent. `serializedPath`
+ * comes from serializePropertyPath, once at configure time. */
+export function getPropertyInto(serializedPath: ArrayBuffer, out: Bytes): bool {
+  resetReturn();
+  const r = abi.proxy_get_property(changetype<usize>(serializedPath), serializedPath.byteLength, RET_PTR, RET_LEN);
+  if (r == WasmResult.Ok) {
+    takeInto(out);
+    return true;
+  }
+  dropReturn();
+  out.clear();
+  if (r != WasmResult.NotFound) reportFailure("proxy_get_property", r);
+  return false;
 }
 
 export function getProperty(path: string[]): ArrayBuffer | null {
@@ -337,6 +409,7 @@ export function getSharedData(key: string): SharedData {
     const cas = load<u32>(RET_U32);
     return new SharedData(takeBuffer(), cas, WasmResult.Ok);
   }
+  dropReturn();
   if (r != WasmResult.NotFound) {
     reportFailure("proxy_get_shared_data", r);
     return new SharedData(null, 0, <WasmResult>r);
@@ -344,6 +417,46 @@ export function getSharedData(key: string): SharedData {
   // Wisp reports a create-if-absent cas for a missing key (Envoy leaves it 0: an
   // unconditional write). Passing it back to setSharedData makes creation race-free.
   return new SharedData(null, load<u32>(RET_U32), WasmResult.NotFound);
+}
+
+/** A shared-data read that lands in a reused buffer: keep one per root context and pass it
+ * to readSharedData for every request. */
+export class SharedSlot {
+  readonly value: Bytes;
+  /** CAS of the read (Wisp reports a create-if-absent cas for a missing key). */
+  cas: u32 = 0;
+  result: WasmResult = WasmResult.NotFound;
+  constructor(capacity: i32 = 32) { this.value = new Bytes(capacity); }
+  /** The key existed (value holds its bytes). */
+  @inline get found(): bool { return this.result == WasmResult.Ok; }
+}
+
+/** getSharedData without allocating: the value goes into `into.value` (emptied when the key
+ * is missing), the cas and result into `into`. */
+export function readSharedData(key: Bytes, into: SharedSlot): WasmResult {
+  resetReturn();
+  store<u32>(RET_U32, 0);
+  const r = abi.proxy_get_shared_data(key.ptr, <usize>key.length, RET_PTR, RET_LEN, RET_U32);
+  into.result = <WasmResult>r;
+  into.cas = load<u32>(RET_U32);
+  if (r == WasmResult.Ok) {
+    takeInto(into.value);
+    return WasmResult.Ok;
+  }
+  dropReturn();
+  into.value.clear();
+  if (r != WasmResult.NotFound) {
+    into.cas = 0;
+    reportFailure("proxy_get_shared_data", r);
+  }
+  return <WasmResult>r;
+}
+
+/** setSharedData with a key and value in Bytes (no encoding, no allocation). */
+export function writeSharedData(key: Bytes, value: Bytes, cas: u32 = 0): WasmResult {
+  const r = abi.proxy_set_shared_data(key.ptr, <usize>key.length, value.ptr, <usize>value.length, cas);
+  if (r != WasmResult.Ok && r != WasmResult.CasMismatch) reportFailure("proxy_set_shared_data", r);
+  return <WasmResult>r;
 }
 
 /** Stores value; with cas != 0 the write only succeeds if nobody wrote since the read that
@@ -392,6 +505,7 @@ export function dequeueSharedQueue(queueId: u32): ArrayBuffer | null {
   resetReturn();
   const r = abi.proxy_dequeue_shared_queue(queueId, RET_PTR, RET_LEN);
   if (r == WasmResult.Ok) return takeBuffer();
+  dropReturn();
   if (r != WasmResult.Empty) reportFailure("proxy_dequeue_shared_queue", r);
   return null;
 }

@@ -15,6 +15,10 @@ class RootRegistration {
 const registrations = new Array<RootRegistration>();
 const roots = new Map<u32, RootContext>();
 const streams = new Map<u32, HttpContext>();
+// The last stream looked up: a request's callbacks arrive in runs on one context (create +
+// request headers, then done + log + delete), so most lookups skip the Map's hashing.
+let lastId: u32 = 0;
+let lastStream: HttpContext | null = null;
 
 /** Call once at the top level of the filter's entry file:
  *  registerRootContext((id: u32): RootContext => new MyRoot(id), "my_filter"); */
@@ -46,7 +50,10 @@ export function createContext(id: u32, parentId: u32): void {
     log(LogLevel.Error, "proxy_on_context_create: unknown root context " + parentId.toString());
     return;
   }
-  streams.set(id, roots.get(parentId).createHttpContext(id));
+  const ctx = roots.get(parentId).createHttpContext(id);
+  streams.set(id, ctx);
+  lastId = id;
+  lastStream = ctx;
 }
 
 export function rootContext(id: u32): RootContext | null {
@@ -54,19 +61,27 @@ export function rootContext(id: u32): RootContext | null {
 }
 
 export function httpContext(id: u32): HttpContext | null {
-  return streams.has(id) ? streams.get(id) : null;
+  if (id == lastId && lastStream !== null) return lastStream;
+  if (!streams.has(id)) return null;
+  const ctx = streams.get(id);
+  lastId = id;
+  lastStream = ctx;
+  return ctx;
 }
 
 /** Puts another object in place of a stream's context (exports-network.ts swaps in the
  * holder of a connection's NetworkContext, so on_done/on_log/on_delete reach it). */
 export function replaceHttpContext(id: u32, ctx: HttpContext): void {
   streams.set(id, ctx);
+  if (id == lastId) lastStream = ctx;
 }
 
 export function deleteContext(id: u32): void {
   if (streams.has(id)) {
     streams.get(id).onDelete();
     streams.delete(id);
+    // After onDelete: a lookup made inside it would have cached the context again.
+    if (id == lastId) lastStream = null;
   } else if (roots.has(id)) {
     roots.get(id).onDelete();
     roots.delete(id);

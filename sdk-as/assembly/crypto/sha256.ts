@@ -25,11 +25,13 @@ const IV: StaticArray<u32> = [
   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
 ];
 
-/** Incremental SHA-256: update() any number of times, then digest() once. */
+/** Incremental SHA-256: update() any number of times, then digest() once; reset() makes
+ * the object reusable, and updateRaw/digestInto hash without allocating (a filter that
+ * hashes per request keeps one Sha256 and one 32-byte output). */
 export class Sha256 {
   private h: StaticArray<u32> = new StaticArray<u32>(8);
   private w: StaticArray<u32> = new StaticArray<u32>(64);
-  private block: Uint8Array = new Uint8Array(64);
+  private block: StaticArray<u8> = new StaticArray<u8>(64);
   private blockLen: i32 = 0;
   private total: u64 = 0;
 
@@ -44,46 +46,57 @@ export class Sha256 {
   }
 
   update(data: Uint8Array): Sha256 {
-    const n = data.length;
-    this.total += <u64>n;
-    let i = 0;
-    while (i < n) {
-      const take = min(64 - this.blockLen, n - i);
-      for (let j = 0; j < take; j++) unchecked(this.block[this.blockLen + j] = data[i + j]);
-      this.blockLen += take;
+    this.updateRaw(data.dataStart, <usize>data.length);
+    return this;
+  }
+
+  /** Hashes the `len` bytes at `ptr`. */
+  updateRaw(ptr: usize, len: usize): void {
+    this.total += <u64>len;
+    const block = changetype<usize>(this.block);
+    let i: usize = 0;
+    while (i < len) {
+      const take = min(<usize>(64 - this.blockLen), len - i);
+      memory.copy(block + <usize>this.blockLen, ptr + i, take);
+      this.blockLen += <i32>take;
       i += take;
       if (this.blockLen == 64) {
         this.compress();
         this.blockLen = 0;
       }
     }
-    return this;
   }
 
   digest(): Uint8Array {
-    const bits = this.total * 8;
-    const pad = new Uint8Array(((this.blockLen < 56) ? 56 : 120) - this.blockLen + 8);
-    pad[0] = 0x80;
-    for (let i = 0; i < 8; i++) pad[pad.length - 1 - i] = <u8>(bits >> (8 * <u64>i));
-    const total = this.total;
-    this.update(pad);
-    this.total = total;
     const out = new Uint8Array(32);
-    for (let i = 0; i < 8; i++) {
-      const v = unchecked(this.h[i]);
-      out[4 * i] = <u8>(v >> 24);
-      out[4 * i + 1] = <u8>(v >> 16);
-      out[4 * i + 2] = <u8>(v >> 8);
-      out[4 * i + 3] = <u8>v;
-    }
+    this.digestInto(out.dataStart);
     return out;
+  }
+
+  /** Finishes the hash and writes the 32-byte digest at `out`. Call reset() to reuse. */
+  digestInto(out: usize): void {
+    const bits = this.total * 8;
+    const block = changetype<usize>(this.block);
+    let n = this.blockLen;
+    store<u8>(block + <usize>n, 0x80);
+    n++;
+    if (n > 56) {
+      memory.fill(block + <usize>n, 0, <usize>(64 - n));
+      this.compress();
+      n = 0;
+    }
+    memory.fill(block + <usize>n, 0, <usize>(56 - n));
+    store<u64>(block + 56, bswap<u64>(bits));
+    this.compress();
+    this.blockLen = 0;
+    for (let i = 0; i < 8; i++) store<u32>(out + <usize>(4 * i), bswap<u32>(unchecked(this.h[i])));
   }
 
   private compress(): void {
     const w = this.w;
-    const b = this.block;
+    const b = changetype<usize>(this.block);
     for (let t = 0; t < 16; t++) {
-      unchecked(w[t] = (<u32>b[4 * t] << 24) | (<u32>b[4 * t + 1] << 16) | (<u32>b[4 * t + 2] << 8) | <u32>b[4 * t + 3]);
+      unchecked(w[t] = bswap<u32>(load<u32>(b + <usize>(4 * t))));
     }
     for (let t = 16; t < 64; t++) {
       const w15 = unchecked(w[t - 15]);
