@@ -5,17 +5,26 @@
 //            "clock_skew_s": 30, "require_exp": false, "forward_claims": {"sub": "x-user"}}}
 // Missing or invalid credentials → 401 with www-authenticate; a valid JWT whose iss/aud do
 // not match → 403. Keys are kept only as SHA-256 digests; a presented key is hashed and
-// compared with every digest in constant time.
+// compared with every digest in constant time. The API-key path works on bytes in buffers
+// the root context reuses (no strings, no allocation per request); a presented key is
+// hashed every time, never cached: a cache keyed by the presented bytes would answer a
+// known key faster than an unknown one.
 export * from "../../sdk-as/assembly/exports";
 import {
-  FilterHeadersStatus, HashAlg, HeaderPair, HmacKey, HttpContext, JsonValue, MapType, RootContext,
-  base64UrlDecode, constantTimeEqual, fromHex, getCurrentTimeNanoseconds, getHeaderMapValue, logError,
-  parseJson, registerRootContext, removeHeaderMapValue, replaceHeaderMapValue, sha256, utf8Array,
+  Bytes, FilterHeadersStatus, HashAlg, HeaderPair, HmacKey, HttpContext, JsonValue, MapType, RootContext, Sha256,
+  base64UrlDecode, constantTimeEqual, fromHex, getCurrentTimeNanoseconds, getHeaderMapValue, getHeaderMapValueInto,
+  logError, parseJson, registerRootContext, removeHeaderMapValue, removeHeaderMapValueBytes, replaceHeaderMapValue,
+  replaceHeaderMapValueBytes, sha256, utf8Array, utf8Bytes,
 } from "../../sdk-as/assembly/index";
 
 class ApiKey {
-  constructor(public name: string, public digest: Uint8Array) {}
+  readonly nameBytes: ArrayBuffer;
+  constructor(public name: string, public digest: Uint8Array) {
+    this.nameBytes = utf8Bytes(name);
+  }
 }
+
+const PATH_HEADER = utf8Bytes(":path");
 
 class ClaimForward {
   constructor(public claim: string, public header: string) {}
@@ -54,6 +63,16 @@ class AuthRoot extends RootContext {
   realm: string = "wisp";
   forwardKeyName: string = "";
   stripCredentials: bool = false;
+  // Encoded once configure is done (finishConfig), for the per-request path.
+  keyHeaderBytes: ArrayBuffer = new ArrayBuffer(0);
+  forwardKeyNameBytes: ArrayBuffer = new ArrayBuffer(0);
+  queryParamBytes: Bytes = new Bytes(16);
+  // Per-request scratch: callbacks never interleave inside one instance.
+  headerValue: Bytes = new Bytes(256);
+  segment: Bytes = new Bytes(32);
+  presented: Bytes = new Bytes(64);
+  hasher: Sha256 = new Sha256();
+  digest: Uint8Array = new Uint8Array(32);
 
   onConfigure(configSize: u32): bool {
     const parsed = parseJson(this.getPluginConfig());
@@ -64,6 +83,9 @@ class AuthRoot extends RootContext {
     if (this.apiKeys.length == 0 && this.jwt === null) {
       return this.refuse("configure at least one of api_keys, keys or jwt");
     }
+    this.keyHeaderBytes = utf8Bytes(this.keyHeader);
+    this.forwardKeyNameBytes = utf8Bytes(this.forwardKeyName);
+    this.queryParamBytes = Bytes.fromString(this.queryParam);
     return true;
   }
 
@@ -221,14 +243,16 @@ class AuthHttp extends HttpContext {
       }
     }
     if (root.apiKeys.length > 0) {
-      if (root.forwardKeyName.length > 0) removeHeaderMapValue(MapType.HttpRequestHeaders, root.forwardKeyName);
-      let presented = getHeaderMapValue(MapType.HttpRequestHeaders, root.keyHeader);
-      if (presented === null && root.queryParam.length > 0) presented = this.queryValue(root.queryParam);
-      if (presented !== null) {
-        const name = this.matchKey(root, presented);
-        if (name !== null) {
-          if (root.forwardKeyName.length > 0) replaceHeaderMapValue(MapType.HttpRequestHeaders, root.forwardKeyName, name);
-          if (root.stripCredentials) removeHeaderMapValue(MapType.HttpRequestHeaders, root.keyHeader);
+      const forward = root.forwardKeyName.length > 0;
+      if (forward) removeHeaderMapValueBytes(MapType.HttpRequestHeaders, root.forwardKeyNameBytes);
+      const presented = root.presented;
+      let found = getHeaderMapValueInto(MapType.HttpRequestHeaders, root.keyHeaderBytes, presented);
+      if (!found && root.queryParam.length > 0) found = this.queryValue(root, presented);
+      if (found) {
+        const key = this.matchKey(root, presented);
+        if (key !== null) {
+          if (forward) replaceHeaderMapValueBytes(MapType.HttpRequestHeaders, root.forwardKeyNameBytes, key.nameBytes);
+          if (root.stripCredentials) removeHeaderMapValueBytes(MapType.HttpRequestHeaders, root.keyHeaderBytes);
           return FilterHeadersStatus.Continue;
         }
         return this.deny(401, "unauthorized: invalid API key", "ApiKey realm=\"" + root.realm + "\", error=\"invalid_key\"", root);
@@ -253,28 +277,43 @@ class AuthHttp extends HttpContext {
   }
 
   /** Hashes the presented key and compares it with every stored digest (no early exit). */
-  matchKey(root: AuthRoot, presented: string): string | null {
-    const digest = sha256(utf8Array(presented));
+  matchKey(root: AuthRoot, presented: Bytes): ApiKey | null {
+    const hasher = root.hasher;
+    const digest = root.digest;
+    hasher.reset();
+    hasher.updateRaw(presented.ptr, <usize>presented.length);
+    hasher.digestInto(digest.dataStart);
     let found = -1;
     for (let i = 0; i < root.apiKeys.length; i++) {
       if (constantTimeEqual(digest, root.apiKeys[i].digest)) found = i;
     }
-    return found >= 0 ? root.apiKeys[found].name : null;
+    return found >= 0 ? root.apiKeys[found] : null;
   }
 
-  queryValue(param: string): string | null {
-    const path = getHeaderMapValue(MapType.HttpRequestHeaders, ":path");
-    if (path === null) return null;
-    const q = path.indexOf("?");
-    if (q < 0) return null;
-    const pairs = path.substring(q + 1).split("&");
-    for (let i = 0; i < pairs.length; i++) {
-      const p = pairs[i];
-      const eq = p.indexOf("=");
-      const k = eq >= 0 ? p.substring(0, eq) : p;
-      if (percentDecode(k) == param) return percentDecode(eq >= 0 ? p.substring(eq + 1) : "");
+  /** The query parameter's value (form-decoded) into `out`; the first pair whose decoded
+   * name is the parameter wins. False when the path has no such pair. */
+  queryValue(root: AuthRoot, out: Bytes): bool {
+    const path = root.headerValue;
+    if (!getHeaderMapValueInto(MapType.HttpRequestHeaders, PATH_HEADER, path)) return false;
+    const q = path.indexOf(0x3f); // '?'
+    if (q < 0) return false;
+    const end = path.length;
+    const name = root.segment;
+    let start = q + 1;
+    while (start <= end) {
+      let stop = path.indexOf(0x26, start); // '&'
+      if (stop < 0) stop = end;
+      let eq = path.indexOf(0x3d, start); // '='
+      if (eq < 0 || eq > stop) eq = stop;
+      formDecode(path.ptr + <usize>start, eq - start, name);
+      if (name.equalsBytes(root.queryParamBytes)) {
+        if (eq < stop) formDecode(path.ptr + <usize>(eq + 1), stop - eq - 1, out);
+        else out.clear();
+        return true;
+      }
+      start = stop + 1;
     }
-    return null;
+    return false;
   }
 
   checkJwt(cfg: JwtConfig, token: string): i32 {
@@ -365,27 +404,29 @@ function hexValue(c: i32): i32 {
   return -1;
 }
 
-/** application/x-www-form-urlencoded decoding ('+' is a space, %XX bytes as UTF-8). */
-function percentDecode(s: string): string {
-  if (s.indexOf("%") < 0 && s.indexOf("+") < 0) return s;
-  const src = String.UTF8.encode(s);
-  const inp = Uint8Array.wrap(src);
-  const out = new Uint8Array(inp.length);
+/** application/x-www-form-urlencoded decoding of `len` bytes at `src` into `out` ('+' is a
+ * space, %XX a byte; a '%' not followed by two hex digits stays as it is). */
+function formDecode(src: usize, len: i32, out: Bytes): void {
+  out.clear();
+  out.reserve(len);
+  const dst = out.ptr;
   let o = 0;
-  for (let i = 0; i < inp.length; i++) {
-    const c = <i32>inp[i];
-    if (c == 0x25 && i + 2 < inp.length) {
-      const hi = hexValue(inp[i + 1]);
-      const lo = hexValue(inp[i + 2]);
+  for (let i = 0; i < len; i++) {
+    const c = <i32>load<u8>(src + <usize>i);
+    if (c == 0x25 && i + 2 < len) {
+      const hi = hexValue(load<u8>(src + <usize>(i + 1)));
+      const lo = hexValue(load<u8>(src + <usize>(i + 2)));
       if (hi >= 0 && lo >= 0) {
-        out[o++] = <u8>((hi << 4) | lo);
+        store<u8>(dst + <usize>o, <u8>((hi << 4) | lo));
+        o++;
         i += 2;
         continue;
       }
     }
-    out[o++] = c == 0x2b ? 0x20 : <u8>c;
+    store<u8>(dst + <usize>o, c == 0x2b ? 0x20 : <u8>c);
+    o++;
   }
-  return String.UTF8.decode(out.buffer.slice(0, o));
+  out.length = o;
 }
 
 registerRootContext((id: u32): RootContext => new AuthRoot(id), "auth");
