@@ -5,11 +5,13 @@
 // A bucket is 16 bytes in shared data (f64 tokens, u64 last refill ns); each request reads
 // it, refills from the elapsed time, takes a token and writes it back with the CAS value of
 // the read, retrying a bounded number of times when another worker wrote in between.
+// The per-request path builds the key and reads/writes the bucket in buffers the root
+// reuses: no strings and no allocation per request.
 export * from "../../sdk-as/assembly/exports";
 import {
-  Counter, FilterHeadersStatus, HeaderPair, HttpContext, MapType, RootContext, WasmResult,
-  addHeaderMapValueBytes, getCurrentTimeNanoseconds, getHeaderMapValue, getPropertyString, getSharedData,
-  logError, logWarn, parseDurationMs, parseJson, registerRootContext, setSharedData, stripPort, utf8Bytes,
+  Bytes, Counter, FilterHeadersStatus, HeaderPair, HttpContext, MapType, RootContext, SharedSlot, WasmResult,
+  addHeaderMapValueBytes, getCurrentTimeNanoseconds, getHeaderMapValueInto, getPropertyInto, logError, logWarn,
+  parseDurationMs, parseJson, readSharedData, registerRootContext, serializePropertyPath, utf8Bytes, writeSharedData,
 } from "../../sdk-as/assembly/index";
 
 const MAX_CAS_ATTEMPTS = 16;
@@ -22,7 +24,15 @@ const PART_HEADER = 3;
 const PART_PROPERTY = 4;
 
 class KeyPart {
-  constructor(public kind: i32, public name: string, public path: string[]) {}
+  /** What the request is asked for: the header name (UTF-8) or the serialized property path. */
+  readonly query: ArrayBuffer;
+  constructor(public kind: i32, public name: string, public path: string[]) {
+    if (kind == PART_HEADER) this.query = utf8Bytes(name);
+    else if (kind == PART_CLIENT_IP) this.query = serializePropertyPath(["source", "address"]);
+    else if (kind == PART_ROUTE) this.query = serializePropertyPath(["route_name"]);
+    else if (kind == PART_CLUSTER) this.query = serializePropertyPath(["cluster_name"]);
+    else this.query = serializePropertyPath(path);
+  }
 }
 
 let configError = "";
@@ -61,6 +71,13 @@ class RateLimitRoot extends RootContext {
   limited: Counter | null = null;
   shadowName: ArrayBuffer = utf8Bytes("x-ratelimit-shadow");
   shadowValue: ArrayBuffer = utf8Bytes("limited");
+  // Per-request scratch: callbacks never interleave inside one instance.
+  key: Bytes = new Bytes(128);
+  namespaceBytes: i32 = 0;
+  part: Bytes = new Bytes(64);
+  slot: SharedSlot = new SharedSlot(BUCKET_BYTES);
+  bucket: Bytes = new Bytes(BUCKET_BYTES);
+  decision: Decision = new Decision();
 
   onConfigure(configSize: u32): bool {
     const text = this.getPluginConfig();
@@ -121,6 +138,9 @@ class RateLimitRoot extends RootContext {
     this.keyParts = parts;
     const name = cfg.get("name");
     this.namespace = "wisp.ratelimit." + (name !== null && name.isString ? name.stringValue : fnv1a(text)) + ".";
+    this.key.clear();
+    this.key.appendBuffer(utf8Bytes(this.namespace));
+    this.namespaceBytes = this.key.length;
     this.policyHeader = (<i64>this.burst).toString() + ";w=" + seconds(this.perMs).toString();
     this.allowed = new Counter("ratelimit_allowed");
     this.limited = new Counter("ratelimit_limited");
@@ -156,7 +176,7 @@ class RateLimitHttp extends HttpContext {
 
   onRequestHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus {
     const root = changetype<RateLimitRoot>(this.root);
-    const d = this.take(root, root.namespace + this.bucketKey(root));
+    const d = this.take(root, this.bucketKey(root));
     if (d.allowed) {
       root.allowed!.increment();
       return FilterHeadersStatus.Continue;
@@ -186,40 +206,46 @@ class RateLimitHttp extends HttpContext {
     return FilterHeadersStatus.Continue;
   }
 
-  bucketKey(root: RateLimitRoot): string {
+  /** The shared-data key in root.key: namespace, then the parts' values joined with "|". */
+  bucketKey(root: RateLimitRoot): Bytes {
+    const key = root.key;
+    key.length = root.namespaceBytes; // the namespace prefix stays in place
     const parts = root.keyParts;
-    let key = "";
+    const v = root.part;
     for (let i = 0; i < parts.length; i++) {
-      if (i > 0) key += "|";
+      if (i > 0) key.appendByte(0x7c); // '|'
       const p = parts[i];
-      let v: string | null = null;
-      if (p.kind == PART_CLIENT_IP) {
-        const addr = getPropertyString(["source", "address"]);
-        v = addr !== null ? stripPort(addr) : null;
-      } else if (p.kind == PART_ROUTE) v = getPropertyString(["route_name"]);
-      else if (p.kind == PART_CLUSTER) v = getPropertyString(["cluster_name"]);
-      else if (p.kind == PART_HEADER) v = getHeaderMapValue(MapType.HttpRequestHeaders, p.name);
-      else v = getPropertyString(p.path);
+      const found = p.kind == PART_HEADER
+        ? getHeaderMapValueInto(MapType.HttpRequestHeaders, p.query, v)
+        : getPropertyInto(p.query, v);
       // A missing part (no header sent) still gets a bucket: everyone without it shares one.
-      key += v !== null ? v : "-";
+      if (!found) key.appendByte(0x2d); // '-'
+      else if (p.kind == PART_CLIENT_IP) appendHost(key, v);
+      else key.appendBytes(v);
     }
     return key;
   }
 
-  take(root: RateLimitRoot, key: string): Decision {
-    const d = new Decision();
+  take(root: RateLimitRoot, key: Bytes): Decision {
+    const d = root.decision;
+    d.allowed = true;
+    d.remaining = 0;
+    d.retryAfterMs = 0;
+    d.resetMs = 0;
     const burst = root.burst;
     const nsPerToken = root.perMs * 1e6 / root.rate;
-    const value = new ArrayBuffer(BUCKET_BYTES);
-    const vp = changetype<usize>(value);
+    const value = root.bucket;
+    value.length = BUCKET_BYTES;
+    const vp = value.ptr;
+    const current = root.slot;
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const now = getCurrentTimeNanoseconds();
-      const current = getSharedData(key);
+      readSharedData(key, current);
       let tokens = burst;
       let last = now;
       const stored = current.value;
-      if (stored !== null && stored.byteLength == BUCKET_BYTES) {
-        const sp = changetype<usize>(stored);
+      if (current.found && stored.length == BUCKET_BYTES) {
+        const sp = stored.ptr;
         tokens = load<f64>(sp);
         last = load<u64>(sp, 8);
         if (now > last) tokens = Math.min(burst, tokens + <f64>(now - last) / nsPerToken);
@@ -237,7 +263,7 @@ class RateLimitHttp extends HttpContext {
       store<f64>(vp, tokens);
       store<u64>(vp, now, 8);
       // cas 0 on a missing key: two workers creating the same bucket at once may lose one take.
-      const r = setSharedData(key, value, current.cas);
+      const r = writeSharedData(key, value, current.cas);
       if (r == WasmResult.Ok) {
         d.allowed = true;
         d.remaining = tokens;
@@ -248,9 +274,32 @@ class RateLimitHttp extends HttpContext {
     }
     // Contention beyond the bound (or a store failure): let the request through rather than
     // fail closed on a bookkeeping problem, and say so.
-    logWarn("ratelimit: shared bucket update did not settle for key " + key + "; allowing");
+    logWarn("ratelimit: shared bucket update did not settle for key " + key.toString() + "; allowing");
     return d;
   }
 }
 
 registerRootContext((id: u32): RootContext => new RateLimitRoot(id), "ratelimit");
+
+/** Appends an address without its port ("1.2.3.4:5678" → "1.2.3.4", "[::1]:80" → "::1"; a
+ * bare address, IPv6 included, as is): stripPort on bytes. */
+function appendHost(key: Bytes, address: Bytes): void {
+  const n = address.length;
+  if (n > 0 && address.at(0) == 0x5b) { // '['
+    const end = address.indexOf(0x5d); // ']'
+    if (end > 0) key.append(address.ptr + 1, end - 1);
+    else key.appendBytes(address);
+    return;
+  }
+  let colon = -1;
+  let colons = 0;
+  for (let i = 0; i < n; i++) {
+    if (address.at(i) == 0x3a) { // ':'
+      colon = i;
+      colons++;
+    }
+  }
+  // More than one colon without brackets is a bare IPv6 address.
+  if (colon > 0 && colons == 1) key.append(address.ptr, colon);
+  else key.appendBytes(address);
+}

@@ -123,3 +123,15 @@ test('invalid configs are refused with a reason', async () => {
     await assert.rejects(load('ratelimit', { config }), message, `accepted ${config}`);
   }
 });
+
+test('bucket keys: namespace, then the parts joined with | (port stripped, IPv6 unbracketed, "-" for a missing part)', async () => {
+  const shared = new HarnessSharedState();
+  const h = await host({ rate: 5, per: '1s', key: 'client_ip+header:x-tenant+route', name: 'zoné' }, shared);
+  const ns = 'wisp.ratelimit.zoné.';
+  h.exchange({ headers: [...REQ, ['x-tenant', 'acme ü']] });
+  assert.equal(shared.peek(`${ns}10.0.0.1|acme ü|r1`)?.length, 16);
+  h.exchange({ headers: REQ, clientAddress: '[::1]:8080' });
+  assert.equal(shared.peek(`${ns}::1|-|r1`)?.length, 16);
+  h.exchange({ headers: [...REQ, ['x-tenant', '']], clientAddress: 'fe80::2' });
+  assert.equal(shared.peek(`${ns}fe80::2||r1`)?.length, 16);
+});
