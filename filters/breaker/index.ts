@@ -6,11 +6,14 @@
 // probes (at most K in flight); K successful probes close it, a failed probe re-opens it
 // with the cooldown doubled (up to max_cooldown). State lives in shared data keyed by the
 // cluster_name property and is updated with CAS, so every worker sees one breaker.
+// The per-request path reads the cluster and the record into buffers the root reuses and
+// keeps the last cluster's key, so a request allocates nothing but its context.
 export * from "../../sdk-as/assembly/exports";
 import {
-  Counter, FilterHeadersStatus, HeaderPair, HttpContext, MapType, RootContext, WasmResult,
-  getCurrentTimeNanoseconds, getHeaderMapValue, getPropertyInt64, getPropertyString, getSharedData, logError, logInfo,
-  logWarn, parseDurationMs, parseJson, registerRootContext, setSharedData,
+  Bytes, Counter, FilterHeadersStatus, HeaderPair, HttpContext, MapType, RootContext, SharedSlot, WasmResult,
+  getCurrentTimeNanoseconds, getHeaderMapValueInto, getPropertyInt64, getPropertyInto, logError, logInfo,
+  logWarn, parseDurationMs, parseJson, readSharedData, registerRootContext, serializePropertyPath, utf8Bytes,
+  writeSharedData,
 } from "../../sdk-as/assembly/index";
 
 const CLOSED: u32 = 0;
@@ -18,6 +21,8 @@ const OPEN: u32 = 1;
 const HALF_OPEN: u32 = 2;
 const STATE_BYTES = 32;
 const MAX_CAS_ATTEMPTS = 16;
+const CLUSTER_PATH = serializePropertyPath(["cluster_name"]);
+const STATUS_HEADER = utf8Bytes(":status");
 
 /** The shared record; (de)serialized to 32 bytes. */
 class BreakerState {
@@ -30,12 +35,15 @@ class BreakerState {
   openedAtNs: u64 = 0;
   cas: u32 = 0;
   exists: bool = false;
+  private slot: SharedSlot = new SharedSlot(STATE_BYTES);
+  private out: Bytes = new Bytes(STATE_BYTES);
 
-  read(key: string): void {
-    const sd = getSharedData(key);
-    const v = sd.value;
-    this.cas = sd.cas;
-    if (v === null || v.byteLength != STATE_BYTES) {
+  read(key: Bytes): void {
+    const slot = this.slot;
+    readSharedData(key, slot);
+    const v = slot.value;
+    this.cas = slot.cas;
+    if (!slot.found || v.length != STATE_BYTES) {
       this.exists = false;
       this.state = CLOSED;
       this.failures = 0;
@@ -46,7 +54,7 @@ class BreakerState {
       this.openedAtNs = 0;
       return;
     }
-    const p = changetype<usize>(v);
+    const p = v.ptr;
     this.exists = true;
     this.state = load<u32>(p);
     this.failures = load<u32>(p, 4);
@@ -58,9 +66,10 @@ class BreakerState {
   }
 
   /** Writes with the CAS of the last read; true when nobody wrote in between. */
-  write(key: string): bool {
-    const buf = new ArrayBuffer(STATE_BYTES);
-    const p = changetype<usize>(buf);
+  write(key: Bytes): bool {
+    const buf = this.out;
+    buf.length = STATE_BYTES;
+    const p = buf.ptr;
     store<u32>(p, this.state);
     store<u32>(p, this.failures, 4);
     store<u32>(p, this.trips, 8);
@@ -68,9 +77,9 @@ class BreakerState {
     store<u32>(p, this.successes, 16);
     store<u32>(p, this.cooldownMs, 20);
     store<u64>(p, this.openedAtNs, 24);
-    const r = setSharedData(key, buf, this.cas);
+    const r = writeSharedData(key, buf, this.cas);
     if (r == WasmResult.Ok) return true;
-    if (r != WasmResult.CasMismatch) logWarn("breaker: cannot store state for " + key);
+    if (r != WasmResult.CasMismatch) logWarn("breaker: cannot store state for " + key.toString());
     return false;
   }
 }
@@ -86,6 +95,33 @@ class BreakerRoot extends RootContext {
   rejected: Counter | null = null;
   // One scratch record per root: callbacks never interleave inside one instance.
   scratch: BreakerState = new BreakerState();
+  cluster: Bytes = new Bytes(64);
+  statusText: Bytes = new Bytes(8);
+  // The last cluster seen and its shared-data key. A key is never changed in place: the
+  // contexts of requests in flight hold it until their response.
+  lastCluster: Bytes = new Bytes(64);
+  lastKey: Bytes | null = null;
+  defaultKey: Bytes | null = null;
+
+  /** The shared-data key for this request's cluster ("default" when it has none). */
+  keyFor(): Bytes {
+    const cluster = this.cluster;
+    if (!getPropertyInto(CLUSTER_PATH, cluster) || cluster.length == 0) {
+      let k = this.defaultKey;
+      if (k === null) {
+        k = Bytes.fromString(this.prefix + "default");
+        this.defaultKey = k;
+      }
+      return k;
+    }
+    const last = this.lastKey;
+    if (last !== null && this.lastCluster.equalsBytes(cluster)) return last;
+    const k = Bytes.fromString(this.prefix);
+    k.appendBytes(cluster);
+    this.lastCluster.setFrom(cluster.ptr, cluster.length);
+    this.lastKey = k;
+    return k;
+  }
 
   onConfigure(configSize: u32): bool {
     const text = this.getPluginConfig();
@@ -126,6 +162,8 @@ class BreakerRoot extends RootContext {
       }
     }
     if (this.maxCooldownMs < this.cooldownMs) this.maxCooldownMs = this.cooldownMs;
+    this.lastKey = null; // the prefix may have changed
+    this.defaultKey = null;
     this.opened = new Counter("breaker_opened");
     this.rejected = new Counter("breaker_rejected");
     return true;
@@ -164,18 +202,18 @@ class BreakerRoot extends RootContext {
 }
 
 class BreakerHttp extends HttpContext {
-  key: string = "";
+  key: Bytes | null = null;
   probe: bool = false;
   rejected: bool = false;
   recorded: bool = false;
 
   onRequestHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus {
     const root = changetype<BreakerRoot>(this.root);
-    const cluster = getPropertyString(["cluster_name"]);
-    this.key = root.prefix + (cluster !== null && cluster.length > 0 ? cluster : "default");
+    const key = root.keyFor();
+    this.key = key;
     const s = root.scratch;
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      s.read(this.key);
+      s.read(key);
       if (s.state == CLOSED) return FilterHeadersStatus.Continue;
       const now = getCurrentTimeNanoseconds();
       if (s.state == OPEN) {
@@ -184,8 +222,8 @@ class BreakerHttp extends HttpContext {
         s.state = HALF_OPEN;
         s.probes = 1;
         s.successes = 0;
-        if (s.write(this.key)) {
-          logInfo("breaker: " + this.key + " half-open after " + s.cooldownMs.toString() + "ms");
+        if (s.write(key)) {
+          logInfo("breaker: " + key.toString() + " half-open after " + s.cooldownMs.toString() + "ms");
           this.probe = true;
           return FilterHeadersStatus.Continue;
         }
@@ -194,7 +232,7 @@ class BreakerHttp extends HttpContext {
       // half-open
       if (s.probes >= root.halfOpenRequests) return this.reject(root, "half-open", 1000000000);
       s.probes += 1;
-      if (s.write(this.key)) {
+      if (s.write(key)) {
         this.probe = true;
         return FilterHeadersStatus.Continue;
       }
@@ -214,14 +252,14 @@ class BreakerHttp extends HttpContext {
   }
 
   onResponseHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus {
-    if (this.rejected || this.key.length == 0) return FilterHeadersStatus.Continue;
-    const status = getHeaderMapValue(MapType.HttpResponseHeaders, ":status");
-    if (status !== null) this.record(<u32>I32.parseInt(status));
+    if (this.rejected || this.key === null) return FilterHeadersStatus.Continue;
+    const text = changetype<BreakerRoot>(this.root).statusText;
+    if (getHeaderMapValueInto(MapType.HttpResponseHeaders, STATUS_HEADER, text)) this.record(parseStatus(text));
     return FilterHeadersStatus.Continue;
   }
 
   onLog(): void {
-    if (this.rejected || this.recorded || this.key.length == 0) return;
+    if (this.rejected || this.recorded || this.key === null) return;
     // No response phase (connect failure, reset, a local reply): use the final status if the
     // host knows it; a probe that ends with nothing is a failure.
     const code = getPropertyInt64(["response", "code"], 0);
@@ -234,8 +272,9 @@ class BreakerHttp extends HttpContext {
     const root = changetype<BreakerRoot>(this.root);
     const failure = root.isFailure(status);
     const s = root.scratch;
+    const key = this.key!;
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      s.read(this.key);
+      s.read(key);
       if (s.state == CLOSED) {
         if (!failure) {
           if (s.failures == 0) return;
@@ -244,23 +283,23 @@ class BreakerHttp extends HttpContext {
           s.failures += 1;
           if (s.failures >= root.threshold) {
             root.trip(s, getCurrentTimeNanoseconds());
-            if (s.write(this.key)) {
+            if (s.write(key)) {
               root.opened!.increment();
-              logWarn("breaker: " + this.key + " open after " + root.threshold.toString() + " consecutive failures, cooldown " + s.cooldownMs.toString() + "ms");
+              logWarn("breaker: " + key.toString() + " open after " + root.threshold.toString() + " consecutive failures, cooldown " + s.cooldownMs.toString() + "ms");
               return;
             }
             continue;
           }
         }
-        if (s.write(this.key)) return;
+        if (s.write(key)) return;
         continue;
       }
       if (s.state == HALF_OPEN && this.probe) {
         if (failure) {
           root.trip(s, getCurrentTimeNanoseconds());
-          if (s.write(this.key)) {
+          if (s.write(key)) {
             root.opened!.increment();
-            logWarn("breaker: " + this.key + " probe failed, open again, cooldown " + s.cooldownMs.toString() + "ms");
+            logWarn("breaker: " + key.toString() + " probe failed, open again, cooldown " + s.cooldownMs.toString() + "ms");
             return;
           }
           continue;
@@ -273,8 +312,8 @@ class BreakerHttp extends HttpContext {
           s.probes = 0;
           s.successes = 0;
         }
-        if (s.write(this.key)) {
-          if (s.state == CLOSED) logInfo("breaker: " + this.key + " closed");
+        if (s.write(key)) {
+          if (s.state == CLOSED) logInfo("breaker: " + key.toString() + " closed");
           return;
         }
         continue;
@@ -282,6 +321,19 @@ class BreakerHttp extends HttpContext {
       return; // open, or half-open and this request was not a probe: nothing to learn
     }
   }
+}
+
+/** A :status value: its decimal digits (what I32.parseInt made of it for the usual 3). */
+function parseStatus(text: Bytes): u32 {
+  const n = text.length;
+  if (n == 0 || n > 9) return <u32>I32.parseInt(text.toString());
+  let v: u32 = 0;
+  for (let i = 0; i < n; i++) {
+    const c = <u32>text.at(i) - 0x30;
+    if (c > 9) return <u32>I32.parseInt(text.toString());
+    v = v * 10 + c;
+  }
+  return v;
 }
 
 registerRootContext((id: u32): RootContext => new BreakerRoot(id), "breaker");

@@ -125,3 +125,28 @@ test('invalid configs are refused with a reason', async () => {
     await assert.rejects(load('breaker', { config }), message, `accepted ${config}`);
   }
 });
+
+test('one instance keeps a breaker per cluster while requests to several clusters interleave', async () => {
+  const shared = new HarnessSharedState();
+  const h = await host({ consecutive_failures: 2 }, shared, 'api');
+  const to = (cluster: string) => ({ headers: REQ, cluster });
+  // Two requests to api in flight while billing is asked in between: each response counts
+  // for the cluster its request went to.
+  const a1 = h.request(to('api'));
+  const b1 = h.request(to('billing'));
+  const a2 = h.request(to('api'));
+  h.response(st(500), a1.stream);
+  h.done(a1.stream);
+  h.response(st(200), b1.stream);
+  h.done(b1.stream);
+  h.response(st(500), a2.stream);
+  h.done(a2.stream);
+  assert.equal(h.exchange(to('api')).status, 503, 'api tripped by its two failures');
+  assert.equal(h.exchange(to('billing'), st(500)).local, null, 'billing saw one success, one failure');
+  assert.equal(h.exchange(to('')).local, null, 'no cluster: the "default" breaker');
+  assert.ok(shared.peek('wisp.breaker.api') !== null);
+  assert.ok(shared.peek('wisp.breaker.billing') !== null);
+  assert.ok(shared.peek('wisp.breaker.default') === null, 'a success on a closed breaker writes nothing');
+  h.exchange(to(''), st(500));
+  assert.ok(shared.peek('wisp.breaker.default') !== null);
+});
