@@ -38,19 +38,35 @@ function pickFactory(): RootFactory | null {
   return registrations[0].factory;
 }
 
+// The root a stream's context is created under: nearly always the same one.
+let lastRootId: u32 = 0;
+let lastRoot: RootContext | null = null;
+
+function parentRoot(parentId: u32): RootContext | null {
+  const cached = lastRoot;
+  if (cached !== null && parentId == lastRootId) return cached;
+  if (!roots.has(parentId)) return null;
+  const root = roots.get(parentId);
+  lastRootId = parentId;
+  lastRoot = root;
+  return root;
+}
+
 export function createContext(id: u32, parentId: u32): void {
   if (parentId == 0) {
     const factory = pickFactory();
     // A module without registrations still works: every request passes.
     const root = factory !== null ? factory(id) : new RootContext(id);
     roots.set(id, root);
+    if (id == lastRootId) lastRoot = null;
     return;
   }
-  if (!roots.has(parentId)) {
+  const root = parentRoot(parentId);
+  if (root === null) {
     log(LogLevel.Error, "proxy_on_context_create: unknown root context " + parentId.toString());
     return;
   }
-  const ctx = roots.get(parentId).createHttpContext(id);
+  const ctx = root.createHttpContext(id);
   streams.set(id, ctx);
   lastId = id;
   lastStream = ctx;
@@ -77,13 +93,15 @@ export function replaceHttpContext(id: u32, ctx: HttpContext): void {
 }
 
 export function deleteContext(id: u32): void {
-  if (streams.has(id)) {
-    streams.get(id).onDelete();
+  const stream = httpContext(id);
+  if (stream !== null) {
+    stream.onDelete();
     streams.delete(id);
     // After onDelete: a lookup made inside it would have cached the context again.
     if (id == lastId) lastStream = null;
   } else if (roots.has(id)) {
     roots.get(id).onDelete();
     roots.delete(id);
+    if (id == lastRootId) lastRoot = null;
   }
 }

@@ -118,8 +118,11 @@ export function utf8Array(s: string): Uint8Array {
 
 /** Compares two byte arrays in time that depends only on their lengths. */
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): bool {
-  if (a.length != b.length) return false;
+  const n = a.length;
+  if (n != b.length) return false;
+  const pa = a.dataStart;
+  const pb = b.dataStart;
   let diff: u32 = 0;
-  for (let i = 0; i < a.length; i++) diff |= <u32>(a[i] ^ b[i]);
+  for (let i = 0; i < n; i++) diff |= <u32>(load<u8>(pa + <usize>i) ^ load<u8>(pb + <usize>i));
   return diff == 0;
 }

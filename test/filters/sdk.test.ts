@@ -104,3 +104,18 @@ test('whole header maps, bodies, queues, gauges and histograms in one request', 
   assert.equal(h.metrics().probe_inflight, 0);
   assert.deepEqual(h.errors(), []);
 });
+
+test('allocation-free readers: Bytes, *Into (scratch and heap-sized values), SharedSlot, Sha256 reuse', async () => {
+  const sharedState = new HarnessSharedState();
+  const h = await FilterHarness.load(probe, { name: 'probe', sharedState });
+  const big = 'b'.repeat(5000);
+  const r = h.request({ headers: [['x-bytes-probe', '1'], ['x-small', 'smäll'], ['x-big', big]], cluster: 'api' });
+  assert.deepEqual(h.errors(), []);
+  assert.equal(r.header('x-result'), 'small=smäll big=5000 bigSame=yes again=same missing=absent/0 cluster=api ' +
+    'shared=absent,0,one two three,8 sha=ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  assert.equal(Buffer.from(sharedState.peek('bytes-probe')!).toString(), 'one two three');
+  h.done();
+  // The scratch block was given back each time: a second request reads the same.
+  const again = h.request({ headers: [['x-bytes-probe', '1'], ['x-small', 'smäll'], ['x-big', big]], cluster: 'api' });
+  assert.match(again.header('x-result')!, /^small=smäll big=5000 bigSame=yes again=same /);
+});

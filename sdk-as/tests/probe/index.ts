@@ -9,7 +9,8 @@ import {
   setProperty, setSharedData, sha256, sha384, sha512, toHex, utf8Array, parseDurationString, stripPort, FilterDataStatus, FilterHeadersStatus, FilterTrailersStatus, Gauge, HeaderPair,
   Histogram, HttpContext, LogLevel, MapType, RootContext, dequeueSharedQueue, enqueueSharedQueue,
   getBufferBytes, getHeaderMapSize, log, logInfo, nowMs, registerRootContext, registerSharedQueue,
-  setBufferBytes, utf8Bytes,
+  setBufferBytes, utf8Bytes, Bytes, SharedSlot, Sha256, getHeaderMapValueInto, getPropertyInto, readSharedData,
+  serializePropertyPath, writeSharedData,
 } from "../../assembly/index";
 
 class ProbeRoot extends RootContext {
@@ -63,6 +64,7 @@ class ProbeRoot extends RootContext {
 
 class ProbeHttp extends HttpContext {
   onRequestHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus {
+    if (this.getRequestHeader("x-bytes-probe") !== null) return bytesProbe(this);
     const root = changetype<ProbeRoot>(this.root);
     root.inflight!.add(1);
     root.sizes!.record(getHeaderMapSize(MapType.HttpRequestHeaders));
@@ -107,6 +109,49 @@ class ProbeHttp extends HttpContext {
     const b = getBufferBytes(BufferType.HttpResponseBody, 0, 10);
     logInfo("log " + this.id.toString() + (b === null ? " no-body" : " body"));
   }
+}
+
+/** The allocation-free readers (Bytes, *Into, SharedSlot, Sha256 reuse): what they read is
+ * reported in x-result. x-big is larger than the SDK's scratch block (the heap path). */
+function bytesProbe(ctx: HttpContext): FilterHeadersStatus {
+  const out = new Array<string>();
+  const small = new Bytes(4);
+  const big = new Bytes(4);
+  out.push("small=" + (getHeaderMapValueInto(MapType.HttpRequestHeaders, utf8Bytes("x-small"), small) ? small.toString() : "absent"));
+  out.push("big=" + (getHeaderMapValueInto(MapType.HttpRequestHeaders, utf8Bytes("x-big"), big) ? big.length.toString() : "absent"));
+  const bigText = ctx.getRequestHeader("x-big");
+  out.push("bigSame=" + (bigText !== null && bigText == big.toString() ? "yes" : "no"));
+  const again = new Bytes(4);
+  getHeaderMapValueInto(MapType.HttpRequestHeaders, utf8Bytes("x-small"), again);
+  out.push("again=" + (again.equalsBytes(small) ? "same" : "differs"));
+  const missing = new Bytes(4);
+  missing.appendByte(0x41);
+  const found = getHeaderMapValueInto(MapType.HttpRequestHeaders, utf8Bytes("x-missing"), missing);
+  out.push("missing=" + (found ? "found" : "absent") + "/" + missing.length.toString());
+  const cluster = new Bytes(2);
+  out.push("cluster=" + (getPropertyInto(serializePropertyPath(["cluster_name"]), cluster) ? cluster.toString() : "absent"));
+
+  const key = Bytes.fromString("bytes-probe");
+  const slot = new SharedSlot(2);
+  readSharedData(key, slot);
+  const first = slot.found ? "found" : "absent";
+  const value = Bytes.fromString("one two three");
+  const w1 = writeSharedData(key, value, slot.cas);
+  readSharedData(key, slot);
+  const w2 = writeSharedData(key, value, slot.cas + 1000);
+  out.push("shared=" + first + "," + w1.toString() + "," + slot.value.toString() + "," + w2.toString());
+
+  const h = new Sha256();
+  const ab = Bytes.fromString("ab");
+  h.updateRaw(ab.ptr, ab.length);
+  h.updateRaw(changetype<usize>(utf8Bytes("c")), 1);
+  const d1 = new Uint8Array(32);
+  h.digestInto(d1.dataStart);
+  h.reset();
+  h.update(utf8Array("abc"));
+  out.push("sha=" + (toHex(d1) == toHex(h.digest()) ? toHex(d1) : "mismatch"));
+  ctx.setRequestHeader("x-result", out.join(" "));
+  return FilterHeadersStatus.Continue;
 }
 
 /** Calls the rest of the SDK once so every wrapper is compiled and checked against a host. */
