@@ -7,17 +7,29 @@
 // serves the channel inside one long-running task, so a deadline abort or a crash ends that
 // task and piscina replaces the thread, exactly as before.
 //
-// Protocol: one batch in flight at a time. The main thread writes a batch into `request`,
-// bumps RequestSeq and wakes the worker if it sleeps; the worker writes its answer into
-// `reply`, bumps ReplySeq and notifies. What does not fit in the shared regions (control ops
-// with a WebAssembly.Module, their results, a batch larger than the region) travels as a
-// message on `port`, flagged in the cells and read synchronously with receiveMessageOnPort.
+// Protocol: up to SLOTS batches in flight, answered in order. Batch n (counting from 0) uses
+// slot n % SLOTS: its request region and length/flag cells, and the same slot's reply region.
+// The main thread writes a batch into its slot, bumps RequestSeq and wakes the worker if it
+// sleeps; the worker takes batches in order, marks each in StartedSeq before running it,
+// writes the answer into the slot's reply region, bumps ReplySeq and notifies. A slot is
+// written again only after the main thread has read its answer (at most SLOTS unread).
+// Why two: with one, calls that arrive while a batch runs wait for its answer to reach the
+// main thread before they can go, and the worker sleeps (a futex wake each way) in between;
+// with two, the next batch is already there when the worker finishes one.
+// What does not fit in the shared regions (control ops with a WebAssembly.Module, their
+// results, a batch larger than its region) travels as a message on `port`, flagged in the
+// slot's cells and read synchronously with receiveMessageOnPort (messages keep batch order).
 
 import { type MessagePort, MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { BinReader, BinWriter, type ControlOp, type ControlResult } from './wire.js';
 
-/** Int32 slots of the `cells` buffer. */
-const Cell = { RequestSeq: 0, ReplySeq: 1, WorkerSleeping: 2, RequestLen: 3, ReplyLen: 4, RequestFlags: 5, ReplyFlags: 6, Slots: 8 } as const;
+/** Batches in flight at most (a power of two: slots are picked with a mask). */
+export const SLOTS = 2;
+
+/** Int32 slots of the `cells` buffer: the counters, then SlotCell.Count cells per slot. */
+const Cell = { RequestSeq: 0, ReplySeq: 1, WorkerSleeping: 2, StartedSeq: 3, FirstSlot: 4 } as const;
+const SlotCell = { RequestLen: 0, RequestFlags: 1, ReplyLen: 2, ReplyFlags: 3, Count: 4 } as const;
+const CELL_COUNT = Cell.FirstSlot + SLOTS * SlotCell.Count;
 /** RequestFlags / ReplyFlags bits. Port: a port message goes with this batch. Stop: end the serve task. */
 const Flag = { Port: 1, Stop: 2 } as const;
 
@@ -27,8 +39,9 @@ const REGION_BYTES = 256 * 1024;
 /** What the worker needs to serve a channel; sent with the first serve task of a thread. */
 export interface ChannelInit {
   cells: SharedArrayBuffer;
-  request: SharedArrayBuffer;
-  reply: SharedArrayBuffer;
+  /** One region per slot each way. */
+  requests: SharedArrayBuffer[];
+  replies: SharedArrayBuffer[];
   port: MessagePort;
 }
 
@@ -48,7 +61,7 @@ interface ReplyMessage {
   buf: ArrayBuffer | null;
 }
 
-/** A reply as the main thread reads it: valid until the next send. */
+/** A reply as the main thread reads it: valid until its slot is sent again. */
 export interface ChannelReply {
   ctl: ControlResult[] | null;
   buf: ArrayBufferLike;
@@ -61,74 +74,118 @@ function outgrown(w: BinWriter, region: SharedArrayBuffer): ArrayBuffer | null {
   return ab === region ? null : (ab as ArrayBuffer);
 }
 
-/** Main-thread end. */
+function slotCell(slot: number, cell: number): number {
+  return Cell.FirstSlot + slot * SlotCell.Count + cell;
+}
+
+/** Main-thread end. Batches are numbered in the order they are sent; every counter is an
+ * int32 that wraps (a busy proxy sends 2^31 batches in a few days), so they are compared by
+ * difference, and a slot is `count & (SLOTS - 1)`. */
 export class BatchChannel {
   readonly init: ChannelInit;
-  /** Writes go straight into the shared request region (it grows into a private buffer when a
-   * batch does not fit, which then travels by port). */
-  private readonly writer: BinWriter;
+  /** One writer per slot, straight into its shared request region (it grows into a private
+   * buffer when a batch does not fit, which then travels by port). */
+  private readonly writers: BinWriter[] = [];
   private readonly cells: Int32Array;
   private readonly port: MessagePort;
-  private replySeq = 0;
+  /** Batches sent, and answers read (wrapping int32). */
+  private sent = 0;
+  private read = 0;
   private readonly reply: ChannelReply = { ctl: null, buf: new ArrayBuffer(0), len: 0 };
+  private waiting = false;
+  private closed = false;
+  private readonly woken = (): void => {
+    this.waiting = false;
+    // A channel whose thread died can still be woken: its owner has moved on.
+    if (!this.closed) this.onReply();
+  };
 
-  constructor() {
-    const cells = new SharedArrayBuffer(Cell.Slots * 4);
-    const request = new SharedArrayBuffer(REGION_BYTES);
-    const reply = new SharedArrayBuffer(REGION_BYTES);
+  /** `onReply` runs (asynchronously) when an answer is in after watchReplies(). */
+  constructor(private readonly onReply: () => void) {
+    const cells = new SharedArrayBuffer(CELL_COUNT * 4);
+    const requests: SharedArrayBuffer[] = [];
+    const replies: SharedArrayBuffer[] = [];
+    for (let i = 0; i < SLOTS; i++) {
+      requests.push(new SharedArrayBuffer(REGION_BYTES));
+      replies.push(new SharedArrayBuffer(REGION_BYTES));
+      this.writers.push(new BinWriter(requests[i]));
+    }
     const { port1, port2 } = new MessageChannel();
     this.cells = new Int32Array(cells);
     this.port = port1;
-    this.init = { cells, request, reply, port: port2 };
-    this.writer = new BinWriter(request);
+    this.init = { cells, requests, replies, port: port2 };
   }
 
-  /** Position the writer at the start of the request region. */
+  /** Batches sent whose answer has not been read. */
+  get unanswered(): number {
+    return (this.sent - this.read) | 0;
+  }
+
+  /** The number the next batch will get when sent (compare with startedCount()). */
+  get nextBatch(): number {
+    return (this.sent + 1) | 0;
+  }
+
+  /** Position the next batch's writer at the start of its slot (call only when
+   * `unanswered < SLOTS`). */
   startBatch(): BinWriter {
-    this.writer.reset(this.init.request, 0);
-    return this.writer;
+    const slot = this.sent & (SLOTS - 1);
+    const w = this.writers[slot];
+    w.reset(this.init.requests[slot], 0);
+    return w;
   }
 
   /** Hand the written batch (and any control ops) to the worker. `stop` ends its serve task
    * after this batch. */
   send(ctl: ControlOp[] | null, stop: boolean): void {
-    const w = this.writer;
+    const slot = this.sent & (SLOTS - 1);
+    const w = this.writers[slot];
     const cells = this.cells;
     let flags = stop ? Flag.Stop : 0;
-    const grown = outgrown(w, this.init.request);
+    const grown = outgrown(w, this.init.requests[slot]);
     if (ctl !== null || grown !== null) {
       const msg: RequestMessage = { ctl, buf: grown };
       this.port.postMessage(msg, msg.buf !== null ? [msg.buf] : undefined);
       flags |= Flag.Port;
     }
-    cells[Cell.RequestLen] = w.pos;
-    cells[Cell.RequestFlags] = flags;
-    Atomics.add(cells, Cell.RequestSeq, 1);
+    cells[slotCell(slot, SlotCell.RequestLen)] = w.pos;
+    cells[slotCell(slot, SlotCell.RequestFlags)] = flags;
+    this.sent = (this.sent + 1) | 0;
+    Atomics.store(cells, Cell.RequestSeq, this.sent);
     // Only a sleeping worker needs the (expensive) futex wake; a busy one looks again first.
     if (Atomics.load(cells, Cell.WorkerSleeping) === 1) Atomics.notify(cells, Cell.RequestSeq, 1);
   }
 
-  /** Calls `onReply` (once) when the answer to the batch just sent is in. */
-  awaitReply(onReply: () => void): void {
-    const r = Atomics.waitAsync(this.cells, Cell.ReplySeq, this.replySeq);
-    if (r.async) r.value.then(onReply);
-    else queueMicrotask(onReply);
+  /** Have `onReply` called once an answer not read yet is in (soon, if one is in already).
+   * One waiter at a time: calling again before it fired does nothing. */
+  watchReplies(): void {
+    if (this.waiting || this.closed) return;
+    this.waiting = true;
+    const r = Atomics.waitAsync(this.cells, Cell.ReplySeq, this.read);
+    if (r.async) r.value.then(this.woken);
+    else queueMicrotask(this.woken);
   }
 
-  /** Whether the answer to the last batch is in. */
+  /** Whether the answer to the oldest unread batch is in. */
   hasReply(): boolean {
-    return Atomics.load(this.cells, Cell.ReplySeq) !== this.replySeq;
+    return this.unanswered > 0 && ((Atomics.load(this.cells, Cell.ReplySeq) - this.read) | 0) > 0;
   }
 
-  /** The answer to the last batch; call once per batch, after `awaitReply` fired. */
+  /** The number of the last batch the worker started (the one it runs, if any). */
+  startedCount(): number {
+    return Atomics.load(this.cells, Cell.StartedSeq);
+  }
+
+  /** The answer to the oldest unread batch; call after `hasReply()` said it is in. */
   takeReply(): ChannelReply {
     const cells = this.cells;
-    this.replySeq = Atomics.load(cells, Cell.ReplySeq);
+    const slot = this.read & (SLOTS - 1);
+    this.read = (this.read + 1) | 0;
     const out = this.reply;
     out.ctl = null;
-    out.buf = this.init.reply;
-    out.len = cells[Cell.ReplyLen];
-    if ((cells[Cell.ReplyFlags] & Flag.Port) !== 0) {
+    out.buf = this.init.replies[slot];
+    out.len = cells[slotCell(slot, SlotCell.ReplyLen)];
+    if ((cells[slotCell(slot, SlotCell.ReplyFlags)] & Flag.Port) !== 0) {
       const msg = receiveMessageOnPort(this.port)?.message as ReplyMessage | undefined;
       if (msg !== undefined) {
         out.ctl = msg.ctl;
@@ -139,6 +196,7 @@ export class BatchChannel {
   }
 
   close(): void {
+    this.closed = true;
     this.port.close();
   }
 }
@@ -150,8 +208,10 @@ export type BatchHandler = (ctl: ControlOp[] | null, reader: BinReader | null, o
 interface WorkerEnd {
   init: ChannelInit;
   cells: Int32Array;
-  out: BinWriter;
-  reader: BinReader | null;
+  /** Per slot: the reply writer and the request reader (each keeps its views). */
+  outs: BinWriter[];
+  readers: BinReader[];
+  /** Batches taken so far (wrapping int32, like the main thread's counters). */
   seen: number;
 }
 
@@ -161,14 +221,20 @@ let current: WorkerEnd | null = null;
 /** Serve batches until the main thread says stop. Runs inside a piscina task. */
 export function serveChannel(task: ServeTask, handle: BatchHandler): void {
   if (task.init !== null) {
-    current = { init: task.init, cells: new Int32Array(task.init.cells), out: new BinWriter(task.init.reply), reader: null, seen: 0 };
+    const init = task.init;
+    current = {
+      init,
+      cells: new Int32Array(init.cells),
+      outs: init.replies.map((r) => new BinWriter(r)),
+      readers: init.requests.map((r) => new BinReader(r, r.byteLength)),
+      seen: 0,
+    };
   }
   const end = current;
   if (end === null) throw new Error('filter worker: serve task without a channel');
   const cells = end.cells;
   for (;;) {
-    let seq = Atomics.load(cells, Cell.RequestSeq);
-    if (seq === end.seen) {
+    if (Atomics.load(cells, Cell.RequestSeq) === end.seen) {
       // Announce the sleep, then look again: the main thread bumps the sequence before it
       // reads the flag, so one of the two sides always sees the other (no lost wake-up).
       Atomics.store(cells, Cell.WorkerSleeping, 1);
@@ -176,11 +242,14 @@ export function serveChannel(task: ServeTask, handle: BatchHandler): void {
       Atomics.store(cells, Cell.WorkerSleeping, 0);
       continue;
     }
-    end.seen = seq;
-    const flags = cells[Cell.RequestFlags];
-    const len = cells[Cell.RequestLen];
+    const slot = end.seen & (SLOTS - 1);
+    end.seen = (end.seen + 1) | 0;
+    // Which batch was running if this thread dies now: the main thread sends the later ones again.
+    Atomics.store(cells, Cell.StartedSeq, end.seen);
+    const flags = cells[slotCell(slot, SlotCell.RequestFlags)];
+    const len = cells[slotCell(slot, SlotCell.RequestLen)];
     let ctl: ControlOp[] | null = null;
-    let payload: ArrayBufferLike = end.init.request;
+    let payload: ArrayBufferLike = end.init.requests[slot];
     if ((flags & Flag.Port) !== 0) {
       const msg = receiveMessageOnPort(end.init.port)?.message as RequestMessage | undefined;
       if (msg !== undefined) {
@@ -188,24 +257,25 @@ export function serveChannel(task: ServeTask, handle: BatchHandler): void {
         if (msg.buf !== null) payload = msg.buf;
       }
     }
-    const out = end.out;
-    out.reset(end.init.reply, 0);
+    const region = end.init.replies[slot];
+    const out = end.outs[slot];
+    out.reset(region, 0);
     let reader: BinReader | null = null;
     if (len > 0) {
-      reader = end.reader ?? (end.reader = new BinReader(payload, len));
+      reader = end.readers[slot];
       reader.reset(payload, len);
     }
     const results = handle(ctl, reader, out);
     let replyFlags = 0;
-    const grown = outgrown(out, end.init.reply);
+    const grown = outgrown(out, region);
     if (results !== null || grown !== null) {
       const msg: ReplyMessage = { ctl: results, buf: grown };
       end.init.port.postMessage(msg, msg.buf !== null ? [msg.buf] : undefined);
       replyFlags |= Flag.Port;
     }
-    cells[Cell.ReplyLen] = out.pos;
-    cells[Cell.ReplyFlags] = replyFlags;
-    Atomics.add(cells, Cell.ReplySeq, 1);
+    cells[slotCell(slot, SlotCell.ReplyLen)] = out.pos;
+    cells[slotCell(slot, SlotCell.ReplyFlags)] = replyFlags;
+    Atomics.store(cells, Cell.ReplySeq, end.seen);
     Atomics.notify(cells, Cell.ReplySeq);
     if ((flags & Flag.Stop) !== 0) return;
   }

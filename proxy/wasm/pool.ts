@@ -1,14 +1,16 @@
 // The filter workers. Each worker is its own Piscina (one thread) so a request's contexts
 // stay in the worker that created them. Calls queue up during an event-loop turn and go out
-// as ONE batch per worker (setImmediate flush) over the worker's BatchChannel; while a batch
-// is in flight the next one accumulates, so under load batches grow instead of multiplying.
+// as ONE batch per worker (setImmediate flush) over the worker's BatchChannel; up to SLOTS
+// batches are in flight (the worker finds the next one waiting when it finishes one), and
+// while that many are out the next accumulates, so under load batches grow instead of
+// multiplying.
 // The thread runs one long piscina task that serves the channel; it is stopped after a quiet
 // spell so an idle runtime does not keep the process alive.
 
 import { Piscina } from 'piscina';
 import type { FilterStream } from '../filters/types.js';
 import type { Generation } from './module-registry.js';
-import { BatchChannel, type ServeTask } from './channel.js';
+import { BatchChannel, type ChannelReply, type ServeTask, SLOTS } from './channel.js';
 import { type BinWriter, type ControlOp, type ControlResult, type CallPayload, Op, Watch } from './wire.js';
 import type { WorkerBootData } from './worker.js';
 
@@ -56,6 +58,23 @@ interface PendingControl {
   resolve: ((r: ControlResult) => void) | null;
 }
 
+/** The calls and control ops of one batch sent to the worker, until its answer is read. */
+class InFlightBatch {
+  entries: StreamEntry[] = [];
+  ops: number[] = [];
+  answers: CallPayload[] = [];
+  ctl: PendingControl[] = [];
+  /** Its number on the channel (see BatchChannel.startedCount). */
+  seq = 0;
+
+  clear(): void {
+    this.entries.length = 0;
+    this.ops.length = 0;
+    this.answers.length = 0;
+    this.ctl.length = 0;
+  }
+}
+
 const WORKER_URL = new URL('./worker.js', import.meta.url).href;
 
 /** A worker with no batch for this long ends its serve task (checked once a second). */
@@ -88,8 +107,9 @@ export class WorkerHandle {
   /** Bumped each time the worker thread is replaced. */
   epoch = 0;
   private readonly piscina: Piscina;
-  /** A batch is in flight (its answer not read yet). */
-  private busy = false;
+  /** Batches sent whose answer is not read yet, oldest first (at most SLOTS). */
+  private readonly flying: InFlightBatch[] = [];
+  private readonly spare: InFlightBatch[] = [];
   private scheduled = false;
   private closed = false;
   private needsResync = false;
@@ -104,16 +124,13 @@ export class WorkerHandle {
   private batches = 0;
   private batchesAtLastCheck = 0;
   private readonly idleCheck: NodeJS.Timeout;
+  /** Calls and control ops waiting for the next batch. */
   private entries: StreamEntry[] = [];
   private ops: number[] = [];
   private answers: CallPayload[] = [];
-  private flyEntries: StreamEntry[] = [];
-  private flyOps: number[] = [];
-  private flyAnswers: CallPayload[] = [];
+  private ctl: PendingControl[] = [];
   /** Entry for calls that belong to no stream (root-context http call answers). */
   readonly rootEntry: StreamEntry;
-  private ctl: PendingControl[] = [];
-  private flyCtl: PendingControl[] = [];
   /** Shared by the serve tasks until it fires (a deadline abort); then replaced. */
   private controller = new AbortController();
   private abortGen = 0;
@@ -155,7 +172,7 @@ export class WorkerHandle {
   }
 
   get inFlight(): boolean {
-    return this.busy;
+    return this.flying.length > 0;
   }
 
   /** A serve task holds the thread (it ends after IDLE_STOP_MS without batches). */
@@ -185,17 +202,17 @@ export class WorkerHandle {
     this.schedule();
   }
 
-  /** Flush at the end of this event-loop turn, unless a batch is in flight (its answer
-   * flushes what piled up meanwhile). */
+  /** Flush at the end of this event-loop turn, unless SLOTS batches are in flight (the
+   * first answer flushes what piled up meanwhile). */
   private schedule(): void {
-    if (this.scheduled || this.busy) return;
+    if (this.scheduled || this.flying.length >= SLOTS) return;
     this.scheduled = true;
     setImmediate(this.flushBound);
   }
 
   /** Called by the runtime's watchdog: the current call ran past its deadline. */
   abort(genId: number, reason: string): void {
-    if (!this.busy || this.abortGen !== 0) return;
+    if (this.flying.length === 0 || this.abortGen !== 0) return;
     this.abortGen = genId;
     this.abortReason = reason;
     this.controller.abort();
@@ -203,10 +220,9 @@ export class WorkerHandle {
 
   private flush(): void {
     this.scheduled = false;
-    if (this.busy || this.closed) return;
+    if (this.flying.length >= SLOTS || this.closed) return;
     if (this.entries.length === 0 && this.ctl.length === 0 && !this.needsResync) return;
 
-    let ctlOps: ControlOp[] | null = null;
     if (this.needsResync) {
       this.needsResync = false;
       const pendingLoads = new Set<number>();
@@ -215,42 +231,45 @@ export class WorkerHandle {
       for (const op of this.sink.resyncOps()) if (op.op !== 'load' || !pendingLoads.has(op.spec.id)) resync.push({ op, resolve: null });
       this.ctl = resync.concat(this.ctl);
     }
+    let ctlOps: ControlOp[] | null = null;
     if (this.ctl.length > 0) {
       ctlOps = new Array(this.ctl.length);
       for (let i = 0; i < this.ctl.length; i++) ctlOps[i] = this.ctl[i].op;
     }
-    const swapCtl = this.flyCtl;
-    this.flyCtl = this.ctl;
-    this.ctl = swapCtl;
+    // The pending arrays become the batch's; the batch's (empty) ones take new calls.
+    const b = this.spare.pop() ?? new InFlightBatch();
+    const entries = b.entries;
+    b.entries = this.entries;
+    this.entries = entries;
+    const ops = b.ops;
+    b.ops = this.ops;
+    this.ops = ops;
+    const answers = b.answers;
+    b.answers = this.answers;
+    this.answers = answers;
+    const ctl = b.ctl;
+    b.ctl = this.ctl;
+    this.ctl = ctl;
 
-    const swapE = this.flyEntries;
-    this.flyEntries = this.entries;
-    this.entries = swapE;
-    const swapO = this.flyOps;
-    this.flyOps = this.ops;
-    this.ops = swapO;
-    const swapA = this.flyAnswers;
-    this.flyAnswers = this.answers;
-    this.answers = swapA;
-
-    const channel = this.channel ?? (this.channel = new BatchChannel());
+    const channel = this.channel ?? (this.channel = new BatchChannel(this.onWakeBound));
     this.batches++;
     this.startServing(channel);
-    this.dispatch(channel, ctlOps, false);
+    this.dispatch(channel, b, ctlOps, false);
   }
 
-  /** Encode the in-flight calls (none for a stop) after the quarantined generation ids, and
+  /** Encode the batch's calls (none for a stop) after the quarantined generation ids, and
    * hand them to the worker; `stop` ends its serve task after this batch. */
-  private dispatch(channel: BatchChannel, ctlOps: ControlOp[] | null, stop: boolean): void {
+  private dispatch(channel: BatchChannel, b: InFlightBatch, ctlOps: ControlOp[] | null, stop: boolean): void {
     const w = channel.startBatch();
     const ids = this.sink.quarantined();
     w.u32(ids.length);
     for (let i = 0; i < ids.length; i++) w.u32(ids[i]);
-    if (this.flyEntries.length > 0) this.sink.encode(this, w, this.flyEntries, this.flyOps, this.flyAnswers);
+    if (b.entries.length > 0) this.sink.encode(this, w, b.entries, b.ops, b.answers);
     else w.u32(0);
-    this.busy = true;
+    b.seq = channel.nextBatch;
+    this.flying.push(b);
     channel.send(ctlOps, stop);
-    channel.awaitReply(this.onWakeBound);
+    channel.watchReplies();
   }
 
   /** Make sure a serve task will take the batch about to be sent (piscina queues a new task
@@ -274,83 +293,117 @@ export class WorkerHandle {
   private stopIfIdle(): void {
     const quiet = this.batches === this.batchesAtLastCheck;
     this.batchesAtLastCheck = this.batches;
-    if (!quiet || !this.serving || this.busy || this.scheduled || this.closed || this.channel === null) return;
+    if (!quiet || !this.serving || this.flying.length > 0 || this.scheduled || this.closed || this.channel === null) return;
     // Nothing is pending (else a flush would be scheduled): the stop batch carries no calls.
     this.serving = false;
-    this.dispatch(this.channel, null, true);
+    this.dispatch(this.channel, this.spare.pop() ?? new InFlightBatch(), null, true);
   }
 
   private onServeEnd(gen: number): void {
     // A stopped task returned; a newer one (if any) is serving already.
-    if (gen === this.serveGen && !this.busy) this.serving = false;
+    if (gen === this.serveGen && this.flying.length === 0) this.serving = false;
   }
 
   /** The serve task failed: the thread was terminated (deadline) or died. */
   private onServeError(gen: number, err: unknown): void {
     if (gen !== this.serveGen) return;
     this.serving = false;
-    this.channel?.close();
+    const channel = this.channel;
     this.channel = null;
     this.channelGiven = false;
-    this.onError(err);
+    this.onError(err, channel);
+    channel?.close();
   }
 
   private onWake(): void {
     const channel = this.channel;
-    // A waiter of a channel that was replaced (its thread died) can still fire: ignore it.
-    if (!this.busy || this.closed || channel === null || !channel.hasReply()) return;
-    this.busy = false;
-    this.failures = 0;
-    const reply = channel.takeReply();
-    const results = reply.ctl;
-    for (let i = 0; i < this.flyCtl.length; i++) {
-      const r = results?.[i] ?? { ok: false, error: 'no answer from worker' };
-      this.flyCtl[i].resolve?.(r);
+    if (this.closed || channel === null) return;
+    while (channel.hasReply()) {
+      this.failures = 0;
+      this.answer(this.flying.shift()!, channel.takeReply());
     }
-    this.flyCtl.length = 0;
+    if (this.entries.length > 0 || this.ctl.length > 0) this.flush();
+    if (this.flying.length > 0) channel.watchReplies();
+  }
+
+  /** Apply a batch's answer: control results, then the calls' results, logs and faults. */
+  private answer(b: InFlightBatch, reply: ChannelReply): void {
+    const results = reply.ctl;
+    for (let i = 0; i < b.ctl.length; i++) {
+      const r = results?.[i] ?? { ok: false, error: 'no answer from worker' };
+      b.ctl[i].resolve?.(r);
+    }
     try {
-      this.sink.onReply(this, this.flyEntries, this.flyOps, reply.buf);
+      this.sink.onReply(this, b.entries, b.ops, reply.buf);
     } catch (err) {
       // A bug here must not become an unhandled rejection that takes the process down.
       process.emitWarning(`filter worker ${this.index}: could not process a batch reply: ${err instanceof Error ? err.stack : String(err)}`);
     } finally {
-      this.flyEntries.length = 0;
-      this.flyOps.length = 0;
-      this.flyAnswers.length = 0;
-      if (this.entries.length > 0 || this.ctl.length > 0) this.flush();
+      this.recycle(b);
     }
   }
 
-  private onError(err: unknown): void {
-    this.busy = false;
+  private recycle(b: InFlightBatch): void {
+    b.clear();
+    this.spare.push(b);
+  }
+
+  /** The thread is gone. Answers it finished are applied; the batch it was running gets the
+   * failure handling (policies, quarantine accounting); batches it never started go again, as
+   * they were, to the replacement thread. */
+  private onError(err: unknown, channel: BatchChannel | null): void {
+    if (channel !== null && !this.closed) {
+      while (channel.hasReply()) this.answer(this.flying.shift()!, channel.takeReply());
+    }
     if (this.controller.signal.aborted) this.controller = new AbortController();
     const culprit = this.abortGen;
     const reason = culprit !== 0 ? this.abortReason : `filter worker failed: ${err instanceof Error ? err.message : String(err)}`;
     this.abortGen = 0;
     this.abortReason = '';
     this.watch[Watch.StartMs] = 0;
+    const flying = this.flying.splice(0);
     if (this.closed) {
-      for (const c of this.flyCtl) c.resolve?.({ ok: false, error: 'filter runtime closed' });
-      this.flyCtl.length = 0;
+      for (const b of flying) for (const c of b.ctl) c.resolve?.({ ok: false, error: 'filter runtime closed' });
       return;
     }
-    // The thread is gone (piscina replaces it): everything it held must be sent again.
+    // Everything the thread held must be sent again.
     this.epoch++;
     this.needsResync = true;
-    const requeue: PendingControl[] = [];
-    for (const c of this.flyCtl) {
-      // A sniff that ran past its deadline is answered (as a failure) rather than sent again.
-      if ((c.op.op === 'load' && c.op.spec.id === culprit) || (c.op.op === 'sniff' && c.op.genId === culprit)) c.resolve?.({ ok: false, error: reason });
-      else if (c.resolve !== null) requeue.push(c);
+    const started = channel !== null ? channel.startedCount() : 0;
+    const lost: InFlightBatch[] = [];
+    const unsentEntries: StreamEntry[] = [];
+    const unsentOps: number[] = [];
+    const unsentAnswers: CallPayload[] = [];
+    const unsentCtl: PendingControl[] = [];
+    for (const b of flying) {
+      if (channel !== null && ((started - b.seq) | 0) < 0) {
+        for (let i = 0; i < b.entries.length; i++) {
+          unsentEntries.push(b.entries[i]);
+          unsentOps.push(b.ops[i]);
+          unsentAnswers.push(b.answers[i]);
+        }
+        for (const c of b.ctl) unsentCtl.push(c);
+        this.recycle(b);
+      } else {
+        lost.push(b);
+      }
     }
-    this.flyCtl.length = 0;
-    this.ctl = requeue.concat(this.ctl);
+    this.entries = unsentEntries.concat(this.entries);
+    this.ops = unsentOps.concat(this.ops);
+    this.answers = unsentAnswers.concat(this.answers);
+    const requeue: PendingControl[] = [];
+    for (const b of lost) {
+      for (const c of b.ctl) {
+        // A sniff that ran past its deadline is answered (as a failure) rather than sent again.
+        if ((c.op.op === 'load' && c.op.spec.id === culprit) || (c.op.op === 'sniff' && c.op.genId === culprit)) c.resolve?.({ ok: false, error: reason });
+        else if (c.resolve !== null) requeue.push(c);
+      }
+    }
+    this.ctl = requeue.concat(unsentCtl, this.ctl);
     try {
-      this.sink.onFailure(this, this.flyEntries, this.flyOps, this.flyAnswers, culprit, reason);
+      for (const b of lost) this.sink.onFailure(this, b.entries, b.ops, b.answers, culprit, reason);
     } finally {
-      this.flyEntries.length = 0;
-      this.flyOps.length = 0;
-      this.flyAnswers.length = 0;
+      for (const b of lost) this.recycle(b);
       if (!this.scheduled) {
         this.scheduled = true;
         this.failures++;

@@ -79,6 +79,31 @@ test('infinite loop: deadline aborts the batch, worker replaced, policy applied,
   assert.equal(after.header('x-probe'), 'L,O');
 });
 
+test('a batch sent behind one that runs past its deadline is not lost: it runs on the replacement worker', async () => {
+  const loopy = rt.chain(['loopy']);
+  const closed = rt.chain(['closed']);
+  const waiting = new TestStream([]);
+  closed.requestHeaders(waiting);
+  assert.deepEqual(await waiting.next(), { kind: 'continue', phase: 'request_headers' });
+  const before = faults('closed');
+  const victim = new TestStream(['x-action', 'loop']);
+  loopy.requestHeaders(victim);
+  // Let the victim's batch go out, then queue a call that must not share its fate: a
+  // fail-closed filter's response phase would answer 503 if its batch were counted as lost.
+  await new Promise((r) => setImmediate(r));
+  assert.equal(rt.workerOf(victim.streamId), rt.workerOf(waiting.streamId));
+  waiting.responseStatus = 200;
+  waiting.responseHeaders = ['content-type', 'text/plain'];
+  closed.responseHeaders(waiting);
+  const o = await victim.next(10_000);
+  assert.equal(o.kind, 'local');
+  assert.deepEqual(await waiting.next(), { kind: 'continue', phase: 'response_headers' });
+  assert.equal(waiting.responseHeader('x-probe-response'), 'C');
+  assert.equal(faults('closed'), before);
+  loopy.done(victim);
+  closed.done(waiting);
+});
+
 test('memory past max_memory_bytes: instance recycled, fault counted, keeps serving', async () => {
   const before = faults('small');
   const s = await run(['small'], ['x-action', 'grow']);
