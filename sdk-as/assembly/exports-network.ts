@@ -9,6 +9,7 @@
 
 import { HttpContext, NetworkContext } from "./context";
 import { httpContext, replaceHttpContext } from "./registry";
+import { enter, leave } from "./runtime";
 import { PeerType } from "./types";
 
 /** Stands in a connection's NetworkContext where exports.ts looks stream contexts up. */
@@ -32,30 +33,45 @@ function networkContext(id: u32): NetworkContext | null {
 }
 
 export function proxy_on_new_connection(contextId: u32): u32 {
+  enter();
+  let status: u32 = 0;
   const stream = httpContext(contextId);
-  if (stream === null) return 0;
-  const net = stream.root.createNetworkContext(contextId);
-  connections.set(contextId, net);
-  replaceHttpContext(contextId, new NetworkContextHolder(net));
-  return net.onNewConnection();
+  if (stream !== null) {
+    const net = stream.root.createNetworkContext(contextId);
+    connections.set(contextId, net);
+    replaceHttpContext(contextId, new NetworkContextHolder(net));
+    status = net.onNewConnection();
+  }
+  leave();
+  return status;
 }
 
 export function proxy_on_downstream_data(contextId: u32, dataSize: u32, endOfStream: u32): u32 {
+  enter();
   const ctx = networkContext(contextId);
-  return ctx !== null ? ctx.onDownstreamData(dataSize, endOfStream != 0) : 0;
+  const status: u32 = ctx !== null ? ctx.onDownstreamData(dataSize, endOfStream != 0) : 0;
+  leave();
+  return status;
 }
 
 export function proxy_on_upstream_data(contextId: u32, dataSize: u32, endOfStream: u32): u32 {
+  enter();
   const ctx = networkContext(contextId);
-  return ctx !== null ? ctx.onUpstreamData(dataSize, endOfStream != 0) : 0;
+  const status: u32 = ctx !== null ? ctx.onUpstreamData(dataSize, endOfStream != 0) : 0;
+  leave();
+  return status;
 }
 
 export function proxy_on_downstream_connection_close(contextId: u32, peerType: u32): void {
+  enter();
   const ctx = networkContext(contextId);
   if (ctx !== null) ctx.onDownstreamClose(<PeerType>peerType);
+  leave();
 }
 
 export function proxy_on_upstream_connection_close(contextId: u32, peerType: u32): void {
+  enter();
   const ctx = networkContext(contextId);
   if (ctx !== null) ctx.onUpstreamClose(<PeerType>peerType);
+  leave();
 }

@@ -7,8 +7,9 @@
 import { BaseContext, HttpContext, RootContext } from "./context";
 import { createContext, deleteContext, httpContext, rootContext } from "./registry";
 import { hostAllocate } from "./hostcalls";
-// Pulls in the abort/trace/seed replacements that asconfig's "use" points at.
-import "./runtime";
+// The abort/trace/seed replacements that asconfig's "use" points at, and the collector's
+// enter/leave (every callback but proxy_on_memory_allocate runs between them).
+import { enter, leave } from "./runtime";
 
 export function proxy_abi_version_0_2_1(): void {}
 
@@ -18,51 +19,79 @@ export function proxy_on_memory_allocate(size: usize): usize {
 }
 
 export function proxy_on_context_create(contextId: u32, parentContextId: u32): void {
+  enter();
   createContext(contextId, parentContextId);
+  leave();
 }
 
 export function proxy_on_vm_start(rootContextId: u32, vmConfigSize: u32): bool {
+  enter();
   const root = rootContext(rootContextId);
-  if (root === null) return false;
-  root.vmConfigSize = vmConfigSize;
-  return root.onVmStart(vmConfigSize);
+  let ok = false;
+  if (root !== null) {
+    root.vmConfigSize = vmConfigSize;
+    ok = root.onVmStart(vmConfigSize);
+  }
+  leave();
+  return ok;
 }
 
 export function proxy_on_configure(rootContextId: u32, configSize: u32): bool {
+  enter();
   const root = rootContext(rootContextId);
-  if (root === null) return false;
-  root.pluginConfigSize = configSize;
-  return root.onConfigure(configSize);
+  let ok = false;
+  if (root !== null) {
+    root.pluginConfigSize = configSize;
+    ok = root.onConfigure(configSize);
+  }
+  leave();
+  return ok;
 }
 
 export function proxy_on_tick(rootContextId: u32): void {
+  enter();
   const root = rootContext(rootContextId);
   if (root !== null) root.onTick();
+  leave();
 }
 
 export function proxy_on_queue_ready(rootContextId: u32, queueId: u32): void {
+  enter();
   const root = rootContext(rootContextId);
   if (root !== null) root.onQueueReady(queueId);
+  leave();
 }
 
 export function proxy_on_request_headers(contextId: u32, numHeaders: u32, endOfStream: u32): u32 {
+  enter();
   const ctx = httpContext(contextId);
-  return ctx !== null ? ctx.onRequestHeaders(numHeaders, endOfStream != 0) : 0;
+  const status: u32 = ctx !== null ? ctx.onRequestHeaders(numHeaders, endOfStream != 0) : 0;
+  leave();
+  return status;
 }
 
 export function proxy_on_request_trailers(contextId: u32, numTrailers: u32): u32 {
+  enter();
   const ctx = httpContext(contextId);
-  return ctx !== null ? ctx.onRequestTrailers(numTrailers) : 0;
+  const status: u32 = ctx !== null ? ctx.onRequestTrailers(numTrailers) : 0;
+  leave();
+  return status;
 }
 
 export function proxy_on_response_headers(contextId: u32, numHeaders: u32, endOfStream: u32): u32 {
+  enter();
   const ctx = httpContext(contextId);
-  return ctx !== null ? ctx.onResponseHeaders(numHeaders, endOfStream != 0) : 0;
+  const status: u32 = ctx !== null ? ctx.onResponseHeaders(numHeaders, endOfStream != 0) : 0;
+  leave();
+  return status;
 }
 
 export function proxy_on_response_trailers(contextId: u32, numTrailers: u32): u32 {
+  enter();
   const ctx = httpContext(contextId);
-  return ctx !== null ? ctx.onResponseTrailers(numTrailers) : 0;
+  const status: u32 = ctx !== null ? ctx.onResponseTrailers(numTrailers) : 0;
+  leave();
+  return status;
 }
 
 function anyContext(id: u32): BaseContext | null {
@@ -74,20 +103,29 @@ function anyContext(id: u32): BaseContext | null {
 }
 
 export function proxy_on_http_call_response(contextId: u32, token: u32, numHeaders: u32, bodySize: u32, numTrailers: u32): void {
+  enter();
   const ctx = anyContext(contextId);
   if (ctx !== null) ctx.onHttpCallResponse(token, numHeaders, bodySize, numTrailers);
+  leave();
 }
 
 export function proxy_on_log(contextId: u32): void {
+  enter();
   const ctx = anyContext(contextId);
   if (ctx !== null) ctx.onLog();
+  leave();
 }
 
 export function proxy_on_done(contextId: u32): bool {
+  enter();
   const ctx = anyContext(contextId);
-  return ctx !== null ? ctx.onDone() : true;
+  const finished = ctx !== null ? ctx.onDone() : true;
+  leave();
+  return finished;
 }
 
 export function proxy_on_delete(contextId: u32): void {
+  enter();
   deleteContext(contextId);
+  leave();
 }
