@@ -107,12 +107,13 @@ function writeCallHead(w: BinWriter, op: number, streamId: number, flags: number
 
 function writeStreamInfo(handle: WorkerHandle, w: BinWriter, entry: StreamEntry): void {
   const s = entry.stream;
+  // Layout: wire.ts STREAM_INFO_STRINGS.
+  w.u32(s.clientPort);
   w.str(s.method);
   w.str(s.scheme);
   w.str(s.authority);
   w.str(s.path);
   w.str(s.clientAddress);
-  w.u32(s.clientPort);
   w.str(s.listenerName);
   w.str(s.routeName);
   w.str(s.clusterName);

@@ -22,6 +22,7 @@ import {
   Op,
   Phase,
   ResultKind,
+  STREAM_INFO_STRINGS,
   Watch,
 } from './wire.js';
 
@@ -449,16 +450,8 @@ export class FilterWorker implements HttpCallSink {
       this.streams.set(id, s);
     }
     if ((flags & CallFlag.StreamInfo) !== 0) {
-      s.method = r.str();
-      s.scheme = r.str();
-      s.authority = r.str();
-      s.path = r.str();
-      s.clientAddress = r.str();
       s.clientPort = r.u32();
-      s.listenerName = r.str();
-      s.routeName = r.str();
-      s.clusterName = r.str();
-      s.requestId = r.str();
+      s.setPackedInfo(r.packed(STREAM_INFO_STRINGS));
     }
     const eos = (flags & CallFlag.EndOfStream) !== 0 ? 1 : 0;
     if (op === NetOp.DownstreamData || op === NetOp.UpstreamData) {
@@ -467,22 +460,20 @@ export class FilterWorker implements HttpCallSink {
       return this.runBody(s, gens, downstream, r.bytesView(), eos === 1, index, out, downstream ? DOWNSTREAM_DATA : UPSTREAM_DATA);
     }
     if (op === Op.RequestHeaders) {
-      s.setRequestHeaders(r.strList());
+      readRequestHeaders(r, s);
       this.writeResult(out, index, this.runPhase(s, gens, true, eos, 0), s, true);
       return true;
     }
     if (op === Op.ResponseHeaders) {
-      if ((flags & CallFlag.StreamInfo) !== 0) s.setRequestHeaders(r.strList());
-      const status = r.u32();
-      s.setResponseHeaders(status, r.strList());
+      if ((flags & CallFlag.StreamInfo) !== 0) readRequestHeaders(r, s);
+      readResponseHeaders(r, s);
       this.writeResult(out, index, this.runPhase(s, gens, false, eos, 0), s, false);
       return true;
     }
     if (op === Op.ResponseTrailers) {
       if ((flags & CallFlag.StreamInfo) !== 0) {
-        s.setRequestHeaders(r.strList());
-        const status = r.u32();
-        s.setResponseHeaders(status, r.strList());
+        readRequestHeaders(r, s);
+        readResponseHeaders(r, s);
       }
       s.responseTrailers = r.strList();
       s.trailersDirty = false;
@@ -493,11 +484,8 @@ export class FilterWorker implements HttpCallSink {
       const request = op === Op.RequestBody;
       if ((flags & CallFlag.StreamInfo) !== 0) {
         // This worker never saw the stream (it replaced one that did): give filters the heads.
-        s.setRequestHeaders(r.strList());
-        if (!request) {
-          const status = r.u32();
-          s.setResponseHeaders(status, r.strList());
-        }
+        readRequestHeaders(r, s);
+        if (!request) readResponseHeaders(r, s);
       }
       return this.runBody(s, gens, request, r.bytesView(), eos === 1, index, out);
     }
@@ -563,7 +551,7 @@ export class FilterWorker implements HttpCallSink {
         const ctx = inst.contextFor(s);
         inst.stream = s;
         inst.contextId = ctx;
-        const pairs = (request ? s.requestHeaders.length : s.responseHeaders.length) >> 1;
+        const pairs = request ? s.requestPairs : s.responsePairs;
         action = fn(ctx, pairs, eos);
       } catch (err) {
         if (this.trappedCall(s, gen, inst, phaseName, err)) return ResultKind.LocalResponse;
@@ -863,6 +851,19 @@ export class FilterWorker implements HttpCallSink {
     this.faultReasons.length = 0;
     this.collector.collectIfDue();
   }
+}
+
+/** A call's request header list, kept packed until a filter reads it. */
+function readRequestHeaders(r: BinReader, s: StreamState): void {
+  const n = r.u32();
+  s.setPackedRequestHeaders(r.packed(n), n);
+}
+
+/** A call's response status and header list, kept packed until a filter reads it. */
+function readResponseHeaders(r: BinReader, s: StreamState): void {
+  const status = r.u32();
+  const n = r.u32();
+  s.setPackedResponseHeaders(status, r.packed(n), n);
 }
 
 /** Start the deadline watch for a call into `spec`'s filter (the main thread's watchdog reads it). */

@@ -112,6 +112,24 @@ test('properties: request.path and route_name', async () => {
   chain.done(s);
 });
 
+test('non-ASCII header values and paths reach the filter and come back intact (heads are decoded lazily in the worker)', async () => {
+  const chain = rt.chain(['probe-a', 'probe-b']);
+  const s = new TestStream(['x-action', 'props', 'x-probe', 'café ☕ 𝄞', 'x-other', 'naïve']);
+  s.path = '/häus?q=☃';
+  chain.requestHeaders(s);
+  await s.next();
+  assert.equal(s.header('x-probe'), 'café ☕ 𝄞,A,B');
+  assert.equal(s.header('x-other'), 'naïve');
+  assert.equal(s.header('x-prop-path'), '/häus?q=☃');
+  s.responseStatus = 200;
+  s.responseHeaders = ['x-resp', 'ünïcödé'];
+  chain.responseHeaders(s);
+  await s.next();
+  assert.equal(s.responseHeader('x-resp'), 'ünïcödé');
+  assert.equal(s.responseHeader('x-probe-response'), 'B');
+  chain.done(s);
+});
+
 test('invalid mutations are refused with BadArgument (2) and logged', async () => {
   const chain = rt.chain(['probe-a']);
   for (const action of ['bad-header', 'bad-name', 'bad-status']) {
