@@ -84,6 +84,20 @@ function int64Bytes(v: number): Uint8Array {
   return b;
 }
 
+/** Paths filters asked for, as they arrived -> dotted: filters ask for the same few each request. */
+const dottedPaths = new Map<string, string>();
+
+/** A property path as it arrives (segments NUL-separated, sometimes NUL-terminated), dotted. */
+function propertyPath(raw: string): string {
+  let path = dottedPaths.get(raw);
+  if (path !== undefined) return path;
+  path = raw.endsWith('\0') ? raw.slice(0, -1) : raw;
+  if (path.includes('\0')) path = path.split('\0').join('.');
+  if (dottedPaths.size >= 1024) dottedPaths.clear();
+  dottedPaths.set(raw, path);
+  return path;
+}
+
 /** Envoy attribute values for a property path (segments joined by '.'). */
 function propertyValue(inst: FilterInstance, path: string): Uint8Array | string | null {
   const s = inst.stream;
@@ -339,10 +353,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     proxy_get_property(pathPtr: number, pathLen: number, retPtrPtr: number, retSizePtr: number): number {
       const raw = inst.readString(pathPtr, pathLen);
       if (raw === null) return InvalidMemoryAccess;
-      // Segments arrive NUL-separated (and sometimes NUL-terminated).
-      let path = raw.endsWith('\0') ? raw.slice(0, -1) : raw;
-      if (path.includes('\0')) path = path.split('\0').join('.');
-      const value = propertyValue(inst, path);
+      const value = propertyValue(inst, propertyPath(raw));
       if (value === null) return NotFound;
       if (typeof value === 'string') return inst.returnString(value, retPtrPtr, retSizePtr);
       return inst.returnBytes(value, retPtrPtr, retSizePtr);

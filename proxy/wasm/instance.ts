@@ -8,7 +8,7 @@ import { createEnvImports } from './host.js';
 import type { SharedState } from './shared-state.js';
 import type { StreamState } from './stream-state.js';
 import { createWasiImports, ProcExit } from './wasi.js';
-import { Watch, type GenerationSpec } from './wire.js';
+import { Watch, type GenerationSpec, type Utf8SliceBuffer } from './wire.js';
 
 /** Log lines and faults gathered during a batch, returned to the main thread with it. */
 export class WorkerLog {
@@ -234,13 +234,16 @@ export class FilterInstance {
   }
 
   inBounds(ptr: number, len: number): boolean {
+    // Fast path without memory.buffer (a getter into C++): the views stay valid until memory
+    // grows, and growing detaches the old buffer, whose length then reads 0.
+    if (ptr >= 0 && len > 0 && ptr + len <= this.memBuf.length) return true;
     this.refresh();
     return ptr >= 0 && len >= 0 && ptr + len <= this.memBuf.length;
   }
 
   readString(ptr: number, len: number): string | null {
     if (!this.inBounds(ptr, len)) return null;
-    return this.memBuf.toString('utf8', ptr, ptr + len);
+    return len === 0 ? '' : (this.memBuf as Utf8SliceBuffer).utf8Slice(ptr, ptr + len);
   }
 
   /** A copy of guest bytes (the guest may reuse the memory after the call). */
@@ -274,7 +277,7 @@ export class FilterInstance {
   }
 
   readU32(ptr: number): number {
-    this.refresh();
+    if (ptr + 4 > this.memBuf.length) this.refresh();
     return this.memView.getUint32(ptr, true);
   }
 
@@ -295,17 +298,27 @@ export class FilterInstance {
 
   returnString(s: string, retPtrPtr: number, retSizePtr: number): number {
     if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) return WasmResult.InvalidMemoryAccess;
-    const len = Buffer.byteLength(s, 'utf8');
+    // Values are mostly short ASCII (addresses, paths, header values): sized and copied in JS
+    // rather than through Buffer.byteLength and write, two calls into C++.
+    const ascii = s.length <= 128 && isAscii(s);
+    const len = ascii ? s.length : Buffer.byteLength(s, 'utf8');
     let ptr = 0;
     if (len > 0) {
       ptr = this.allocFn(len) >>> 0;
       if (ptr === 0 || !this.inBounds(ptr, len)) return WasmResult.InvalidMemoryAccess;
-      this.memBuf.write(s, ptr, len, 'utf8');
+      const mem = this.memBuf;
+      if (ascii) for (let i = 0; i < len; i++) mem[ptr + i] = s.charCodeAt(i);
+      else mem.write(s, ptr, len, 'utf8');
     }
     this.memView.setUint32(retPtrPtr, ptr, true);
     this.memView.setUint32(retSizePtr, len, true);
     return WasmResult.Ok;
   }
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
 }
 
 /** An error's message; for a wasm trap, followed by the wasm frames of its stack (innermost

@@ -137,7 +137,7 @@ export class BinWriter {
 }
 
 /** Buffer's own decoders, without toString's argument handling (not in the typings). */
-type Utf8SliceBuffer = Buffer & { utf8Slice(start: number, end: number): string };
+export type Utf8SliceBuffer = Buffer & { utf8Slice(start: number, end: number): string };
 type Latin1SliceBuffer = Buffer & { latin1Slice(start: number, end: number): string };
 
 export class BinReader {
