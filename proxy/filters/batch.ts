@@ -109,6 +109,7 @@ function writeStreamInfo(handle: WorkerHandle, w: BinWriter, entry: StreamEntry)
   const s = entry.stream;
   // Layout: wire.ts STREAM_INFO_STRINGS.
   w.u32(s.clientPort);
+  w.f64(s.connectionId ?? 0);
   w.str(s.method);
   w.str(s.scheme);
   w.str(s.authority);
@@ -118,6 +119,7 @@ function writeStreamInfo(handle: WorkerHandle, w: BinWriter, entry: StreamEntry)
   w.str(s.routeName);
   w.str(s.clusterName);
   w.str(s.requestId);
+  w.str(s.destinationAddress ?? '');
   entry.epoch = handle.epoch;
 }
 

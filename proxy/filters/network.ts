@@ -32,6 +32,11 @@ export class NetworkStream implements FilterStream {
   readonly routeName = '';
   readonly clusterName: string;
   readonly requestId = '';
+  readonly destinationAddress: string;
+  /** A connection's own id is its stream id (unique in the process, never 0). */
+  get connectionId(): number {
+    return this.streamId;
+  }
   requestHeaders: string[] = [];
   /** Op.Done's u32: for a connection, the close peers (wire.ts closePeers). */
   responseStatus = 0;
@@ -43,6 +48,7 @@ export class NetworkStream implements FilterStream {
     this.clientPort = conn.clientPort;
     this.listenerName = conn.listenerName;
     this.clusterName = conn.clusterName;
+    this.destinationAddress = conn.localAddress;
   }
 
   onFilterContinue(): void {}

@@ -26,6 +26,14 @@ export interface FilterStream {
   readonly routeName: string;
   readonly clusterName: string;
   readonly requestId: string;
+  /** The address the client connected to, "ip:port" (IPv6 bracketed): Envoy's
+   * destination.address. An HTTP listener knows only the address it bound (uWS 20.30 gives
+   * no per-connection local address), so a wildcard listener reports "0.0.0.0:port". Absent
+   * or '' when unknown. */
+  readonly destinationAddress?: string;
+  /** Envoy's connection.id: an id unique per downstream connection in this process; absent
+   * or 0 when unknown (uWS 20.30 exposes no connection identity to HTTP handlers). */
+  readonly connectionId?: number;
   /** Flat [name, value, ...], names lower-case. The chain replaces the array when a filter
    * mutates headers; the request path reads it again after onFilterContinue. Pseudo-headers
    * (:method, :path, :authority, :scheme) are offered to filters like Envoy does, and a
@@ -97,6 +105,8 @@ export interface FilterRuntime {
 export interface NetworkConnection {
   readonly clientAddress: string;
   readonly clientPort: number;
+  /** The local end the client connected to, "ip:port" (IPv6 bracketed); '' if unknown. */
+  readonly localAddress: string;
   readonly listenerName: string;
   readonly clusterName: string;
   /** The chain's record of this connection: starts null, set and read by the chain only. */

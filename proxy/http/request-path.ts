@@ -107,6 +107,9 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   readonly authority: string;
   path: string;
   readonly clientPort = 0;
+  get destinationAddress(): string {
+    return this.listener.localAddress;
+  }
   readonly listenerName: string;
   readonly routeName: string;
   readonly clusterName: string;

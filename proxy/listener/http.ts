@@ -13,6 +13,8 @@ import { headerValue, hostWithoutPort, type CompiledRoute } from '../router/matc
 import { inflight, type ListenerState } from './state.js';
 import { clientAddressOf, readHeaders, requestIdFrom } from './client.js';
 import { attachWebSocket } from './websocket.js';
+import { envoyAddress } from '../wasm/abi.js';
+import { literalIp } from '../upstream/endpoint.js';
 
 const METHODS: Record<string, string> = {
   get: 'GET', post: 'POST', put: 'PUT', delete: 'DELETE', head: 'HEAD', options: 'OPTIONS', patch: 'PATCH', trace: 'TRACE', connect: 'CONNECT',
@@ -25,8 +27,10 @@ export class HttpListener {
   private app: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
   port = 0;
+  private current: ListenerState;
 
-  constructor(public state: ListenerState) {
+  constructor(state: ListenerState) {
+    this.current = state;
     const cfg = state.config;
     this.app = cfg.tls ? makeTlsApp(cfg) : uWS.App();
     const handler = (res: HttpResponse, req: HttpRequest) => this.handle(res, req);
@@ -43,7 +47,17 @@ export class HttpListener {
   }
 
   get config(): ListenerConfig {
-    return this.state.config;
+    return this.current.config;
+  }
+
+  get state(): ListenerState {
+    return this.current;
+  }
+
+  /** A reload's state: requests started from now on use it. */
+  set state(next: ListenerState) {
+    next.localAddress = this.current.localAddress;
+    this.current = next;
   }
 
   listen(): Promise<number> {
@@ -53,6 +67,7 @@ export class HttpListener {
         if (!ls) return reject(new Error(`listener "${name}": cannot listen on ${host}:${port} (address in use or not available)`));
         this.listenSocket = ls;
         this.port = uWS.us_socket_local_port(ls);
+        this.current.localAddress = envoyAddress(literalIp(host) ?? host, this.port);
         resolve(this.port);
       });
     });

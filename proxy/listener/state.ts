@@ -18,6 +18,9 @@ export class ListenerState {
   // uWS 20.30 decodes chunked request bodies itself (docs/http-limits.md); Wisp re-frames them upstream.
   readonly check = new RequestCheck(true);
   readonly accessLog: AccessLog | null;
+  /** "ip:port" the listener is bound to once it listens (filters' destination.address);
+   * carried over to the state that replaces this one on a reload. */
+  localAddress = '';
   private readonly chains = new Map<CompiledRoute, FilterChain>();
   private readonly stats = new Map<CompiledRoute, RequestStats>();
 

@@ -14,6 +14,7 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import type { Metrics, TcpStats } from '../admin/metrics.js';
 import type { NetworkConnection, NetworkFilterChain } from '../filters/types.js';
 import { PeerType } from '../wasm/wire.js';
+import { envoyAddress } from '../wasm/abi.js';
 import { log } from '../log.js';
 import { HANDOFF_HOST, proxyV2Header, type HandoffPorts } from './handoff.js';
 
@@ -389,6 +390,11 @@ class TcpConnection implements NetworkConnection {
 
   get clientPort(): number {
     return this.client.remotePort ?? 0;
+  }
+
+  get localAddress(): string {
+    const ip = this.client.localAddress;
+    return ip === undefined ? '' : envoyAddress(ip, this.client.localPort ?? 0);
   }
 
   private startFiltering(upstream: net.Socket): void {

@@ -189,3 +189,9 @@ export function lowerAscii(s: string): string {
   }
   return s;
 }
+
+/** An address in Envoy's attribute form ("10.0.0.1:80", "[::1]:80"); the bare ip when port is 0. */
+export function envoyAddress(ip: string, port: number): string {
+  if (port === 0) return ip;
+  return ip.indexOf(':') >= 0 ? `[${ip}]:${port}` : `${ip}:${port}`;
+}

@@ -5,6 +5,7 @@
 import {
   BufferType,
   deserializeHeaderMap,
+  envoyAddress,
   headerNameError,
   headerValueError,
   LogLevel,
@@ -136,13 +137,20 @@ function propertyValue(inst: FilterInstance, path: string): Uint8Array | string 
       case 'response.headers':
         return s.responseStatus > 0 ? serializeHeaderMap(s.responseHeaders) : null;
       case 'source.address':
-        // Envoy's form: an IPv6 address is bracketed when a port follows ("[::1]:4000").
-        if (s.clientPort === 0) return s.clientAddress;
-        return s.clientAddress.indexOf(':') >= 0 ? `[${s.clientAddress}]:${s.clientPort}` : `${s.clientAddress}:${s.clientPort}`;
+        return envoyAddress(s.clientAddress, s.clientPort);
       case 'source.ip':
         return s.clientAddress;
       case 'source.port':
         return int64Bytes(s.clientPort);
+      case 'destination.address':
+        return s.destinationAddress !== '' ? s.destinationAddress : null;
+      case 'destination.port': {
+        const a = s.destinationAddress;
+        const colon = a.lastIndexOf(':');
+        return colon > 0 ? int64Bytes(Number(a.slice(colon + 1))) : null;
+      }
+      case 'connection.id':
+        return s.connectionId > 0 ? int64Bytes(s.connectionId) : null;
       case 'route_name':
       case 'xds.route_name':
         return s.routeName;

@@ -43,6 +43,8 @@ export class BodyBuffer {
 export class StreamState {
   readonly id: number;
   clientPort = 0;
+  /** 0: unknown. */
+  connectionId = 0;
   // The stream's info and heads arrive packed (BinReader.packed) and are decoded on first
   // read: most filters read a few of them, many read none, and decoding ~20 strings per
   // request was a third of a no-op filter's cost in the worker.
@@ -51,7 +53,7 @@ export class StreamState {
   private packedRequestCount = 0;
   private packedResponse: string | null = null;
   private packedResponseCount = 0;
-  private info: string[] = ['', '', '', '', '', '', '', '', ''];
+  private info: string[] = ['', '', '', '', '', '', '', '', '', ''];
   private request: string[] = [];
   private response: string[] = [];
 
@@ -108,6 +110,13 @@ export class StreamState {
   }
   set requestId(v: string) {
     this.setInfoAt(8, v);
+  }
+  /** "ip:port", '' when unknown. */
+  get destinationAddress(): string {
+    return this.infoAt(9);
+  }
+  set destinationAddress(v: string) {
+    this.setInfoAt(9, v);
   }
 
   /** Flat pairs with the pseudo-headers first (:authority, :path, :method, :scheme). */

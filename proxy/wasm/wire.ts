@@ -16,9 +16,10 @@ export function closePeers(downstream: number, upstream: number): number {
   return (downstream & 0xff) | ((upstream & 0xff) << 8);
 }
 export const CallFlag = { StreamInfo: 1, EndOfStream: 2 } as const;
-/** CallFlag.StreamInfo's payload: the client port (u32), then this many strings: method,
- * scheme, authority, path, client address, listener, route, cluster, request id. */
-export const STREAM_INFO_STRINGS = 9;
+/** CallFlag.StreamInfo's payload: the client port (u32), the connection id (f64), then this
+ * many strings: method, scheme, authority, path, client address, listener, route, cluster,
+ * request id, destination address. */
+export const STREAM_INFO_STRINGS = 10;
 /** ContinueAppended: the filters only added headers; the result carries just the new pairs.
  * Body: the answer to a body call, the bytes to forward (maybe none) and BodyFlag bits. */
 export const ResultKind = { Continue: 0, ContinueMutated: 1, LocalResponse: 2, Paused: 3, Lost: 4, ContinueAppended: 5, Body: 6 } as const;

@@ -451,6 +451,7 @@ export class FilterWorker implements HttpCallSink {
     }
     if ((flags & CallFlag.StreamInfo) !== 0) {
       s.clientPort = r.u32();
+      s.connectionId = r.f64();
       s.setPackedInfo(r.packed(STREAM_INFO_STRINGS));
     }
     const eos = (flags & CallFlag.EndOfStream) !== 0 ? 1 : 0;

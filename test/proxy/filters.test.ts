@@ -156,6 +156,21 @@ test('proxy_http_call goes to a configured cluster; its answer decides the reque
   assert.equal(up.requests.length, before + 1);
 });
 
+test('properties: destination.address / destination.port are the listener\'s; connection.id is not known on HTTP', async () => {
+  const prop = async (name: string, int = false): Promise<string | undefined> => {
+    const before = up.requests.length;
+    const headers: Record<string, string> = { 'x-action': 'prop', 'x-prop': name };
+    if (int) headers['x-prop-int'] = '1';
+    const r = await httpGet(port, '/probe-open/prop', { headers });
+    assert.equal(r.status, 200);
+    return up.requests[before]!.headers['x-prop-value'] as string | undefined;
+  };
+  assert.equal(await prop('destination.address'), `127.0.0.1:${port}`);
+  assert.equal(await prop('destination.port', true), String(port));
+  assert.equal(await prop('source.ip'), '127.0.0.1');
+  assert.equal(await prop('connection.id', true), '(none)');
+});
+
 test('a trapping filter gets its failure policy; the next request works', async () => {
   const closed = await httpGet(port, '/probe-closed/t', { headers: { 'x-action': 'trap' } });
   assert.equal(closed.status, 503);

@@ -142,7 +142,9 @@ test('downstream bytes rewritten by the filter, order kept over many chunks, clo
   assert.ok(count('net_upper_downstream_closes') >= 1);
   // The client half-closed first: the downstream side was closed by the peer (PeerType 2).
   await waitFor(() => logs.some((m) => m.includes('net-upper downstream-close peer=2')), 5000, 'close log');
-  assert.ok(logs.some((m) => /net-upper new 127\.0\.0\.1:\d+/.test(m)), 'source.address property');
+  // source.address, destination.address (the listener's port) and connection.id properties.
+  const line = logs.find((m) => m.includes('net-upper new '));
+  assert.match(line ?? '', new RegExp(`net-upper new 127\\.0\\.0\\.1:\\d+ to 127\\.0\\.0\\.1:${l.port} connection [1-9]\\d*`), logs.join('\n'));
   await waitFor(() => l.connectionCount === 0, 5000, 'connection gone');
 });
 

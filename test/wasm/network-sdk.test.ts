@@ -17,6 +17,7 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 class Conn implements NetworkConnection {
   clientAddress = '127.0.0.1';
   clientPort = 42424;
+  localAddress = '127.0.0.1:7000';
   listenerName = 'l4';
   clusterName = 'c';
   networkFilterState: object | null = null;

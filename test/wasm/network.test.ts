@@ -13,6 +13,7 @@ import { filterConfig, fixture } from './helpers.js';
 class TestConnection implements NetworkConnection {
   clientAddress = '127.0.0.1';
   clientPort: number;
+  localAddress = '127.0.0.1:7000';
   listenerName = 'l4';
   clusterName = 'echo';
   networkFilterState: object | null = null;
@@ -83,7 +84,7 @@ test('downstream bytes are rewritten, upstream bytes pass, order kept over many 
   assert.equal(conn.closedReason, null);
   chain.close(conn, PeerType.Remote, PeerType.Local);
   await waitFor(() => logs.some((l) => l.includes(`upstream-close peer=${PeerType.Local}`)), 5000);
-  assert.ok(logs.some((l) => l.includes(`net-upper new 127.0.0.1:${conn.clientPort}`)), logs.join('\n'));
+  assert.ok(logs.some((l) => l.includes(`net-upper new 127.0.0.1:${conn.clientPort} to 127.0.0.1:7000 connection `)), logs.join('\n'));
   assert.ok(logs.some((l) => l.includes(`net-upper downstream-close peer=${PeerType.Remote}`)));
   await waitFor(() => logs.some((l) => l.includes('net-upper done')), 5000);
 });
