@@ -164,6 +164,8 @@ export class StreamState {
   local: LocalResponse | null = null;
   /** Set while a filter paused this stream waiting for its http call(s). */
   pausedRequest = false;
+  /** The paused phase is the response trailers one (pausedRequest is then false). */
+  pausedTrailers = false;
   pausedStep = -1;
   /** proxy_continue_stream was called during the current callback. */
   resumeRequested = false;

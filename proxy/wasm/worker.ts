@@ -217,11 +217,12 @@ export class FilterWorker implements HttpCallSink {
     }
     if (s === undefined || s.pausedStep < 0) return false;
     const request = s.pausedRequest;
+    const trailers = s.pausedTrailers;
     let kind: number;
     if (trapped) {
       const next = s.pausedStep + 1;
       s.pausedStep = -1;
-      kind = applyPolicy(s, gen.spec) ? ResultKind.LocalResponse : this.runPhase(s, gens, request, 0, next);
+      kind = applyPolicy(s, gen.spec) ? ResultKind.LocalResponse : this.resumePhase(s, gens, request, trailers, next);
     } else if (s.local !== null) {
       s.pausedStep = -1;
       kind = ResultKind.LocalResponse;
@@ -229,7 +230,7 @@ export class FilterWorker implements HttpCallSink {
       if (!s.resumeRequested) inst.warnOnce('no-resume', 'proxy_on_http_call_response neither resumed the stream nor answered it; resuming');
       const next = s.pausedStep + 1;
       s.pausedStep = -1;
-      kind = this.runPhase(s, gens, request, 0, next);
+      kind = this.resumePhase(s, gens, request, trailers, next);
     } else {
       return false; // still waiting for another call
     }
@@ -530,6 +531,12 @@ export class FilterWorker implements HttpCallSink {
     applyPolicy(s, gen.spec);
   }
 
+  /** Go on with a paused phase from the filter after the one that paused. */
+  private resumePhase(s: StreamState, gens: number[], request: boolean, trailers: boolean, next: number): number {
+    s.pausedTrailers = false;
+    return trailers ? this.runResponseTrailers(s, gens, next) : this.runPhase(s, gens, request, 0, next);
+  }
+
   /** Run the phase's filters from `start` (0, or after the filter that paused). */
   private runPhase(s: StreamState, gens: number[], request: boolean, eos: number, start: number): number {
     s.local = null;
@@ -577,16 +584,16 @@ export class FilterWorker implements HttpCallSink {
     return ResultKind.Continue;
   }
 
-  /** proxy_on_response_trailers of every filter, in reverse order like the response phases.
-   * Answers Continue (changed trailers go nowhere: the client side cannot write them) or
-   * LocalResponse (a filter's answer or fail-closed; the request path resets the client
-   * stream, the head being out). A Pause is not honoured: resuming a paused chain goes through
-   * httpCallResponse, which reruns header phases only, so the chain continues with a warning. */
-  private runResponseTrailers(s: StreamState, gens: number[]): number {
+  /** proxy_on_response_trailers of every filter from `start`, in reverse order like the
+   * response phases. Answers Continue (changed trailers go nowhere: the client side cannot
+   * write them), LocalResponse (a filter's answer or fail-closed; the request path resets the
+   * client stream, the head being out), or Paused while a filter waits on its http call (the
+   * response's end waits with it; the call's answer resumes the chain after that filter). */
+  private runResponseTrailers(s: StreamState, gens: number[], start = 0): number {
     s.local = null;
     const watch = this.deps.watch;
     const n = gens.length;
-    for (let step = 0; step < n; step++) {
+    for (let step = start; step < n; step++) {
       const genId = gens[n - 1 - step];
       const gen = this.callable(s, genId);
       if (gen === null) {
@@ -611,7 +618,15 @@ export class FilterWorker implements HttpCallSink {
       inst.stream = null;
       this.checkMemory(s, gen, inst);
       if (s.local !== null) return ResultKind.LocalResponse;
-      if (action === 1) inst.warnOnce('trailers-pause', 'proxy_on_response_trailers returned Pause; pausing in the trailers phase is not supported, the chain continues');
+      if (action === 1) {
+        if (s.pendingCalls > 0) {
+          s.pausedRequest = false;
+          s.pausedTrailers = true;
+          s.pausedStep = step;
+          return ResultKind.Paused;
+        }
+        inst.warnOnce('trailers-pause', 'proxy_on_response_trailers returned Pause with no http call to wait for; nothing could resume it, so the chain continues');
+      }
     }
     return ResultKind.Continue;
   }

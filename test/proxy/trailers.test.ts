@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
-import { httpGet } from '../helpers/net.js';
+import { httpGet, waitFor } from '../helpers/net.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const fixture = (name: string) => path.join(ROOT, 'test', 'fixtures', `${name}.wasm`);
@@ -19,6 +19,9 @@ const BODY = 'first part, second part';
 
 let upstream: http.Server;
 let upPort = 0;
+/** The trailers-phase http call target: it answers only when the test releases it. */
+let authz: http.Server;
+const authzHeld: http.ServerResponse[] = [];
 let wisp: Wisp;
 let port = 0;
 
@@ -44,6 +47,8 @@ before(async () => {
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   upPort = (upstream.address() as AddressInfo).port;
+  authz = http.createServer((_req, res) => void authzHeld.push(res));
+  await new Promise<void>((r) => authz.listen(0, '127.0.0.1', r));
   wisp = await Wisp.start(
     normalizeConfig(
       {
@@ -57,16 +62,21 @@ before(async () => {
               { match: { prefix: '/meter/' }, cluster: 'up', filters: ['meter'] },
               { match: { prefix: '/body-meter/' }, cluster: 'up', filters: ['append', 'meter'] },
               { match: { prefix: '/answer/' }, cluster: 'up', filters: ['meter-answer'] },
+              { match: { prefix: '/callout/' }, cluster: 'up', filters: ['meter-callout'] },
               // A filter without proxy_on_response_trailers: the end does not wait for the chain.
               { match: { prefix: '/probe/' }, cluster: 'up', filters: ['probe'] },
               { match: { prefix: '/direct/' }, cluster: 'up' },
             ],
           },
         ],
-        clusters: [{ name: 'up', endpoints: [`127.0.0.1:${upPort}`] }],
+        clusters: [
+          { name: 'up', endpoints: [`127.0.0.1:${upPort}`] },
+          { name: 'authz', endpoints: [`127.0.0.1:${(authz.address() as AddressInfo).port}`] },
+        ],
         filters: [
           { name: 'meter', wasm: fixture('trailer-meter') },
           { name: 'meter-answer', wasm: fixture('trailer-meter'), config: 'answer' },
+          { name: 'meter-callout', wasm: fixture('trailer-meter'), config: 'callout' },
           { name: 'append', wasm: fixture('body-append'), config: '+tail' },
           { name: 'probe', wasm: fixture('probe'), config: 'p' },
         ],
@@ -81,6 +91,9 @@ after(async () => {
   await wisp.stop(0);
   upstream.closeAllConnections();
   await new Promise<void>((r) => upstream.close(() => r()));
+  for (const res of authzHeld.splice(0)) res.destroy();
+  authz.closeAllConnections();
+  await new Promise<void>((r) => authz.close(() => r()));
 });
 
 interface Got {
@@ -181,4 +194,36 @@ test('a local response from the trailers phase resets the client stream (the hea
   const next = await get('/direct/with-trailers/again');
   assert.equal(next.body, BODY);
   assert.equal(next.complete, true);
+});
+
+test('a filter that pauses the trailers phase on an http call holds the response end until the answer', async () => {
+  let done = false;
+  const pending = get('/callout/with-trailers/c1').then((r) => {
+    done = true;
+    return r;
+  });
+  await waitFor(() => authzHeld.length === 1, 5000, 'the trailers-phase call reached authz');
+  // The body is out but the response cannot end before the filter's call is answered.
+  assert.equal(done, false);
+  const res = authzHeld.shift()!;
+  res.writeHead(200);
+  res.end('ok');
+  const r = await pending;
+  assert.equal(r.error, null);
+  assert.equal(r.status, 200);
+  assert.equal(r.body, BODY);
+  assert.equal(r.complete, true);
+  assert.equal(await metric('meter-callout', 'trailer_callout_200'), 1);
+});
+
+test('a paused trailers phase whose call answers with a local response resets the client stream', async () => {
+  const pending = get('/callout/with-trailers/c2');
+  await waitFor(() => authzHeld.length === 1, 5000, 'the trailers-phase call reached authz');
+  const res = authzHeld.shift()!;
+  res.writeHead(503);
+  res.end('no');
+  const r = await pending;
+  // The head and body were out: the only way to fail the response now is to cut it.
+  assert.equal(r.complete, false);
+  assert.equal(await metric('meter-callout', 'trailer_callout_503'), 1);
 });
