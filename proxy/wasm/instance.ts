@@ -255,7 +255,8 @@ export class FilterInstance {
   /** A view of guest bytes, valid only until the next guest call. */
   viewBytes(ptr: number, len: number): Uint8Array | null {
     if (!this.inBounds(ptr, len)) return null;
-    return this.memBuf.subarray(ptr, ptr + len);
+    // A plain view: Buffer's subarray goes through its species constructor (a FastBuffer).
+    return new Uint8Array(this.memBuf.buffer, ptr, len);
   }
 
   writeU32(ptr: number, v: number): boolean {
