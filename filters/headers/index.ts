@@ -4,12 +4,17 @@
 // Values may hold placeholders: %CLIENT_IP% (source.address without port), %REQUEST_ID%
 // (request header x-request-id, else property request.id), %ROUTE% (property route_name), %PROPERTY(a.b)% (any
 // property, path split on '.'). Order within a phase: remove, then set, then add.
+// Templates are rendered into a buffer the root reuses, from text encoded and property paths
+// serialized at configure time: a request allocates nothing but its context.
 export * from "../../sdk-as/assembly/exports";
 import {
-  FilterHeadersStatus, HttpContext, JsonValue, MapType, RootContext, addHeaderMapValueBytes,
-  getHeaderMapValue, getPropertyString, logError, parseJson, registerRootContext,
-  removeHeaderMapValueBytes, replaceHeaderMapValueBytes, stripPort, utf8Bytes,
+  Bytes, FilterHeadersStatus, HttpContext, JsonValue, MapType, RootContext, addHeaderMapValueBytes,
+  addHeaderMapValueOf, appendAddressHost, getHeaderMapValue, getPropertyInto, getPropertyString, logError,
+  parseJson, registerRootContext, removeHeaderMapValueBytes, replaceHeaderMapValueBytes, replaceHeaderMapValueOf,
+  serializePropertyPath, utf8Bytes,
 } from "../../sdk-as/assembly/index";
+
+const SOURCE_ADDRESS = serializePropertyPath(["source", "address"]);
 
 const SEG_TEXT = 0;
 const SEG_CLIENT_IP = 1;
@@ -17,7 +22,11 @@ const SEG_REQUEST_ID = 2;
 const SEG_PROPERTY = 3;
 
 class Segment {
-  constructor(public kind: i32, public text: string, public path: string[]) {}
+  /** SEG_TEXT: the text's UTF-8; SEG_PROPERTY: the serialized property path. */
+  readonly bytes: ArrayBuffer;
+  constructor(public kind: i32, public text: string, public path: string[]) {
+    this.bytes = kind == SEG_TEXT ? utf8Bytes(text) : kind == SEG_PROPERTY ? serializePropertyPath(path) : new ArrayBuffer(0);
+  }
 }
 
 /** A value with its placeholders split out at configure time. */
@@ -177,6 +186,12 @@ class HeadersRoot extends RootContext {
   request: PhaseOps = new PhaseOps();
   response: PhaseOps = new PhaseOps();
   responseUsesRequestId: bool = false;
+  // Per-request scratch (callbacks never interleave inside one instance): the value being
+  // rendered, a property read, and the client IP of context `clientIpOwner` (0 = none).
+  out: Bytes = new Bytes(128);
+  property: Bytes = new Bytes(64);
+  clientIp: Bytes = new Bytes(48);
+  clientIpOwner: u32 = 0;
 
   onConfigure(configSize: u32): bool {
     const text = this.getPluginConfig().trim();
@@ -223,7 +238,6 @@ class HeadersRoot extends RootContext {
 }
 
 class HeadersHttp extends HttpContext {
-  clientIp: string | null = null;
   requestId: string | null = null;
 
   onRequestHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus {
@@ -249,47 +263,57 @@ class HeadersHttp extends HttpContext {
   }
 
   apply(ops: PhaseOps, map: MapType): void {
+    const root = changetype<HeadersRoot>(this.root);
     for (let i = 0; i < ops.removes.length; i++) removeHeaderMapValueBytes(map, ops.removes[i]);
     for (let i = 0; i < ops.sets.length; i++) {
       const op = ops.sets[i];
-      replaceHeaderMapValueBytes(map, op.name, this.render(op.value));
+      const constant = op.value.constantBytes;
+      if (constant !== null) replaceHeaderMapValueBytes(map, op.name, constant);
+      else replaceHeaderMapValueOf(map, op.name, this.render(op.value, root));
     }
     for (let i = 0; i < ops.adds.length; i++) {
       const op = ops.adds[i];
-      addHeaderMapValueBytes(map, op.name, this.render(op.value));
+      const constant = op.value.constantBytes;
+      if (constant !== null) addHeaderMapValueBytes(map, op.name, constant);
+      else addHeaderMapValueOf(map, op.name, this.render(op.value, root));
     }
   }
 
-  render(t: Template): ArrayBuffer {
-    const constant = t.constantBytes;
-    if (constant !== null) return constant;
-    let out = "";
+  /** A template with placeholders, rendered into root.out. */
+  render(t: Template, root: HeadersRoot): Bytes {
+    const out = root.out;
+    out.clear();
     for (let i = 0; i < t.segments.length; i++) {
       const s = t.segments[i];
-      if (s.kind == SEG_TEXT) out += s.text;
-      else if (s.kind == SEG_CLIENT_IP) out += this.getClientIp();
+      if (s.kind == SEG_TEXT) out.appendBuffer(s.bytes);
+      else if (s.kind == SEG_CLIENT_IP) out.appendBytes(this.clientIpOf(root));
       else if (s.kind == SEG_REQUEST_ID) {
-        const cached = this.requestId;
-        if (cached !== null) out += cached;
-        else {
-          const id = this.readRequestId();
+        let id = this.requestId;
+        if (id === null) {
+          id = this.readRequestId();
           this.requestId = id;
-          out += id;
         }
-      } else {
-        const v = getPropertyString(s.path);
-        if (v !== null) out += v;
+        out.appendBuffer(String.UTF8.encode(id));
+      } else if (getPropertyInto(s.bytes, root.property)) {
+        out.appendBytes(root.property);
       }
     }
-    return utf8Bytes(out);
+    return out;
   }
 
-  getClientIp(): string {
-    const cached = this.clientIp;
-    if (cached !== null) return cached;
-    const addr = getPropertyString(["source", "address"]);
-    const ip = addr !== null ? stripPort(addr) : "";
-    this.clientIp = ip;
+  onDelete(): void {
+    // A host may hand this id out again: the cached client IP must not outlive the request.
+    const root = changetype<HeadersRoot>(this.root);
+    if (root.clientIpOwner == this.id) root.clientIpOwner = 0;
+  }
+
+  /** source.address without its port, read once per request ("" when the host has none). */
+  clientIpOf(root: HeadersRoot): Bytes {
+    const ip = root.clientIp;
+    if (root.clientIpOwner == this.id) return ip;
+    ip.clear();
+    if (getPropertyInto(SOURCE_ADDRESS, root.property)) appendAddressHost(ip, root.property);
+    root.clientIpOwner = this.id;
     return ip;
   }
 }

@@ -9,7 +9,7 @@
 // reuses: no strings and no allocation per request.
 export * from "../../sdk-as/assembly/exports";
 import {
-  Bytes, Counter, FilterHeadersStatus, HeaderPair, HttpContext, MapType, RootContext, SharedSlot, WasmResult,
+  Bytes, Counter, FilterHeadersStatus, appendAddressHost, HeaderPair, HttpContext, MapType, RootContext, SharedSlot, WasmResult,
   addHeaderMapValueBytes, getCurrentTimeNanoseconds, getHeaderMapValueInto, getPropertyInto, logError, logWarn,
   parseDurationMs, parseJson, readSharedData, registerRootContext, serializePropertyPath, utf8Bytes, writeSharedData,
 } from "../../sdk-as/assembly/index";
@@ -220,7 +220,7 @@ class RateLimitHttp extends HttpContext {
         : getPropertyInto(p.query, v);
       // A missing part (no header sent) still gets a bucket: everyone without it shares one.
       if (!found) key.appendByte(0x2d); // '-'
-      else if (p.kind == PART_CLIENT_IP) appendHost(key, v);
+      else if (p.kind == PART_CLIENT_IP) appendAddressHost(key, v);
       else key.appendBytes(v);
     }
     return key;
@@ -281,25 +281,3 @@ class RateLimitHttp extends HttpContext {
 
 registerRootContext((id: u32): RootContext => new RateLimitRoot(id), "ratelimit");
 
-/** Appends an address without its port ("1.2.3.4:5678" → "1.2.3.4", "[::1]:80" → "::1"; a
- * bare address, IPv6 included, as is): stripPort on bytes. */
-function appendHost(key: Bytes, address: Bytes): void {
-  const n = address.length;
-  if (n > 0 && address.at(0) == 0x5b) { // '['
-    const end = address.indexOf(0x5d); // ']'
-    if (end > 0) key.append(address.ptr + 1, end - 1);
-    else key.appendBytes(address);
-    return;
-  }
-  let colon = -1;
-  let colons = 0;
-  for (let i = 0; i < n; i++) {
-    if (address.at(i) == 0x3a) { // ':'
-      colon = i;
-      colons++;
-    }
-  }
-  // More than one colon without brackets is a bare IPv6 address.
-  if (colon > 0 && colons == 1) key.append(address.ptr, colon);
-  else key.appendBytes(address);
-}

@@ -104,3 +104,26 @@ export class Bytes {
     return out;
   }
 }
+
+/** Appends an address without its port: stripPort on bytes ("1.2.3.4:5678" → "1.2.3.4",
+ * "[::1]:80" → "::1"; a bare address, IPv6 included, as it is). */
+export function appendAddressHost(out: Bytes, address: Bytes): void {
+  const n = address.length;
+  if (n > 0 && address.at(0) == 0x5b) { // '['
+    const end = address.indexOf(0x5d); // ']'
+    if (end > 0) out.append(address.ptr + 1, end - 1);
+    else out.appendBytes(address);
+    return;
+  }
+  let colon = -1;
+  let colons = 0;
+  for (let i = 0; i < n; i++) {
+    if (address.at(i) == 0x3a) { // ':'
+      colon = i;
+      colons++;
+    }
+  }
+  // More than one colon without brackets is a bare IPv6 address.
+  if (colon > 0 && colons == 1) out.append(address.ptr, colon);
+  else out.appendBytes(address);
+}

@@ -271,6 +271,17 @@ export function replaceHeaderMapValueBytes(mapType: MapType, key: ArrayBuffer, v
     mapType, changetype<usize>(key), key.byteLength, changetype<usize>(value), value.byteLength));
 }
 
+/** Add / replace with a value built in a Bytes (e.g. a template rendered per request). */
+export function addHeaderMapValueOf(mapType: MapType, key: ArrayBuffer, value: Bytes): WasmResult {
+  return <WasmResult>reportFailure("proxy_add_header_map_value", abi.proxy_add_header_map_value(
+    mapType, changetype<usize>(key), key.byteLength, value.ptr, <usize>value.length));
+}
+
+export function replaceHeaderMapValueOf(mapType: MapType, key: ArrayBuffer, value: Bytes): WasmResult {
+  return <WasmResult>reportFailure("proxy_replace_header_map_value", abi.proxy_replace_header_map_value(
+    mapType, changetype<usize>(key), key.byteLength, value.ptr, <usize>value.length));
+}
+
 export function replaceHeaderMapValue(mapType: MapType, key: string, value: string): WasmResult {
   return replaceHeaderMapValueBytes(mapType, utf8(key), utf8(value));
 }

@@ -10,7 +10,7 @@ export * from "./metrics";
 export * from "./json";
 export * from "./util";
 export { registerRootContext, RootFactory } from "./registry";
-export { Bytes } from "./bytes";
+export { Bytes, appendAddressHost } from "./bytes";
 export {
   SharedData, getSharedData, setSharedData, getProperty, getPropertyString, setProperty,
   getCurrentTimeNanoseconds, setTickPeriodMilliseconds, serializeHeaders, deserializeHeaders,
@@ -20,7 +20,8 @@ export {
   sendLocalResponseBytes, continueStream, closeStream, registerSharedQueue, resolveSharedQueue,
   enqueueSharedQueue, dequeueSharedQueue, httpCall, defineMetric, incrementMetric, recordMetric,
   getMetric, setEffectiveContext, getLogLevel, utf8Bytes, getPropertyInt64, serializePropertyPath, getPropertyBytes,
-  getHeaderMapValueInto, getPropertyInto, SharedSlot, readSharedData, writeSharedData,
+  getHeaderMapValueInto, getPropertyInto, SharedSlot, readSharedData, writeSharedData, addHeaderMapValueOf,
+  replaceHeaderMapValueOf,
 } from "./hostcalls";
 export { Sha256, sha256 } from "./crypto/sha256";
 export { Sha512, sha512, sha384 } from "./crypto/sha512";

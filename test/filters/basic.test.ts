@@ -91,6 +91,21 @@ test('headers handles IPv6 client addresses', async () => {
   assert.equal(h.request({ headers: REQ }).header('x-client'), '::1');
 });
 
+test('headers: %CLIENT_IP% in both phases of interleaved requests is each request\'s own', async () => {
+  const config = { request: { set: { 'x-client': 'ip=%CLIENT_IP%' } }, response: { add: { 'x-client': '%CLIENT_IP%;%PROPERTY(cluster_name)%' } } };
+  const h = await load('headers', { config });
+  const a = h.request({ headers: REQ, clientAddress: '10.0.0.1:1000', cluster: 'up-a' });
+  const b = h.request({ headers: REQ, clientAddress: '[fe80::1]:2000', cluster: 'up-b' });
+  assert.equal(a.header('x-client'), 'ip=10.0.0.1');
+  assert.equal(b.header('x-client'), 'ip=fe80::1');
+  assert.equal(h.response({ status: 200 }, a.stream).header('x-client'), '10.0.0.1;up-a');
+  assert.equal(h.response({ status: 200 }, b.stream).header('x-client'), 'fe80::1;up-b');
+  h.done(a.stream);
+  h.done(b.stream);
+  const c = h.request({ headers: REQ, clientAddress: '10.0.0.3:3000' });
+  assert.equal(c.header('x-client'), 'ip=10.0.0.3');
+});
+
 test('headers refuses invalid configs, naming the field', async () => {
   const cases: [string, RegExp][] = [
     ['', /config is empty/],
