@@ -222,6 +222,9 @@ export class WorkerHandle {
     this.scheduled = false;
     if (this.flying.length >= SLOTS || this.closed) return;
     if (this.entries.length === 0 && this.ctl.length === 0 && !this.needsResync) return;
+    // A second batch only to a worker that is still busy (it takes it without a wake-up);
+    // one that went to sleep has its answer on the way, which flushes these calls.
+    if (this.flying.length > 0 && this.channel !== null && !this.channel.workerBusy) return;
 
     if (this.needsResync) {
       this.needsResync = false;
