@@ -13,6 +13,7 @@ export interface ChainHost {
   submit(chain: WasmFilterChain, stream: FilterStream, op: number): void;
   submitBody(stream: FilterStream, op: number, chunk: Uint8Array, endOfStream: boolean): void;
   bodyPhases(stream: FilterStream): number;
+  handlesResponseHeaders(stream: FilterStream): boolean;
   handlesResponseTrailers(stream: FilterStream): boolean;
   finish(stream: FilterStream): void;
 }
@@ -53,6 +54,10 @@ export class WasmFilterChain implements FilterChain {
 
   responseBody(stream: FilterStream, chunk: Uint8Array, endOfStream: boolean): void {
     this.host.submitBody(stream, Op.ResponseBody, chunk, endOfStream);
+  }
+
+  handlesResponseHeaders(stream: FilterStream): boolean {
+    return this.host.handlesResponseHeaders(stream);
   }
 
   handlesResponseTrailers(stream: FilterStream): boolean {

@@ -239,6 +239,16 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     return entry === undefined ? 0 : entry.bodyPhases;
   }
 
+  handlesResponseHeaders(stream: FilterStream): boolean {
+    const entry = this.streams.get(stream.streamId);
+    if (entry === undefined) return false;
+    if ((entry.bodyPhases & BodyPhase.Response) !== 0) return true;
+    const gens = entry.gens;
+    for (let i = 0; i < gens.length; i++) if (!gens[i].skipsResponseHeaders) return true;
+    // A trailers phase reads the response heads, which only its headers call carries.
+    return this.handlesResponseTrailers(stream);
+  }
+
   handlesResponseTrailers(stream: FilterStream): boolean {
     const entry = this.streams.get(stream.streamId);
     if (entry === undefined) return false;
@@ -650,6 +660,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
       this.registry.discard(gen);
       throw new FilterLoadError(cfg.name, bad.error ?? 'load failed');
     }
+    gen.skipsResponseHeaders = results.every((r) => r.skipsResponseHeaders === true);
     return gen;
   }
 

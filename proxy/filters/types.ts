@@ -83,6 +83,12 @@ export interface FilterChain {
    * after the request headers phase). False: the request path need not wait for the chain
    * before it ends a response that had trailers. */
   handlesResponseTrailers(stream: FilterStream): boolean;
+  /** Whether the response headers phase has anything to run for this stream (ask after the
+   * request headers phase): false when every filter it is pinned to skips it (does not export
+   * proxy_on_response_headers, or said so with wisp.skip_phases) and none takes the response
+   * body or trailers. Then the response goes on without the chain; on_log still sees
+   * response.code. */
+  handlesResponseHeaders(stream: FilterStream): boolean;
   /** stream.responseTrailers through the filters in reverse order (proxy_on_response_trailers).
    * Send it only after the response headers phase and every response body call were answered,
    * and before the response is ended. Answers onFilterContinue('response_trailers'), or

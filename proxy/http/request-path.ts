@@ -578,7 +578,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     this.responseStatus = status;
     this.responseHeaders = headers;
     this.responseLength = contentLength;
-    if (this.chain !== null) {
+    if (this.chain !== null && this.chain.handlesResponseHeaders(this)) {
       this.inFilter = 'response_headers';
       if ((this.bodyPhases & BodyPhase.Response) !== 0 && contentLength !== 0) {
         // Body calls follow the headers call into the same batch (the worker runs them after

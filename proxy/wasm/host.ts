@@ -85,6 +85,24 @@ function int64Bytes(v: number): Uint8Array {
   return b;
 }
 
+/** Wisp's own root property: phases a filter has nothing to do in, set while it configures
+ * (comma-separated; "response_headers" is the one known). When every filter of a chain skips
+ * the response headers phase, the response does not wait for the workers at all. Other hosts
+ * answer the set with an error or keep it as an unused property, so a filter stays portable. */
+const SKIP_PHASES = 'wisp.skip_phases';
+
+function skipPhases(inst: FilterInstance, value: Uint8Array): number {
+  for (const phase of Buffer.from(value).toString('utf8').split(',')) {
+    const p = phase.trim();
+    if (p === 'response_headers') inst.declaredNoResponseHeaders = true;
+    else if (p.length > 0) {
+      inst.log(LogLevel.Warn, `${SKIP_PHASES}: unknown phase "${p}" (known: response_headers)`);
+      return BadArgument;
+    }
+  }
+  return Ok;
+}
+
 /** Paths filters asked for, as they arrived -> dotted: filters ask for the same few each request. */
 const dottedPaths = new Map<string, string>();
 
@@ -371,8 +389,8 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       const value = inst.readBytes(valPtr, valLen);
       if (raw === null || value === null) return InvalidMemoryAccess;
       const s = inst.stream;
-      if (s === null) return NotFound;
       const path = raw.split('\0').filter((p) => p.length > 0).join('.');
+      if (s === null) return inst.configuring && path === SKIP_PHASES ? skipPhases(inst, value) : NotFound;
       if (s.properties === null) s.properties = new Map();
       s.properties.set(path, value);
       return Ok;

@@ -122,6 +122,11 @@ export class FilterInstance {
   contextId = ROOT_CONTEXT_ID;
   /** Which configuration proxy_get_configuration (0.1.0) returns in the current callback. */
   configPhase: number = BufferType.VmConfiguration;
+  /** proxy_on_vm_start / proxy_on_configure is running (root-only settings are taken). */
+  configuring = false;
+  /** The filter said, while configuring, that it has nothing to do in the response headers
+   * phase (property wisp.skip_phases); see FilterInstance.skipsResponseHeaders. */
+  declaredNoResponseHeaders = false;
   readonly contexts = new Map<number, number>();
   private nextContextId = ROOT_CONTEXT_ID + 1;
   private warnedOnce = new Set<string>();
@@ -185,14 +190,22 @@ export class FilterInstance {
       this.contextId = ROOT_CONTEXT_ID;
       this.onContextCreate(ROOT_CONTEXT_ID, 0);
       const vmStart = ex.proxy_on_vm_start as ExportFn | undefined;
+      this.configuring = true;
       this.configPhase = BufferType.VmConfiguration;
       if (vmStart && vmStart(ROOT_CONTEXT_ID, this.vmConfig.length) === 0) throw new Error('proxy_on_vm_start returned false');
       const configure = ex.proxy_on_configure as ExportFn | undefined;
       this.configPhase = BufferType.PluginConfiguration;
       if (configure && configure(ROOT_CONTEXT_ID, this.pluginConfig.length) === 0) throw new Error('proxy_on_configure returned false');
     } finally {
+      this.configuring = false;
       watch[Watch.StartMs] = 0;
     }
+  }
+
+  /** A chain may skip this filter's response headers phase: the module does not export the
+   * callback, or its configuration said it has nothing to do there. */
+  get skipsResponseHeaders(): boolean {
+    return this.onResponseHeaders === null || this.declaredNoResponseHeaders;
   }
 
   /** The stream's context id in this instance, creating the context on first use. */

@@ -181,6 +181,10 @@ export class Generation {
    * neither never sees a body, and the request path keeps its streaming fast path. */
   readonly bodyPhases: number;
 
+  /** Every worker's instance said it has nothing to do in the response headers phase (no
+   * export, or wisp.skip_phases while configuring): set when the load succeeded. */
+  skipsResponseHeaders = false;
+
   /** Set once the source map next to the module file has been read (if there is one). */
   sourceMap: WasmSourceMap | null = null;
   /** Settles when the look for a source map is over (found or not). */

@@ -274,6 +274,9 @@ export type ControlOp =
 export interface ControlResult {
   ok: boolean;
   error?: string;
+  /** load: the instance may be skipped in the response headers phase (see
+   * FilterInstance.skipsResponseHeaders). */
+  skipsResponseHeaders?: boolean;
   /** sniff: the properties set, as [path, value] pairs. */
   props?: [string, string][];
 }

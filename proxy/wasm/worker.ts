@@ -333,7 +333,7 @@ export class FilterWorker implements HttpCallSink {
       inst.start();
       gen.inst = inst;
       this.gens.set(op.spec.id, gen);
-      return { ok: true };
+      return { ok: true, skipsResponseHeaders: inst.skipsResponseHeaders };
     } catch (err) {
       return { ok: false, error: errorMessage(err) };
     }
@@ -550,7 +550,7 @@ export class FilterWorker implements HttpCallSink {
         continue;
       }
       const inst = gen.inst!;
-      const fn = request ? inst.onRequestHeaders : inst.onResponseHeaders;
+      const fn = request ? inst.onRequestHeaders : inst.declaredNoResponseHeaders ? null : inst.onResponseHeaders;
       if (fn === null) continue;
       const phaseName = request ? 'proxy_on_request_headers' : 'proxy_on_response_headers';
       let action = 0;

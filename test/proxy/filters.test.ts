@@ -45,6 +45,8 @@ before(async () => {
               { match: { prefix: '/plain/' }, cluster: 'up' },
               { match: { prefix: '/probe-closed/' }, cluster: 'up', filters: ['probe-closed'] },
               { match: { prefix: '/probe-open/' }, cluster: 'up', filters: ['probe-open'] },
+              { match: { prefix: '/skip/' }, cluster: 'up', filters: ['probe-skip', 'probe-skip-2'] },
+              { match: { prefix: '/skip-mixed/' }, cluster: 'up', filters: ['probe-skip', 'probe-open'] },
             ],
           },
         ],
@@ -59,6 +61,8 @@ before(async () => {
           { name: 'limit', wasm: wasm('ratelimit'), config: { rate: 1, per: '1h', burst: 5, key: 'header:x-api-key' } },
           { name: 'probe-closed', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'closed', failure: 'closed', deadline: '200ms' },
           { name: 'probe-open', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'open', failure: 'open', deadline: '200ms' },
+          { name: 'probe-skip', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'skip-response-1' },
+          { name: 'probe-skip-2', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'skip-response-2' },
         ],
       },
       'filters.test',
@@ -169,6 +173,18 @@ test('properties: destination.address / destination.port are the listener\'s; co
   assert.equal(await prop('destination.port', true), String(port));
   assert.equal(await prop('source.ip'), '127.0.0.1');
   assert.equal(await prop('connection.id', true), '(none)');
+});
+
+test('wisp.skip_phases: a chain whose filters all skip the response headers phase answers without it', async () => {
+  const before = up.requests.length;
+  const r = await httpGet(port, '/skip/a');
+  assert.equal(r.status, 200);
+  // The request phase ran (both filters), the response phase did not.
+  assert.equal(up.requests[before]!.headers['x-probe'], 'skip-response-1,skip-response-2');
+  assert.equal(r.headers['x-probe-response'], undefined);
+  // One filter of the chain that does not skip: the phase runs, without the ones that skip.
+  const mixed = await httpGet(port, '/skip-mixed/a');
+  assert.equal(mixed.headers['x-probe-response'], 'open');
 });
 
 test('a trapping filter gets its failure policy; the next request works', async () => {

@@ -130,6 +130,32 @@ test('non-ASCII header values and paths reach the filter and come back intact (h
   chain.done(s);
 });
 
+test('wisp.skip_phases while configuring: the chain reports the response phase skippable; an unknown phase is refused', async () => {
+  await rt.load(filterConfig('skipper', fixture('probe.wasm'), { config: 'skip-response' }));
+  await rt.load(filterConfig('bogus', fixture('probe.wasm'), { config: 'skip-bogus' }));
+  const s = new TestStream();
+  const skipping = rt.chain(['skipper']);
+  skipping.requestHeaders(s);
+  await s.next();
+  assert.equal(skipping.handlesResponseHeaders(s), false);
+  skipping.done(s);
+  const t = new TestStream();
+  const mixed = rt.chain(['skipper', 'probe-a']);
+  mixed.requestHeaders(t);
+  await t.next();
+  assert.equal(mixed.handlesResponseHeaders(t), true);
+  // Sent anyway (a chain with one filter that wants it): the skipping filter is not called.
+  t.responseStatus = 200;
+  mixed.responseHeaders(t);
+  await t.next();
+  const values: string[] = [];
+  for (let i = 0; i < t.responseHeaders.length; i += 2) if (t.responseHeaders[i] === 'x-probe-response') values.push(t.responseHeaders[i + 1]);
+  assert.deepEqual(values, ['A']);
+  mixed.done(t);
+  await waitFor(() => logs.some((l) => l.includes('skip_phases bogus -> 2')), 5000, 'the filter saw BadArgument');
+  assert.ok(logs.some((l) => l.includes('wisp.skip_phases: unknown phase "bogus"')), logs.join('\n'));
+});
+
 test('invalid mutations are refused with BadArgument (2) and logged', async () => {
   const chain = rt.chain(['probe-a']);
   for (const action of ['bad-header', 'bad-name', 'bad-status']) {
