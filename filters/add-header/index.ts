@@ -13,6 +13,7 @@ class AddHeaderRoot extends RootContext {
   value: ArrayBuffer = utf8Bytes("1");
 
   onConfigure(configSize: u32): bool {
+    this.skipResponsePhases(); // a request header only
     const text = this.getPluginConfig().trim();
     if (text.length == 0) return true;
     if (!text.startsWith("{") && !text.startsWith("\"")) {

@@ -75,6 +75,7 @@ class AuthRoot extends RootContext {
   digest: Uint8Array = new Uint8Array(32);
 
   onConfigure(configSize: u32): bool {
+    this.skipResponsePhases(); // decides on the request alone
     const parsed = parseJson(this.getPluginConfig());
     const cfg = parsed.value;
     if (cfg === null) return this.refuse("config is not valid JSON: " + parsed.error);

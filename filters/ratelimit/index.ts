@@ -144,6 +144,8 @@ class RateLimitRoot extends RootContext {
     this.policyHeader = (<i64>this.burst).toString() + ";w=" + seconds(this.perMs).toString();
     this.allowed = new Counter("ratelimit_allowed");
     this.limited = new Counter("ratelimit_limited");
+    // Only shadow mode adds a response header: otherwise the response needn't wait for us.
+    if (!this.shadow) this.skipResponsePhases();
     return true;
   }
 

@@ -110,8 +110,6 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
   private readonly watchdogIntervalMs: number;
   private readonly httpCall: ((call: FilterHttpCall) => Promise<FilterHttpResponse>) | null;
   private lastWatchdogTick = Date.now();
-  /** Whether a generation's module exports proxy_on_response_trailers, looked up once. */
-  private readonly trailerExports = new WeakMap<Generation, boolean>();
   /** Streams whose responseTrailers call is unanswered. The worker answers it like a
    * response headers call (same result kinds); this set tells the two apart. At most one
    * phase of a stream is outstanding when trailers are sent (types.ts), and only responses
@@ -253,17 +251,10 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     const entry = this.streams.get(stream.streamId);
     if (entry === undefined) return false;
     const gens = entry.gens;
-    for (let i = 0; i < gens.length; i++) {
-      const gen = gens[i];
-      let has = this.trailerExports.get(gen);
-      if (has === undefined) {
-        has = WebAssembly.Module.exports(gen.module).some((e) => e.name === 'proxy_on_response_trailers');
-        this.trailerExports.set(gen, has);
-      }
-      if (has) return true;
-    }
+    for (let i = 0; i < gens.length; i++) if (!gens[i].skipsResponseTrailers) return true;
     return false;
   }
+
 
   submitBody(stream: FilterStream, op: number, data: Uint8Array, endOfStream: boolean): void {
     const entry = this.streams.get(stream.streamId);
@@ -661,6 +652,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
       throw new FilterLoadError(cfg.name, bad.error ?? 'load failed');
     }
     gen.skipsResponseHeaders = results.every((r) => r.skipsResponseHeaders === true);
+    gen.skipsResponseTrailers = results.every((r) => r.skipsResponseTrailers === true);
     return gen;
   }
 

@@ -86,17 +86,19 @@ function int64Bytes(v: number): Uint8Array {
 }
 
 /** Wisp's own root property: phases a filter has nothing to do in, set while it configures
- * (comma-separated; "response_headers" is the one known). When every filter of a chain skips
- * the response headers phase, the response does not wait for the workers at all. Other hosts
- * answer the set with an error or keep it as an unused property, so a filter stays portable. */
+ * (comma-separated: response_headers, response_trailers). Wisp then never calls it there, and
+ * when every filter of a chain skips a phase the response does not wait for the workers for
+ * it. Other hosts answer the set with an error or keep an unused property: a filter stays
+ * portable. */
 const SKIP_PHASES = 'wisp.skip_phases';
 
 function skipPhases(inst: FilterInstance, value: Uint8Array): number {
   for (const phase of Buffer.from(value).toString('utf8').split(',')) {
     const p = phase.trim();
     if (p === 'response_headers') inst.declaredNoResponseHeaders = true;
+    else if (p === 'response_trailers') inst.declaredNoResponseTrailers = true;
     else if (p.length > 0) {
-      inst.log(LogLevel.Warn, `${SKIP_PHASES}: unknown phase "${p}" (known: response_headers)`);
+      inst.log(LogLevel.Warn, `${SKIP_PHASES}: unknown phase "${p}" (known: response_headers, response_trailers)`);
       return BadArgument;
     }
   }

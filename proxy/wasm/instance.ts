@@ -127,6 +127,7 @@ export class FilterInstance {
   /** The filter said, while configuring, that it has nothing to do in the response headers
    * phase (property wisp.skip_phases); see FilterInstance.skipsResponseHeaders. */
   declaredNoResponseHeaders = false;
+  declaredNoResponseTrailers = false;
   readonly contexts = new Map<number, number>();
   private nextContextId = ROOT_CONTEXT_ID + 1;
   private warnedOnce = new Set<string>();
@@ -206,6 +207,11 @@ export class FilterInstance {
    * callback, or its configuration said it has nothing to do there. */
   get skipsResponseHeaders(): boolean {
     return this.onResponseHeaders === null || this.declaredNoResponseHeaders;
+  }
+
+  /** Likewise for the response trailers phase. */
+  get skipsResponseTrailers(): boolean {
+    return this.onResponseTrailers === null || this.declaredNoResponseTrailers;
   }
 
   /** The stream's context id in this instance, creating the context on first use. */

@@ -184,6 +184,8 @@ export class Generation {
   /** Every worker's instance said it has nothing to do in the response headers phase (no
    * export, or wisp.skip_phases while configuring): set when the load succeeded. */
   skipsResponseHeaders = false;
+  /** The same for the response trailers phase (no export, or wisp.skip_phases). */
+  skipsResponseTrailers = false;
 
   /** Set once the source map next to the module file has been read (if there is one). */
   sourceMap: WasmSourceMap | null = null;

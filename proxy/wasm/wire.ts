@@ -277,6 +277,7 @@ export interface ControlResult {
   /** load: the instance may be skipped in the response headers phase (see
    * FilterInstance.skipsResponseHeaders). */
   skipsResponseHeaders?: boolean;
+  skipsResponseTrailers?: boolean;
   /** sniff: the properties set, as [path, value] pairs. */
   props?: [string, string][];
 }

@@ -333,7 +333,7 @@ export class FilterWorker implements HttpCallSink {
       inst.start();
       gen.inst = inst;
       this.gens.set(op.spec.id, gen);
-      return { ok: true, skipsResponseHeaders: inst.skipsResponseHeaders };
+      return { ok: true, skipsResponseHeaders: inst.skipsResponseHeaders, skipsResponseTrailers: inst.skipsResponseTrailers };
     } catch (err) {
       return { ok: false, error: errorMessage(err) };
     }
@@ -601,7 +601,7 @@ export class FilterWorker implements HttpCallSink {
         continue;
       }
       const inst = gen.inst!;
-      const fn = inst.onResponseTrailers;
+      const fn = inst.declaredNoResponseTrailers ? null : inst.onResponseTrailers;
       if (fn === null) continue;
       let action = 0;
       armWatch(watch, gen.spec);

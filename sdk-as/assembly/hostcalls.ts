@@ -382,6 +382,15 @@ export function setProperty(path: string[], value: ArrayBuffer): WasmResult {
     abi.proxy_set_property(changetype<usize>(p), p.byteLength, changetype<usize>(value), value.byteLength));
 }
 
+/** Wisp's root property wisp.skip_phases (set while configuring): phases this filter has
+ * nothing to do in, comma-separated ("response_headers"). Other hosts refuse or ignore the
+ * property: the result is not reported, so the filter logs nothing there. */
+export function declareSkippedPhases(phases: string): void {
+  const p = serializePropertyPath(["wisp", "skip_phases"]);
+  const v = String.UTF8.encode(phases);
+  abi.proxy_set_property(changetype<usize>(p), p.byteLength, changetype<usize>(v), v.byteLength);
+}
+
 // ---- stream control --------------------------------------------------------------------
 
 export function sendLocalResponseBytes(status: u32, details: string, body: ArrayBuffer | null, headers: HeaderPair[], grpcStatus: i32 = -1): WasmResult {

@@ -26,6 +26,10 @@ before(async () => {
     }),
   );
   await rt.load(filterConfig('ratelimit', wasm('ratelimit'), { config: JSON.stringify({ rate: 2, per: '1h', burst: 2, key: 'route' }) }));
+  await rt.load(filterConfig('auth', wasm('auth'), { config: JSON.stringify({ keys: ['k1'], query_param: 'api_key' }) }));
+  await rt.load(filterConfig('ratelimit-wide', wasm('ratelimit'), { config: JSON.stringify({ rate: 1e8, per: '1s', burst: 1e8, key: 'client_ip' }) }));
+  await rt.load(filterConfig('ratelimit-shadow', wasm('ratelimit'), { config: JSON.stringify({ rate: 1e8, per: '1s', burst: 1e8, key: 'client_ip', shadow: true }) }));
+  await rt.load(filterConfig('breaker', wasm('breaker'), { config: JSON.stringify({ consecutive_failures: 5, cooldown: '10s' }) }));
 });
 
 after(async () => {
@@ -37,6 +41,27 @@ async function request(names: string[], s = new TestStream()): Promise<TestStrea
   await s.next();
   return s;
 }
+
+test('which built-in chains hold the response for the workers (wisp.skip_phases)', { skip }, async () => {
+  const holds = async (names: string[]): Promise<boolean> => {
+    const s = new TestStream(['host', 'example.test']);
+    s.path = '/?api_key=k1';
+    const chain = rt.chain(names);
+    chain.requestHeaders(s);
+    assert.equal((await s.next()).kind, 'continue');
+    const answer = chain.handlesResponseHeaders(s);
+    chain.done(s);
+    return answer;
+  };
+  // auth, add-header and a ratelimit outside shadow mode decide on the request alone.
+  assert.equal(await holds(['auth', 'ratelimit-wide', 'add-header']), false);
+  // Shadow mode marks responses; the breaker reads the response status; noop is the
+  // benchmark's filter that runs in both phases; headers has response rules here.
+  assert.equal(await holds(['auth', 'ratelimit-shadow']), true);
+  assert.equal(await holds(['auth', 'breaker']), true);
+  assert.equal(await holds(['noop']), true);
+  assert.equal(await holds(['headers']), true);
+});
 
 test('noop and add-header', { skip }, async () => {
   const s = await request(['noop', 'add-header']);
