@@ -41,6 +41,9 @@ export const TARGETS: Target[] = [
   wispTarget('wisp+noop', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }]),
   wispTarget('wisp+header', [{ name: 'add-header', wasm: 'filters/build/add-header.wasm' }]),
   wispTarget('wisp+chain', CHAIN, { path: CHAIN_PATH }),
+  // auth + ratelimit alone: both say they have nothing to do in the response phase
+  // (wisp.skip_phases), so each request crosses to the worker once instead of twice.
+  wispTarget('wisp+auth-rl', CHAIN.slice(0, 2), { path: CHAIN_PATH }),
   // The same chain in two filter workers: the memory a second worker costs (issue 4's
   // "3 filters × 2 workers" case).
   wispTarget('wisp+chain-2w', CHAIN, { workers: 2, path: CHAIN_PATH }),
