@@ -95,3 +95,10 @@ export function header(list: string[], name: string): string | undefined {
   for (let i = 0; i < list.length; i += 2) if (list[i] === name) return list[i + 1];
   return undefined;
 }
+
+/** Every value of a header, in list order. */
+export function headerValues(list: string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) out.push(list[i + 1]);
+  return out;
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
-import { filterConfig, fixture, header, TestStream } from './helpers.js';
+import { filterConfig, fixture, header, headerValues, TestStream } from './helpers.js';
 import { waitFor } from '../helpers/net.js';
 
 const logs: string[] = [];
@@ -42,9 +42,7 @@ test('response headers run and contexts live from request to response', async ()
   const o = await s.next();
   assert.deepEqual(o, { kind: 'continue', phase: 'response_headers' });
   // Reverse order: B runs first, then A appends its own header.
-  const values: string[] = [];
-  for (let i = 0; i < s.responseHeaders.length; i += 2) if (s.responseHeaders[i] === 'x-probe-response') values.push(s.responseHeaders[i + 1]);
-  assert.deepEqual(values, ['B', 'A']);
+  assert.deepEqual(headerValues(s.responseHeaders, 'x-probe-response'), ['B', 'A']);
   assert.equal(s.responseStatus, 200);
   chain.done(s);
 });
@@ -148,9 +146,7 @@ test('wisp.skip_phases while configuring: the chain reports the response phase s
   t.responseStatus = 200;
   mixed.responseHeaders(t);
   await t.next();
-  const values: string[] = [];
-  for (let i = 0; i < t.responseHeaders.length; i += 2) if (t.responseHeaders[i] === 'x-probe-response') values.push(t.responseHeaders[i + 1]);
-  assert.deepEqual(values, ['A']);
+  assert.deepEqual(headerValues(t.responseHeaders, 'x-probe-response'), ['A']);
   mixed.done(t);
   await waitFor(() => logs.some((l) => l.includes('skip_phases bogus -> 2')), 5000, 'the filter saw BadArgument');
   assert.ok(logs.some((l) => l.includes('wisp.skip_phases: unknown phase "bogus"')), logs.join('\n'));
