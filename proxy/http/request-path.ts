@@ -171,6 +171,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
   private upstreamPaused = false;
   private inFilter: FilterPhase | null = null;
   private held: Buffer[] | null = null; // response body read while response filters ran
+  private heldBytes = 0;
   private heldEnd = false;
 
   constructor(
@@ -584,10 +585,10 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
         // Body calls follow the headers call into the same batch (the worker runs them after
         // it, or after its http call): a response that came whole costs one round trip.
         this.filterResponseBody = true;
-      } else {
-        // Hold the body until the response filters are done.
-        this.pauseUpstream();
       }
+      // The body read meanwhile is held (onResponseData) until the filters answer; reading
+      // goes on up to BODY_BYTES_HIGH, so a response that came whole needs no pause/resume
+      // of the upstream socket (two epoll_ctl calls per request).
       this.chain.responseHeaders(this);
       return;
     }
@@ -640,8 +641,11 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (this.state >= 2) return true;
     if (this.filterResponseBody) return this.stashResponseChunk(chunk);
     if (this.inFilter !== null) {
-      // The client may deliver what it had already read before pause() took effect.
       (this.held ??= []).push(Buffer.from(chunk));
+      this.heldBytes += chunk.length;
+      if (this.heldBytes < BODY_BYTES_HIGH) return true;
+      // The exchange pauses itself on false: remember that resume() is owed.
+      this.upstreamPaused = true;
       return false;
     }
     this.chunkToWrite = chunk;

@@ -103,6 +103,7 @@ before(async () => {
               { match: { prefix: '/big-append/' }, cluster: 'big', filters: ['append'] },
               { match: { prefix: '/big-upper/' }, cluster: 'big', filters: ['upper'] },
               { match: { prefix: '/big-response' }, cluster: 'big', filters: ['append'] },
+              { match: { prefix: '/big-headers-only/' }, cluster: 'big', filters: ['headers-only'] },
               { match: { prefix: '/plain/' }, cluster: 'big' },
             ],
           },
@@ -314,6 +315,23 @@ test('5 MB response through a body filter that appends: intact plus suffix, with
   for (let off = 0; off < BIG; off += 64 * 1024) want.update(pattern(off, Math.min(64 * 1024, BIG - off)));
   want.update('+tail');
   assert.equal(hash.digest('hex'), want.digest('hex'));
+});
+
+test('5 MB response through a header-only filter: what arrives while the response phase runs is held (reading pauses past 128 KiB), then all of it goes out in order', { timeout: 30_000 }, async () => {
+  const got: Buffer[] = [];
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/big-headers-only/big-response', agent: false }, (r) => {
+      r.on('data', (c: Buffer) => got.push(c));
+      r.on('end', () => resolve(r));
+      r.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+  assert.equal(res.statusCode, 200);
+  assert.equal(res.headers['x-probe-response'], 'p');
+  const body = Buffer.concat(got);
+  assert.equal(body.length, BIG);
+  assert.ok(body.equals(pattern(0, BIG)), 'bytes intact and in order');
 });
 
 test('no filters: a slow client still gets a whole 5 MB Content-Length response (upstream resumed after backpressure)', { timeout: 30_000 }, async () => {
