@@ -15,7 +15,7 @@ import {
   WasmResult,
 } from './abi.js';
 import type { FilterInstance } from './instance.js';
-import type { StreamState } from './stream-state.js';
+import { mapValue, type StreamState } from './stream-state.js';
 import { ABSENT_CAS } from './shared-state.js';
 
 const { Ok, NotFound, BadArgument, InvalidMemoryAccess, Empty, Unimplemented, SerializationFailure } = WasmResult;
@@ -59,14 +59,6 @@ function acceptHeader(inst: FilterInstance, call: string, name: string, value: s
   if (err === null) return true;
   inst.log(LogLevel.Warn, `${call} refused: ${err}`);
   return false;
-}
-
-function mapValue(list: string[], key: string): string | null {
-  let out: string | null = null;
-  for (let i = 0; i < list.length; i += 2) {
-    if (list[i] === key) out = out === null ? list[i + 1] : `${out},${list[i + 1]}`;
-  }
-  return out;
 }
 
 function removeKey(list: string[], key: string): void {
@@ -181,8 +173,8 @@ function propertyValue(inst: FilterInstance, path: string): Uint8Array | string 
       case 'xds.listener_name':
         return s.listenerName;
     }
-    if (path.startsWith('request.headers.')) return mapValue(s.requestHeaders, lowerAscii(path.slice(16)));
-    if (path.startsWith('response.headers.') && s.responseStatus > 0) return mapValue(s.responseHeaders, lowerAscii(path.slice(17)));
+    if (path.startsWith('request.headers.')) return s.requestHeaderValue(lowerAscii(path.slice(16)));
+    if (path.startsWith('response.headers.') && s.responseStatus > 0) return s.responseHeaderValue(lowerAscii(path.slice(17)));
     const custom = s.properties?.get(path);
     if (custom !== undefined) return custom;
   }
@@ -309,6 +301,15 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       return Ok;
     },
     proxy_get_header_map_value(mapType: number, keyPtr: number, keyLen: number, retPtrPtr: number, retSizePtr: number): number {
+      const s = inst.stream;
+      if (s !== null && (mapType === MapType.RequestHeaders || (mapType === MapType.ResponseHeaders && s.responseStatus > 0))) {
+        // Straight from the heads as the batch carried them: no decoding of the whole list.
+        const key = inst.readString(keyPtr, keyLen);
+        if (key === null) return InvalidMemoryAccess;
+        const lower = lowerAscii(key);
+        const value = mapType === MapType.RequestHeaders ? s.requestHeaderValue(lower) : s.responseHeaderValue(lower);
+        return value === null ? NotFound : inst.returnString(value, retPtrPtr, retSizePtr);
+      }
       const list = headerList(inst, mapType);
       if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : BadArgument;
       const key = inst.readString(keyPtr, keyLen);

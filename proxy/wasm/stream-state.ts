@@ -1,6 +1,6 @@
 // Worker-side view of one request: what the filters may read and mutate during a phase.
 
-import { unpackStrings } from './wire.js';
+import { decodePacked, unpackStrings } from './wire.js';
 
 export interface LocalResponse {
   status: number;
@@ -40,6 +40,39 @@ export class BodyBuffer {
   }
 }
 
+/** The values of `key` in a flat [name, value, ...] list, joined with ',' (null: none). */
+export function mapValue(list: string[], key: string): string | null {
+  let out: string | null = null;
+  for (let i = 0; i < list.length; i += 2) {
+    if (list[i] === key) out = out === null ? list[i + 1] : `${out},${list[i + 1]}`;
+  }
+  return out;
+}
+
+/** mapValue over a packed list (BinReader.packed: u32 length + bytes per string, one latin1
+ * char per byte), decoding only the values that match. */
+function packedValue(packed: string, key: string): string | null {
+  let out: string | null = null;
+  const end = packed.length;
+  let p = 0;
+  while (p < end) {
+    const n = packedLength(packed, p);
+    const name = p + 4;
+    const at = name + n;
+    const v = packedLength(packed, at);
+    if (n === key.length && packed.startsWith(key, name)) {
+      const value = decodePacked(packed, at + 4, v);
+      out = out === null ? value : `${out},${value}`;
+    }
+    p = at + 4 + v;
+  }
+  return out;
+}
+
+function packedLength(packed: string, p: number): number {
+  return (packed.charCodeAt(p) | (packed.charCodeAt(p + 1) << 8) | (packed.charCodeAt(p + 2) << 16) | (packed.charCodeAt(p + 3) << 24)) >>> 0;
+}
+
 export class StreamState {
   readonly id: number;
   clientPort = 0;
@@ -49,6 +82,8 @@ export class StreamState {
   // read: most filters read a few of them, many read none, and decoding ~20 strings per
   // request was a third of a no-op filter's cost in the worker.
   private packedInfo: string | null = null;
+  /** Bit i: info[i] holds its decoded (or since set) value. */
+  private infoDecoded = 0;
   private packedRequest: string | null = null;
   private packedRequestCount = 0;
   private packedResponse: string | null = null;
@@ -139,6 +174,28 @@ export class StreamState {
     this.response = v;
   }
 
+  /** A request header's value(s) joined with ',' (null: none), decoding only what matches. */
+  requestHeaderValue(key: string): string | null {
+    const packed = this.packedRequest;
+    if (packed === null) return mapValue(this.request, key);
+    if (key.charCodeAt(0) === 58 /* : */) {
+      if (key === ':authority') return this.authority;
+      if (key === ':path') return this.path;
+      if (key === ':method') return this.method;
+      if (key === ':scheme') return this.scheme;
+      return null;
+    }
+    return packedValue(packed, key);
+  }
+
+  /** The same for the response headers (the stream must have a response). */
+  responseHeaderValue(key: string): string | null {
+    const packed = this.packedResponse;
+    if (packed === null) return mapValue(this.response, key);
+    if (key === ':status') return String(this.responseStatus);
+    return key.charCodeAt(0) === 58 ? null : packedValue(packed, key);
+  }
+
   /** Pairs in the request / response header map, without decoding it. */
   get requestPairs(): number {
     return this.packedRequest !== null ? 4 + (this.packedRequestCount >> 1) : this.request.length >> 1;
@@ -193,22 +250,24 @@ export class StreamState {
   /** The info strings (wire.ts STREAM_INFO_STRINGS, in that order) as BinReader.packed() copied them. */
   setPackedInfo(packed: string): void {
     this.packedInfo = packed;
+    this.infoDecoded = 0;
   }
 
+  /** Info strings are decoded one at a time (a filter that reads :path needs no request id). */
   private infoAt(i: number): string {
-    if (this.packedInfo !== null) this.unpackInfo();
+    const packed = this.packedInfo;
+    if (packed !== null && (this.infoDecoded & (1 << i)) === 0) {
+      let p = 0;
+      for (let k = 0; k < i; k++) p += 4 + packedLength(packed, p);
+      this.info[i] = decodePacked(packed, p + 4, packedLength(packed, p));
+      this.infoDecoded |= 1 << i;
+    }
     return this.info[i];
   }
 
   private setInfoAt(i: number, v: string): void {
-    if (this.packedInfo !== null) this.unpackInfo();
     this.info[i] = v;
-  }
-
-  private unpackInfo(): void {
-    const packed = this.packedInfo!;
-    this.packedInfo = null;
-    unpackStrings(packed, this.info, 0);
+    this.infoDecoded |= 1 << i;
   }
 
   setRequestHeaders(raw: string[]): void {

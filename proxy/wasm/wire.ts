@@ -236,17 +236,18 @@ export function unpackStrings(packed: string, out: string[], at: number): void {
   while (p < end) {
     const n = (packed.charCodeAt(p) | (packed.charCodeAt(p + 1) << 8) | (packed.charCodeAt(p + 2) << 16) | (packed.charCodeAt(p + 3) << 24)) >>> 0;
     p += 4;
-    let ascii = true;
-    for (let i = p; i < p + n; i++) {
-      if (packed.charCodeAt(i) >= 0x80) {
-        ascii = false;
-        break;
-      }
-    }
-    const raw = packed.slice(p, p + n);
-    out[at++] = ascii ? raw : Buffer.from(raw, 'latin1').toString('utf8');
+    out[at++] = decodePacked(packed, p, n);
     p += n;
   }
+}
+
+/** The `n` bytes at `p` of a packed string (one latin1 char per byte) as the UTF-8 text they are. */
+export function decodePacked(packed: string, p: number, n: number): string {
+  const raw = packed.slice(p, p + n);
+  for (let i = 0; i < n; i++) {
+    if (raw.charCodeAt(i) >= 0x80) return Buffer.from(raw, 'latin1').toString('utf8');
+  }
+  return raw;
 }
 
 /** Generation as the worker needs it: everything to instantiate and run one filter. */
