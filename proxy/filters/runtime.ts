@@ -416,17 +416,23 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     return this.registry.quarantinedGenIds();
   }
 
+  /** Every watchdogIntervalMs: a call (Watch.Call) still running after its deadline, timed
+   * from the tick that first saw it, gets its worker replaced. */
   private checkDeadlines(): void {
     const now = Date.now();
     // When this thread itself was starved (ticks far apart), the machine is overloaded and
-    // wall time says little about the filter: look again next tick instead of killing.
+    // wall time says little about the filter: start timing again instead of killing.
     const lag = now - this.lastWatchdogTick;
     this.lastWatchdogTick = now;
-    if (lag > this.watchdogIntervalMs * 4 + 20) return;
+    const starved = lag > this.watchdogIntervalMs * 4 + 20;
     for (const h of this.handles) {
-      if (!h.inFlight) continue;
-      const start = h.watch[Watch.StartMs];
-      if (start > 0 && now - start > h.watch[Watch.DeadlineMs]) {
+      const call = h.inFlight ? h.watch[Watch.Call] : 0;
+      if (call !== h.timedCall || starved) {
+        h.timedCall = call;
+        h.timedSince = now;
+        continue;
+      }
+      if (call !== 0 && now - h.timedSince > h.watch[Watch.DeadlineMs]) {
         const genId = h.watch[Watch.GenId];
         const gen = this.registry.generations.get(genId);
         const name = gen?.name ?? `generation ${genId}`;

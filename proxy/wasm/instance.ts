@@ -8,7 +8,7 @@ import { createEnvImports } from './host.js';
 import type { SharedState } from './shared-state.js';
 import type { StreamState } from './stream-state.js';
 import { createWasiImports, ProcExit } from './wasi.js';
-import { Watch, type GenerationSpec, type Utf8SliceBuffer } from './wire.js';
+import { startCall, Watch, type GenerationSpec, type Utf8SliceBuffer } from './wire.js';
 
 /** Log lines and faults gathered during a batch, returned to the main thread with it. */
 export class WorkerLog {
@@ -173,9 +173,7 @@ export class FilterInstance {
     this.onUpstreamConnectionClose = (ex.proxy_on_upstream_connection_close as ExportFn) ?? null;
 
     const watch = this.deps.watch;
-    watch[Watch.DeadlineMs] = Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs);
-    watch[Watch.GenId] = this.spec.id;
-    watch[Watch.StartMs] = Date.now();
+    startCall(watch, Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs), this.spec.id);
     try {
       if (typeof ex._initialize === 'function') {
         (ex._initialize as () => void)();
@@ -199,7 +197,7 @@ export class FilterInstance {
       if (configure && configure(ROOT_CONTEXT_ID, this.pluginConfig.length) === 0) throw new Error('proxy_on_configure returned false');
     } finally {
       this.configuring = false;
-      watch[Watch.StartMs] = 0;
+      watch[Watch.Call] = 0;
     }
   }
 
@@ -397,7 +395,7 @@ export class RetiredInstanceCollector {
    * being timed (a collection would count against a filter's deadline), and no caller's
    * local still refers to an instance retired during the batch. */
   collectIfDue(): void {
-    if (this.pendingBytes < COLLECT_AFTER_BYTES || this.watch[Watch.StartMs] !== 0) return;
+    if (this.pendingBytes < COLLECT_AFTER_BYTES || this.watch[Watch.Call] !== 0) return;
     const gc = this.gcFunction();
     if (gc === null) return;
     this.pendingBytes = 0;

@@ -106,6 +106,10 @@ export class WorkerHandle {
   streams = 0;
   /** Bumped each time the worker thread is replaced. */
   epoch = 0;
+  /** The watchdog's view of the running call (runtime.checkDeadlines): its number, and when
+   * the watchdog first saw it. */
+  timedCall = 0;
+  timedSince = 0;
   private readonly piscina: Piscina;
   /** Batches sent whose answer is not read yet, oldest first (at most SLOTS). */
   private readonly flying: InFlightBatch[] = [];
@@ -363,7 +367,7 @@ export class WorkerHandle {
     const reason = culprit !== 0 ? this.abortReason : `filter worker failed: ${err instanceof Error ? err.message : String(err)}`;
     this.abortGen = 0;
     this.abortReason = '';
-    this.watch[Watch.StartMs] = 0;
+    this.watch[Watch.Call] = 0;
     const flying = this.flying.splice(0);
     if (this.closed) {
       for (const b of flying) for (const c of b.ctl) c.resolve?.({ ok: false, error: 'filter runtime closed' });

@@ -301,5 +301,18 @@ export interface BodyChunk {
 /** Extra data of a call: an http call answer, a queue id (QueueReady), a body chunk. */
 export type CallPayload = HttpCallAnswer | BodyChunk | number | null;
 
-/** Layout of the per-worker watchdog SharedArrayBuffer (Float64 slots). */
-export const Watch = { StartMs: 0, DeadlineMs: 1, GenId: 2, Slots: 3 } as const;
+/** Layout of the per-worker watchdog SharedArrayBuffer (Float64 slots). Call: the number of
+ * the filter call running now (0: none); the main thread's watchdog times it from when it
+ * first sees that number, so the worker never reads a clock per call. */
+export const Watch = { Call: 0, DeadlineMs: 1, GenId: 2, Slots: 3 } as const;
+
+/** This thread's last call number (the worker's; exact in a Float64 up to 2^53). */
+let lastCall = 0;
+
+/** Mark a call into generation `genId` as running under `deadlineMs`. */
+export function startCall(watch: Float64Array, deadlineMs: number, genId: number): void {
+  watch[Watch.DeadlineMs] = deadlineMs;
+  watch[Watch.GenId] = genId;
+  lastCall = lastCall >= Number.MAX_SAFE_INTEGER ? 1 : lastCall + 1;
+  watch[Watch.Call] = lastCall;
+}

@@ -23,6 +23,7 @@ import {
   Phase,
   ResultKind,
   STREAM_INFO_STRINGS,
+  startCall,
   Watch,
 } from './wire.js';
 
@@ -211,7 +212,7 @@ export class FilterWorker implements HttpCallSink {
       trapped = true;
       this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in proxy_on_http_call_response: ${errorMessage(err)}`);
     } finally {
-      watch[Watch.StartMs] = 0;
+      watch[Watch.Call] = 0;
       inst.httpResponse = null;
       inst.stream = null;
     }
@@ -265,11 +266,11 @@ export class FilterWorker implements HttpCallSink {
     try {
       inst.onTick(1);
     } catch (err) {
-      watch[Watch.StartMs] = 0;
+      watch[Watch.Call] = 0;
       this.fault(gen, genId, FaultKind.Trap, `trap in proxy_on_tick: ${errorMessage(err)}`);
       return;
     }
-    watch[Watch.StartMs] = 0;
+    watch[Watch.Call] = 0;
     if (inst.memoryBytes > gen.spec.maxMemoryBytes) {
       this.fault(gen, genId, FaultKind.Memory, `memory ${inst.memoryBytes} bytes exceeds max_memory_bytes ${gen.spec.maxMemoryBytes}; instance recycled`);
     }
@@ -295,7 +296,7 @@ export class FilterWorker implements HttpCallSink {
       } catch (err) {
         this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in proxy_on_queue_ready: ${errorMessage(err)}`);
       } finally {
-        watch[Watch.StartMs] = 0;
+        watch[Watch.Call] = 0;
       }
     }
     owners.length = w;
@@ -363,13 +364,13 @@ export class FilterWorker implements HttpCallSink {
       if (inst.onDelete !== null) inst.onDelete(ctx);
       inst.contexts.delete(stream.id);
     } catch (err) {
-      watch[Watch.StartMs] = 0;
+      watch[Watch.Call] = 0;
       this.fault(gen, genId, FaultKind.Trap, `trap in proxy_on_downstream_data: ${errorMessage(err)}`);
       return { ok: false, error: errorMessage(err) };
     } finally {
       inst.stream = null;
     }
-    watch[Watch.StartMs] = 0;
+    watch[Watch.Call] = 0;
     const props: [string, string][] = [];
     if (stream.properties !== null) for (const [k, v] of stream.properties) props.push([k, SNIFF_DECODER.decode(v)]);
     return { ok: true, props };
@@ -517,7 +518,7 @@ export class FilterWorker implements HttpCallSink {
   /** A stream's filter call trapped: the watch stops, the instance is recreated (fault), and
    * the filter's failure policy decides; true when it answers (fail-closed). */
   private trappedCall(s: StreamState, gen: Generation, inst: FilterInstance, callback: string, err: unknown): boolean {
-    this.deps.watch[Watch.StartMs] = 0;
+    this.deps.watch[Watch.Call] = 0;
     inst.stream = null;
     this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in ${callback}: ${errorMessage(err)}`);
     return applyPolicy(s, gen.spec);
@@ -565,7 +566,7 @@ export class FilterWorker implements HttpCallSink {
         if (this.trappedCall(s, gen, inst, phaseName, err)) return ResultKind.LocalResponse;
         continue;
       }
-      watch[Watch.StartMs] = 0;
+      watch[Watch.Call] = 0;
       inst.stream = null;
       this.checkMemory(s, gen, inst);
       if (s.local !== null) return ResultKind.LocalResponse;
@@ -614,7 +615,7 @@ export class FilterWorker implements HttpCallSink {
         if (this.trappedCall(s, gen, inst, 'proxy_on_response_trailers', err)) return ResultKind.LocalResponse;
         continue;
       }
-      watch[Watch.StartMs] = 0;
+      watch[Watch.Call] = 0;
       inst.stream = null;
       this.checkMemory(s, gen, inst);
       if (s.local !== null) return ResultKind.LocalResponse;
@@ -703,7 +704,7 @@ export class FilterWorker implements HttpCallSink {
         }
         continue;
       }
-      watch[Watch.StartMs] = 0;
+      watch[Watch.Call] = 0;
       inst.stream = null;
       s.body = null;
       s.bodyType = -1;
@@ -772,7 +773,7 @@ export class FilterWorker implements HttpCallSink {
       } catch (err) {
         this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in proxy_on_*_connection_close: ${errorMessage(err)}`);
       } finally {
-        watch[Watch.StartMs] = 0;
+        watch[Watch.Call] = 0;
         inst.stream = null;
       }
     }
@@ -796,12 +797,12 @@ export class FilterWorker implements HttpCallSink {
         if (inst.onLog !== null) inst.onLog(ctx);
         if (inst.onDelete !== null) inst.onDelete(ctx);
       } catch (err) {
-        watch[Watch.StartMs] = 0;
+        watch[Watch.Call] = 0;
         inst.stream = null;
         this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in proxy_on_done/log/delete: ${errorMessage(err)}`);
         continue;
       }
-      watch[Watch.StartMs] = 0;
+      watch[Watch.Call] = 0;
       inst.stream = null;
     }
     if (s.pendingCalls > 0) {
@@ -884,9 +885,7 @@ function readResponseHeaders(r: BinReader, s: StreamState): void {
 
 /** Start the deadline watch for a call into `spec`'s filter (the main thread's watchdog reads it). */
 function armWatch(watch: Float64Array, spec: GenerationSpec): void {
-  watch[Watch.DeadlineMs] = spec.deadlineMs;
-  watch[Watch.GenId] = spec.id;
-  watch[Watch.StartMs] = Date.now();
+  startCall(watch, spec.deadlineMs, spec.id);
 }
 
 /** Apply a faulted filter's failure policy; true when it answers (fail-closed). */
