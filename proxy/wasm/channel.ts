@@ -14,10 +14,11 @@
 // writes the answer into the slot's reply region, bumps ReplySeq and notifies. A slot is
 // written again only after the main thread has read its answer (at most SLOTS unread).
 // Why two: with one, calls that arrive while a batch runs wait for its answer to reach the
-// main thread before they can go, and the worker sleeps in between; with two, the next batch
-// is already there when the worker finishes one. The second goes only to a busy worker
-// (pool.ts): waking a sleeping one costs the main thread ~7 µs on this VM (Atomics.notify),
-// so calls for a worker that already answered wait for that answer and leave with it.
+// main thread before they can go; with two, the next batch is already there when the worker
+// finishes one. The second goes only to a busy worker (pool.ts): waking a sleeping one costs
+// the main thread ~7 µs on this VM (Atomics.notify), so calls for a worker that already
+// answered wait for that answer and leave with it. (On this 2-core VM one and two slots
+// measured the same throughput: the worker is rarely still busy when the next batch forms.)
 // What does not fit in the shared regions (control ops with a WebAssembly.Module, their
 // results, a batch larger than its region) travels as a message on `port`, flagged in the
 // slot's cells and read synchronously with receiveMessageOnPort (messages keep batch order).
