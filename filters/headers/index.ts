@@ -229,6 +229,8 @@ class HeadersRoot extends RootContext {
     this.request = request;
     this.response = response;
     this.responseUsesRequestId = response.usesRequestId();
+    // Request rules only: responses needn't wait for this filter.
+    if (response.empty) this.skipResponsePhases();
     return true;
   }
 

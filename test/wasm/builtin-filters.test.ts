@@ -30,6 +30,7 @@ before(async () => {
   await rt.load(filterConfig('ratelimit-wide', wasm('ratelimit'), { config: JSON.stringify({ rate: 1e8, per: '1s', burst: 1e8, key: 'client_ip' }) }));
   await rt.load(filterConfig('ratelimit-shadow', wasm('ratelimit'), { config: JSON.stringify({ rate: 1e8, per: '1s', burst: 1e8, key: 'client_ip', shadow: true }) }));
   await rt.load(filterConfig('breaker', wasm('breaker'), { config: JSON.stringify({ consecutive_failures: 5, cooldown: '10s' }) }));
+  await rt.load(filterConfig('headers-req', wasm('headers'), { config: JSON.stringify({ request: { set: { 'x-edge': '1' } } }) }));
 });
 
 after(async () => {
@@ -55,6 +56,7 @@ test('which built-in chains hold the response for the workers (wisp.skip_phases)
   };
   // auth, add-header and a ratelimit outside shadow mode decide on the request alone.
   assert.equal(await holds(['auth', 'ratelimit-wide', 'add-header']), false);
+  assert.equal(await holds(['headers-req']), false, 'headers with request rules only');
   // Shadow mode marks responses; the breaker reads the response status; noop is the
   // benchmark's filter that runs in both phases; headers has response rules here.
   assert.equal(await holds(['auth', 'ratelimit-shadow']), true);
