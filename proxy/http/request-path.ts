@@ -42,6 +42,10 @@ const CHUNKED_HOLD = 64 * 1024;
 const BODY_CALLS_HIGH = 4;
 const BODY_CALLS_LOW = 1;
 const BODY_BYTES_HIGH = 128 * 1024;
+/** Response bytes read while the response headers are with the filters before reading
+ * pauses: a small response that came whole needs no pause/resume of the upstream socket,
+ * and a thousand held responses stay within one read chunk each, as with an early pause. */
+const HELD_BYTES_HIGH = 16 * 1024;
 const NO_BYTES = new Uint8Array(0);
 
 let nextStreamId = 1;
@@ -587,8 +591,8 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
         this.filterResponseBody = true;
       }
       // The body read meanwhile is held (onResponseData) until the filters answer; reading
-      // goes on up to BODY_BYTES_HIGH, so a response that came whole needs no pause/resume
-      // of the upstream socket (two epoll_ctl calls per request).
+      // goes on up to HELD_BYTES_HIGH, so a small response that came whole needs no
+      // pause/resume of the upstream socket (two epoll_ctl calls per request).
       this.chain.responseHeaders(this);
       return;
     }
@@ -643,7 +647,7 @@ export class ProxyRequest implements UpstreamHandler, FilterStream {
     if (this.inFilter !== null) {
       (this.held ??= []).push(Buffer.from(chunk));
       this.heldBytes += chunk.length;
-      if (this.heldBytes < BODY_BYTES_HIGH) return true;
+      if (this.heldBytes < HELD_BYTES_HIGH) return true;
       // The exchange pauses itself on false: remember that resume() is owed.
       this.upstreamPaused = true;
       return false;

@@ -317,7 +317,7 @@ test('5 MB response through a body filter that appends: intact plus suffix, with
   assert.equal(hash.digest('hex'), want.digest('hex'));
 });
 
-test('5 MB response through a header-only filter: what arrives while the response phase runs is held (reading pauses past 128 KiB), then all of it goes out in order', { timeout: 30_000 }, async () => {
+test('5 MB response through a header-only filter: what arrives while the response phase runs is held (reading pauses past 16 KiB), then all of it goes out in order', { timeout: 30_000 }, async () => {
   const got: Buffer[] = [];
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path: '/big-headers-only/big-response', agent: false }, (r) => {
