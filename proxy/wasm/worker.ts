@@ -73,6 +73,45 @@ const DOWNSTREAM_DATA: DataPhase = { request: true, network: true, bufferType: B
 const UPSTREAM_DATA: DataPhase = { request: false, network: true, bufferType: BufferType.UpstreamData, name: 'proxy_on_upstream_data', callback: (i) => i.onUpstreamData };
 const SNIFF_DECODER = new TextDecoder();
 
+/** What differs between the phases runPhase serves: request and response headers, response
+ * trailers. `request`: chain order first to last; `trailers`: no end-of-stream argument and
+ * no header mutations to report (changed trailers go nowhere: the client side cannot write
+ * them). `pauseWarning` keys the once-per-instance warning for a Pause nothing can resume. */
+interface HeadersPhase {
+  readonly request: boolean;
+  readonly trailers: boolean;
+  readonly name: string;
+  readonly pauseWarning: string;
+  callback(inst: FilterInstance): ExportFn | null;
+  /** Pairs in the phase's map. */
+  size(s: StreamState): number;
+}
+
+const REQUEST_HEADERS: HeadersPhase = {
+  request: true,
+  trailers: false,
+  name: 'proxy_on_request_headers',
+  pauseWarning: 'pause',
+  callback: (i) => i.onRequestHeaders,
+  size: (s) => s.requestPairs,
+};
+const RESPONSE_HEADERS: HeadersPhase = {
+  request: false,
+  trailers: false,
+  name: 'proxy_on_response_headers',
+  pauseWarning: 'pause',
+  callback: (i) => (i.declaredNoResponseHeaders ? null : i.onResponseHeaders),
+  size: (s) => s.responsePairs,
+};
+const RESPONSE_TRAILERS: HeadersPhase = {
+  request: false,
+  trailers: true,
+  name: 'proxy_on_response_trailers',
+  pauseWarning: 'trailers-pause',
+  callback: (i) => (i.declaredNoResponseTrailers ? null : i.onResponseTrailers),
+  size: (s) => (s.responseTrailers !== null ? s.responseTrailers.length >> 1 : 0),
+};
+
 export class FilterWorker implements HttpCallSink {
   private readonly gens = new Map<number, Generation>();
   private readonly streams = new Map<number, StreamState>();
@@ -464,13 +503,13 @@ export class FilterWorker implements HttpCallSink {
     }
     if (op === Op.RequestHeaders) {
       readRequestHeaders(r, s);
-      this.writeResult(out, index, this.runPhase(s, gens, true, eos, 0), s, true);
+      this.writeResult(out, index, this.runPhase(s, gens, REQUEST_HEADERS, eos, 0), s, true);
       return true;
     }
     if (op === Op.ResponseHeaders) {
       if ((flags & CallFlag.StreamInfo) !== 0) readRequestHeaders(r, s);
       readResponseHeaders(r, s);
-      this.writeResult(out, index, this.runPhase(s, gens, false, eos, 0), s, false);
+      this.writeResult(out, index, this.runPhase(s, gens, RESPONSE_HEADERS, eos, 0), s, false);
       return true;
     }
     if (op === Op.ResponseTrailers) {
@@ -480,7 +519,7 @@ export class FilterWorker implements HttpCallSink {
       }
       s.responseTrailers = r.strList();
       s.trailersDirty = false;
-      this.writeResult(out, index, this.runResponseTrailers(s, gens), s, false);
+      this.writeResult(out, index, this.runPhase(s, gens, RESPONSE_TRAILERS, 0, 0), s, false);
       return true;
     }
     if (op === Op.RequestBody || op === Op.ResponseBody) {
@@ -535,13 +574,19 @@ export class FilterWorker implements HttpCallSink {
   /** Go on with a paused phase from the filter after the one that paused. */
   private resumePhase(s: StreamState, gens: number[], request: boolean, trailers: boolean, next: number): number {
     s.pausedTrailers = false;
-    return trailers ? this.runResponseTrailers(s, gens, next) : this.runPhase(s, gens, request, 0, next);
+    return this.runPhase(s, gens, trailers ? RESPONSE_TRAILERS : request ? REQUEST_HEADERS : RESPONSE_HEADERS, 0, next);
   }
 
-  /** Run the phase's filters from `start` (0, or after the filter that paused). */
-  private runPhase(s: StreamState, gens: number[], request: boolean, eos: number, start: number): number {
+  /** Run the phase's filters from `start` (0, or after the filter that paused), request
+   * phases in chain order, response ones in reverse. Answers Continue (ContinueAppended /
+   * ContinueMutated when a headers phase changed the map), LocalResponse (a filter's answer
+   * or fail-closed; in the trailers phase the request path resets the client stream, the head
+   * being out), or Paused while a filter waits on its http call (the call's answer resumes
+   * the chain after that filter; a paused trailers phase holds the response's end). */
+  private runPhase(s: StreamState, gens: number[], phase: HeadersPhase, eos: number, start: number): number {
     s.local = null;
     const watch = this.deps.watch;
+    const request = phase.request;
     const n = gens.length;
     for (let step = start; step < n; step++) {
       const genId = request ? gens[step] : gens[n - 1 - step];
@@ -551,19 +596,18 @@ export class FilterWorker implements HttpCallSink {
         continue;
       }
       const inst = gen.inst!;
-      const fn = request ? inst.onRequestHeaders : inst.declaredNoResponseHeaders ? null : inst.onResponseHeaders;
+      const fn = phase.callback(inst);
       if (fn === null) continue;
-      const phaseName = request ? 'proxy_on_request_headers' : 'proxy_on_response_headers';
       let action = 0;
       armWatch(watch, gen.spec);
       try {
         const ctx = inst.contextFor(s);
         inst.stream = s;
         inst.contextId = ctx;
-        const pairs = request ? s.requestPairs : s.responsePairs;
-        action = fn(ctx, pairs, eos);
+        // proxy_on_response_trailers takes no end-of-stream flag: the extra argument is ignored.
+        action = fn(ctx, phase.size(s), eos);
       } catch (err) {
-        if (this.trappedCall(s, gen, inst, phaseName, err)) return ResultKind.LocalResponse;
+        if (this.trappedCall(s, gen, inst, phase.name, err)) return ResultKind.LocalResponse;
         continue;
       }
       watch[Watch.Call] = 0;
@@ -573,61 +617,15 @@ export class FilterWorker implements HttpCallSink {
       if (action === 1) {
         if (s.pendingCalls > 0) {
           s.pausedRequest = request;
+          s.pausedTrailers = phase.trailers;
           s.pausedStep = step;
           return ResultKind.Paused;
         }
-        inst.warnOnce('pause', `${phaseName} returned Pause with no http call to wait for; nothing could resume it, so the chain continues`);
+        inst.warnOnce(phase.pauseWarning, `${phase.name} returned Pause with no http call to wait for; nothing could resume it, so the chain continues`);
       }
     }
-    if (request ? s.requestDirty : s.responseDirty) {
+    if (!phase.trailers && (request ? s.requestDirty : s.responseDirty)) {
       return (request ? s.requestAppendOnly : s.responseAppendOnly) ? ResultKind.ContinueAppended : ResultKind.ContinueMutated;
-    }
-    return ResultKind.Continue;
-  }
-
-  /** proxy_on_response_trailers of every filter from `start`, in reverse order like the
-   * response phases. Answers Continue (changed trailers go nowhere: the client side cannot
-   * write them), LocalResponse (a filter's answer or fail-closed; the request path resets the
-   * client stream, the head being out), or Paused while a filter waits on its http call (the
-   * response's end waits with it; the call's answer resumes the chain after that filter). */
-  private runResponseTrailers(s: StreamState, gens: number[], start = 0): number {
-    s.local = null;
-    const watch = this.deps.watch;
-    const n = gens.length;
-    for (let step = start; step < n; step++) {
-      const genId = gens[n - 1 - step];
-      const gen = this.callable(s, genId);
-      if (gen === null) {
-        if (s.local !== null) return ResultKind.LocalResponse;
-        continue;
-      }
-      const inst = gen.inst!;
-      const fn = inst.declaredNoResponseTrailers ? null : inst.onResponseTrailers;
-      if (fn === null) continue;
-      let action = 0;
-      armWatch(watch, gen.spec);
-      try {
-        const ctx = inst.contextFor(s);
-        inst.stream = s;
-        inst.contextId = ctx;
-        action = fn(ctx, (s.responseTrailers !== null ? s.responseTrailers.length : 0) >> 1);
-      } catch (err) {
-        if (this.trappedCall(s, gen, inst, 'proxy_on_response_trailers', err)) return ResultKind.LocalResponse;
-        continue;
-      }
-      watch[Watch.Call] = 0;
-      inst.stream = null;
-      this.checkMemory(s, gen, inst);
-      if (s.local !== null) return ResultKind.LocalResponse;
-      if (action === 1) {
-        if (s.pendingCalls > 0) {
-          s.pausedRequest = false;
-          s.pausedTrailers = true;
-          s.pausedStep = step;
-          return ResultKind.Paused;
-        }
-        inst.warnOnce('trailers-pause', 'proxy_on_response_trailers returned Pause with no http call to wait for; nothing could resume it, so the chain continues');
-      }
     }
     return ResultKind.Continue;
   }
