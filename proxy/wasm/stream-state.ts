@@ -1,6 +1,6 @@
 // Worker-side view of one request: what the filters may read and mutate during a phase.
 
-import { decodePacked, unpackStrings } from './wire.js';
+import { decodePacked, packedLength, packedValue, unpackStrings } from './wire.js';
 
 export interface LocalResponse {
   status: number;
@@ -47,30 +47,6 @@ export function mapValue(list: string[], key: string): string | null {
     if (list[i] === key) out = out === null ? list[i + 1] : `${out},${list[i + 1]}`;
   }
   return out;
-}
-
-/** mapValue over a packed list (BinReader.packed: u32 length + bytes per string, one latin1
- * char per byte), decoding only the values that match. */
-function packedValue(packed: string, key: string): string | null {
-  let out: string | null = null;
-  const end = packed.length;
-  let p = 0;
-  while (p < end) {
-    const n = packedLength(packed, p);
-    const name = p + 4;
-    const at = name + n;
-    const v = packedLength(packed, at);
-    if (n === key.length && packed.startsWith(key, name)) {
-      const value = decodePacked(packed, at + 4, v);
-      out = out === null ? value : `${out},${value}`;
-    }
-    p = at + 4 + v;
-  }
-  return out;
-}
-
-function packedLength(packed: string, p: number): number {
-  return (packed.charCodeAt(p) | (packed.charCodeAt(p + 1) << 8) | (packed.charCodeAt(p + 2) << 16) | (packed.charCodeAt(p + 3) << 24)) >>> 0;
 }
 
 export class StreamState {

@@ -234,11 +234,36 @@ export function unpackStrings(packed: string, out: string[], at: number): void {
   const end = packed.length;
   let p = 0;
   while (p < end) {
-    const n = (packed.charCodeAt(p) | (packed.charCodeAt(p + 1) << 8) | (packed.charCodeAt(p + 2) << 16) | (packed.charCodeAt(p + 3) << 24)) >>> 0;
+    const n = packedLength(packed, p);
     p += 4;
     out[at++] = decodePacked(packed, p, n);
     p += n;
   }
+}
+
+/** The values of `key` in a packed [name, value, ...] list, joined with ',' (null: none),
+ * like stream-state.ts mapValue over the decoded list, but decoding only the values that match. */
+export function packedValue(packed: string, key: string): string | null {
+  let out: string | null = null;
+  const end = packed.length;
+  let p = 0;
+  while (p < end) {
+    const n = packedLength(packed, p);
+    const name = p + 4;
+    const at = name + n;
+    const v = packedLength(packed, at);
+    if (n === key.length && packed.startsWith(key, name)) {
+      const value = decodePacked(packed, at + 4, v);
+      out = out === null ? value : `${out},${value}`;
+    }
+    p = at + 4 + v;
+  }
+  return out;
+}
+
+/** The u32 length that starts a packed string's entry at `p`. */
+export function packedLength(packed: string, p: number): number {
+  return (packed.charCodeAt(p) | (packed.charCodeAt(p + 1) << 8) | (packed.charCodeAt(p + 2) << 16) | (packed.charCodeAt(p + 3) << 24)) >>> 0;
 }
 
 /** The `n` bytes at `p` of a packed string (one latin1 char per byte) as the UTF-8 text they are. */
