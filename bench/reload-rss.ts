@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ManagedProcess, installCleanup, rssBytes, stopAll, waitReady } from './peers/proc.js';
 import { freePort } from '../test/helpers/net.js';
+import { chainConfigYaml } from './chain-config.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const MB = 1048576;
@@ -37,33 +38,6 @@ function parseArgs(argv: string[]): Options {
     every: Number(val('--every') ?? 100),
     warmup: Number(val('--warmup') ?? 20),
   };
-}
-
-function wispYaml(workers: number, listenPort: number, adminPort: number, upstreamPort: number): string {
-  const wasm = (n: string) => path.join(ROOT, 'filters', 'build', `${n}.wasm`);
-  return `admin:
-  address: 127.0.0.1:${adminPort}
-workers: ${workers}
-listeners:
-  - name: main
-    address: 127.0.0.1:${listenPort}
-    routes:
-      - match: { prefix: / }
-        cluster: up
-        filters: [noop, tag, limit]
-clusters:
-  - name: up
-    endpoints: [127.0.0.1:${upstreamPort}]
-filters:
-  - name: noop
-    wasm: ${wasm('noop')}
-  - name: tag
-    wasm: ${wasm('add-header')}
-    config: reload-rss
-  - name: limit
-    wasm: ${wasm('ratelimit')}
-    config: { key: client_ip, rate: 10000000, per: 1s, burst: 10000000 }
-`;
 }
 
 function request(port: number, method: string, urlPath: string): Promise<{ status: number; body: string }> {
@@ -104,7 +78,7 @@ async function runOnce(workers: number, opts: Options, upstreamPort: number): Pr
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wisp-reload-rss-'));
   const [listenPort, adminPort] = [await freePort(), await freePort()];
   const conf = path.join(dir, 'wisp.yaml');
-  writeFileSync(conf, wispYaml(workers, listenPort, adminPort, upstreamPort));
+  writeFileSync(conf, chainConfigYaml({ listenerName: 'main', listenPort, adminPort, upstreamPort, workers, tag: 'reload-rss' }));
   const wisp = new ManagedProcess('wisp', process.execPath, [path.join(ROOT, 'bin', 'wisp.js'), '--config', conf], {
     env: { ...process.env, WISP_LOG_LEVEL: 'warn' },
   });

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ManagedProcess, installCleanup, rssBytes, stopAll, waitReady } from './peers/proc.js';
 import { freePort } from '../test/helpers/net.js';
+import { chainConfigYaml } from './chain-config.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SAMPLE_MS = 5000;
@@ -61,31 +62,7 @@ function parseArgs(argv: string[]): Options {
 }
 
 function wispYaml(listenPort: number, adminPort: number, upstreamPort: number, tag: string): string {
-  return `admin:
-  address: 127.0.0.1:${adminPort}
-workers: 1
-drain_timeout: 2s
-listeners:
-  - name: soak
-    address: 127.0.0.1:${listenPort}
-    via: "1.1 wisp-${tag}"
-    routes:
-      - match: { prefix: / }
-        cluster: up
-        filters: [noop, tag, limit]
-clusters:
-  - name: up
-    endpoints: [127.0.0.1:${upstreamPort}]
-filters:
-  - name: noop
-    wasm: ${path.join(ROOT, 'filters', 'build', 'noop.wasm')}
-  - name: tag
-    wasm: ${path.join(ROOT, 'filters', 'build', 'add-header.wasm')}
-    config: soak-${tag}
-  - name: limit
-    wasm: ${path.join(ROOT, 'filters', 'build', 'ratelimit.wasm')}
-    config: { key: client_ip, rate: 10000000, per: 1s, burst: 10000000 }
-`;
+  return chainConfigYaml({ listenerName: 'soak', listenPort, adminPort, upstreamPort, workers: 1, tag: `soak-${tag}`, drainTimeout: '2s', via: `1.1 wisp-${tag}` });
 }
 
 function openFds(pid: number): number {
