@@ -8,7 +8,7 @@ import { createEnvImports } from './host.js';
 import type { SharedState } from './shared-state.js';
 import type { StreamState } from './stream-state.js';
 import { createWasiImports, ProcExit } from './wasi.js';
-import { startCall, Watch, type GenerationSpec, type Utf8SliceBuffer } from './wire.js';
+import { isAscii, startCall, Watch, type GenerationSpec, type Utf8SliceBuffer } from './wire.js';
 
 /** Log lines and faults gathered during a batch, returned to the main thread with it. */
 export class WorkerLog {
@@ -332,11 +332,6 @@ export class FilterInstance {
     this.memView.setUint32(retSizePtr, len, true);
     return WasmResult.Ok;
   }
-}
-
-function isAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
-  return true;
 }
 
 /** An error's message; for a wasm trap, followed by the wasm frames of its stack (innermost

@@ -269,10 +269,13 @@ export function packedLength(packed: string, p: number): number {
 /** The `n` bytes at `p` of a packed string (one latin1 char per byte) as the UTF-8 text they are. */
 export function decodePacked(packed: string, p: number, n: number): string {
   const raw = packed.slice(p, p + n);
-  for (let i = 0; i < n; i++) {
-    if (raw.charCodeAt(i) >= 0x80) return Buffer.from(raw, 'latin1').toString('utf8');
-  }
-  return raw;
+  return isAscii(raw) ? raw : Buffer.from(raw, 'latin1').toString('utf8');
+}
+
+/** Every char below 0x80 (then UTF-8 and latin1 bytes are the chars themselves). */
+export function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
 }
 
 /** Generation as the worker needs it: everything to instantiate and run one filter. */
