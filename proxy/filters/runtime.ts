@@ -244,17 +244,13 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     const gens = entry.gens;
     for (let i = 0; i < gens.length; i++) if (!gens[i].skipsResponseHeaders) return true;
     // A trailers phase reads the response heads, which only its headers call carries.
-    return this.handlesResponseTrailers(stream);
+    return wantsTrailers(entry);
   }
 
   handlesResponseTrailers(stream: FilterStream): boolean {
     const entry = this.streams.get(stream.streamId);
-    if (entry === undefined) return false;
-    const gens = entry.gens;
-    for (let i = 0; i < gens.length; i++) if (!gens[i].skipsResponseTrailers) return true;
-    return false;
+    return entry !== undefined && wantsTrailers(entry);
   }
-
 
   submitBody(stream: FilterStream, op: number, data: Uint8Array, endOfStream: boolean): void {
     const entry = this.streams.get(stream.streamId);
@@ -691,6 +687,13 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     });
     return next;
   }
+}
+
+/** A generation the stream is pinned to runs in the response trailers phase. */
+function wantsTrailers(entry: StreamEntry): boolean {
+  const gens = entry.gens;
+  for (let i = 0; i < gens.length; i++) if (!gens[i].skipsResponseTrailers) return true;
+  return false;
 }
 
 /** Defaults for a filter that arrives only as bytes (admin PUT of a new name). */
