@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { Wisp } from '../../proxy/server.js';
-import { httpGet, startUpstream, type TestUpstream } from '../helpers/net.js';
+import { httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
 import { fixture } from './helpers.js';
 
 interface BuiltModule {
@@ -61,6 +61,7 @@ before(async () => {
               route('/key', 'solo-api-key'),
               route('/meter', 'solo-body-meter'),
               route('/authz', 'solo-authz-call'),
+              route('/tick', 'solo-heartbeat'),
             ],
           },
         ],
@@ -73,6 +74,7 @@ before(async () => {
           { name: 'solo-api-key', wasm: wasm('api-key'), root_id: 'api-key', config: 'k-3f9a' },
           { name: 'solo-body-meter', wasm: wasm('body-meter'), root_id: 'body-meter', config: 'uploads' },
           { name: 'solo-authz-call', wasm: wasm('authz-call'), root_id: 'authz-call', config: 'authz' },
+          { name: 'solo-heartbeat', wasm: wasm('heartbeat'), root_id: 'heartbeat', config: '20' },
         ],
       },
       'solo-sdk.test',
@@ -87,6 +89,16 @@ after(async () => {
   await authz?.close();
 });
 
+/** A filter-defined metric's value in the /metrics exposition (wisp_filter_metric). */
+function filterMetric(text: string, filter: string, name: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('wisp_filter_metric{') && line.includes(`filter="${filter}"`) && line.includes(`name="${name}"`)) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return undefined;
+}
+
 /** The requests the upstream saw since `from`, by url. */
 function seenSince(u: TestUpstream, from: number): string[] {
   return u.requests.slice(from).map((r) => r.url);
@@ -96,7 +108,7 @@ test('the Solo SDK modules load as proxy-wasm ABI 0.2.0 (GET /filters)', async (
   const res = await httpGet(wisp.adminPort(), '/filters');
   assert.equal(res.status, 200);
   const list = JSON.parse(res.body) as { name: string; abi: string; wasm?: string }[];
-  for (const name of ['solo-response-header', 'solo-api-key', 'solo-body-meter', 'solo-authz-call']) {
+  for (const name of ['solo-response-header', 'solo-api-key', 'solo-body-meter', 'solo-authz-call', 'solo-heartbeat']) {
     const f = list.find((x) => x.name === name);
     assert.ok(f, `${name} listed: ${res.body}`);
     assert.equal(f.abi, '0.2.0', name);
@@ -140,17 +152,23 @@ test('body meter: counters the filter defines (named from its configuration) cou
   const get = await httpGet(port, '/meter/again');
   assert.equal(get.status, 200);
 
-  const metric = (text: string, name: string): number | undefined => {
-    for (const line of text.split('\n')) {
-      if (line.startsWith('wisp_filter_metric{') && line.includes('filter="solo-body-meter"') && line.includes(`name="${name}"`)) {
-        return Number(line.slice(line.lastIndexOf(' ') + 1));
-      }
-    }
-    return undefined;
-  };
   const text = (await httpGet(wisp.adminPort(), '/metrics')).body;
-  assert.equal(metric(text, 'uploads_requests'), 2, text);
-  assert.equal(metric(text, 'uploads_request_body_bytes'), 100_000, text);
+  assert.equal(filterMetric(text, 'solo-body-meter', 'uploads_requests'), 2, text);
+  assert.equal(filterMetric(text, 'solo-body-meter', 'uploads_request_body_bytes'), 100_000, text);
+});
+
+test('timer: ticks set from the configuration run in the root context, counted and visible to streams', async () => {
+  const ticks = await waitFor(async () => {
+    const n = filterMetric((await httpGet(wisp.adminPort(), '/metrics')).body, 'solo-heartbeat', 'heartbeat_ticks') ?? 0;
+    return n >= 3 ? n : 0;
+  }, 10_000, 'three heartbeat ticks (20 ms period)');
+  const res = await httpGet(port, '/tick/now');
+  assert.equal(res.status, 200);
+  // The response is answered after the scrape above: at least as many ticks were seen.
+  assert.ok(Number(res.headers['x-heartbeat-ticks']) >= ticks, `x-heartbeat-ticks ${res.headers['x-heartbeat-ticks']} < ${ticks}`);
+  // proxy_get_current_time_nanoseconds is wall-clock time (generous: the suite shares 2 cores).
+  const last = Number(res.headers['x-heartbeat-last-ms']);
+  assert.ok(Math.abs(Date.now() - last) < 60_000, `x-heartbeat-last-ms ${last} vs now ${Date.now()}`);
 });
 
 // Wisp delivers proxy_on_http_call_response with the id of the stream context that made the
