@@ -5,6 +5,7 @@
 // test/fixtures/solo/ (README: test/fixtures/third-party/README.md).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { Wisp } from '../../proxy/server.js';
 import { httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
@@ -16,7 +17,7 @@ interface BuiltModule {
   rebuilt: boolean;
 }
 
-const buildScript = new URL(`file://${fixture('solo/build.mjs')}`);
+const buildScript = pathToFileURL(fixture('solo/build.mjs'));
 
 let up: TestUpstream;
 let authz: TestUpstream;
