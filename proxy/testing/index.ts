@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { BufferType, LogLevel, utf8, WasmResult } from '../wasm/abi.js';
-import { FilterInstance, type HttpCallSink, type InstanceDeps, WorkerLog } from '../wasm/instance.js';
+import { FilterInstance, type HttpCallSink, type InstanceDeps, ROOT_CONTEXT_ID, WorkerLog } from '../wasm/instance.js';
 import { DEFAULT_SHARED_STATE, SharedState, type SharedStateOptions } from '../wasm/shared-state.js';
 import { BodyBuffer, StreamState } from '../wasm/stream-state.js';
 import { type GenerationSpec, Watch } from '../wasm/wire.js';
@@ -440,7 +440,7 @@ export class FilterHarness implements HttpCallSink {
         this.guard('proxy_on_http_call_response', s, () => {
           inst.stream = s;
           inst.contextId = call.contextId;
-          inst.onHttpCallResponse!(call.contextId, token, headers.length >> 1, body.length, 0);
+          inst.onHttpCallResponse!(ROOT_CONTEXT_ID, token, headers.length >> 1, body.length, 0); // as the host: see worker.ts
         });
       } finally {
         inst.httpResponse = null;

@@ -75,7 +75,7 @@ export interface InstanceDeps {
 
 type ExportFn = (...args: number[]) => number;
 
-const ROOT_CONTEXT_ID = 1;
+export const ROOT_CONTEXT_ID = 1;
 /** Instantiation, _initialize and configure may legitimately take longer than a request call. */
 const START_DEADLINE_FLOOR_MS = 2000;
 

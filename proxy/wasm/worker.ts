@@ -6,7 +6,7 @@
 import { workerData } from 'piscina';
 import { type BatchHandler, type ServeTask, serveChannel } from './channel.js';
 import { BufferType, LogLevel } from './abi.js';
-import { describeError, FilterInstance, type HttpCallSink, RetiredInstanceCollector, WorkerLog, type InstanceDeps } from './instance.js';
+import { describeError, FilterInstance, type HttpCallSink, RetiredInstanceCollector, ROOT_CONTEXT_ID, WorkerLog, type InstanceDeps } from './instance.js';
 import { SharedState } from './shared-state.js';
 import { BodyBuffer, StreamState } from './stream-state.js';
 import {
@@ -246,7 +246,9 @@ export class FilterWorker implements HttpCallSink {
     armWatch(watch, gen.spec);
     let trapped = false;
     try {
-      inst.onHttpCallResponse(call.contextId, token, h.length >> 1, body.length, 0);
+      // To the root context, as Envoy does (it makes every call on the root): SDKs map the
+      // token back to the calling context, and the Go and C++ SDKs look the id up as a root.
+      inst.onHttpCallResponse(ROOT_CONTEXT_ID, token, h.length >> 1, body.length, 0);
     } catch (err) {
       trapped = true;
       this.fault(gen, gen.spec.id, FaultKind.Trap, `trap in proxy_on_http_call_response: ${errorMessage(err)}`);

@@ -8,6 +8,20 @@ import {
   MapType, PeerType, StreamType, WasmResult,
 } from "./types";
 
+// Envoy makes every http call on the caller's root context and answers it there, so
+// proxy_on_http_call_response carries the root's id: the SDK remembers which context made
+// each call (as the Rust and Go SDKs do) to hand the answer to it.
+const callers = new Map<u32, BaseContext>();
+
+/** The context whose httpCall got `token`, forgotten once asked for; null when the call was
+ * made through hostcalls.httpCall directly. */
+export function takeCaller(token: u32): BaseContext | null {
+  if (!callers.has(token)) return null;
+  const ctx = callers.get(token);
+  callers.delete(token);
+  return ctx;
+}
+
 export class BaseContext {
   constructor(public readonly id: u32) {}
 
@@ -32,9 +46,12 @@ export class BaseContext {
   getSharedData(key: string): host.SharedData { return host.getSharedData(key); }
   setSharedData(key: string, value: ArrayBuffer, cas: u32 = 0): WasmResult { return host.setSharedData(key, value, cas); }
 
-  /** Sends an out-of-band request; the answer arrives in onHttpCallResponse. 0 = failed. */
+  /** Sends an out-of-band request; the answer arrives in this context's onHttpCallResponse.
+   * 0 = failed. */
   httpCall(cluster: string, headers: HeaderPair[], body: ArrayBuffer | null, trailers: HeaderPair[], timeoutMs: u32): u32 {
-    return host.httpCall(cluster, headers, body, trailers, timeoutMs);
+    const token = host.httpCall(cluster, headers, body, trailers, timeoutMs);
+    if (token != 0) callers.set(token, this);
+    return token;
   }
   getHttpCallResponseHeaders(): HeaderPair[] { return host.getHeaderMapPairs(MapType.HttpCallResponseHeaders); }
   getHttpCallResponseHeader(name: string): string | null { return host.getHeaderMapValue(MapType.HttpCallResponseHeaders, name); }

@@ -4,9 +4,9 @@
 // Body callbacks live in exports-body.ts: a host streams bodies past a filter that does not
 // export them, so only a filter that overrides onRequestBody/onResponseBody adds that line.
 
-import { BaseContext, HttpContext, RootContext } from "./context";
+import { BaseContext, HttpContext, RootContext, takeCaller } from "./context";
 import { createContext, deleteContext, httpContext, rootContext } from "./registry";
-import { hostAllocate } from "./hostcalls";
+import { hostAllocate, setEffectiveContext } from "./hostcalls";
 // The abort/trace/seed replacements that asconfig's "use" points at, and the collector's
 // enter/leave (every callback but proxy_on_memory_allocate runs between them).
 import { enter, leave } from "./runtime";
@@ -102,10 +102,17 @@ function anyContext(id: u32): BaseContext | null {
   return null;
 }
 
+// contextId is the root's on Envoy and Wisp; the answer goes to the context that made the call,
+// made effective first so its header and stream calls act on its request (as on Envoy). A
+// stream deleted while its call was out gets nothing.
 export function proxy_on_http_call_response(contextId: u32, token: u32, numHeaders: u32, bodySize: u32, numTrailers: u32): void {
   enter();
-  const ctx = anyContext(contextId);
-  if (ctx !== null) ctx.onHttpCallResponse(token, numHeaders, bodySize, numTrailers);
+  const caller = takeCaller(token);
+  const ctx = caller !== null ? caller : anyContext(contextId);
+  if (ctx !== null && anyContext(ctx.id) === ctx) {
+    if (ctx.id != contextId) setEffectiveContext(ctx.id);
+    ctx.onHttpCallResponse(token, numHeaders, bodySize, numTrailers);
+  }
   leave();
 }
 

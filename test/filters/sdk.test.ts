@@ -69,6 +69,24 @@ test('tick: counter metric, http call out, response back to the root context', a
   assert.ok(messages(h).includes(`call ${h.httpCalls[0].token} status none body  at ${h.nowNs / 1_000_000n}`), messages(h).join('\n'));
 });
 
+test('an http call made by a request context is answered in that context (the host passes the root id)', async () => {
+  const h = await started();
+  const first = h.request({ headers: [[':path', '/a'], ['x-probe-call', '1']] });
+  const second = h.request({ headers: [[':path', '/b'], ['x-probe-call', '1']] });
+  assert.equal(first.action, 'pause');
+  assert.equal(second.action, 'pause');
+  const [a, b] = h.httpCalls;
+  assert.deepEqual([a.stream, b.stream], [first.stream, second.stream]);
+  // Answered out of order: each answer still lands on the context that asked.
+  const resumedB = h.httpCallResponse(b.token, { status: 204 });
+  const resumedA = h.httpCallResponse(a.token, { status: 200 });
+  assert.equal(resumedA?.action, 'continue');
+  assert.equal(resumedB?.action, 'continue');
+  assert.match(resumedA?.header('x-call') ?? '', /^200 in context \d+$/);
+  assert.match(resumedB?.header('x-call') ?? '', /^204 in context \d+$/);
+  assert.notEqual(resumedA?.header('x-call')?.split(' ').pop(), resumedB?.header('x-call')?.split(' ').pop());
+});
+
 test('whole header maps, bodies, queues, gauges and histograms in one request', async () => {
   const h = await started();
   const req: HeaderPairs = [[':path', '/a'], ['x-a', 'hello'], ['x-b', 'wörld']];

@@ -172,15 +172,10 @@ test('timer: ticks set from the configuration run in the root context, counted a
   assert.ok(Math.abs(Date.now() - last) < 60_000, `x-heartbeat-last-ms ${last} vs now ${Date.now()}`);
 });
 
-// Wisp delivers proxy_on_http_call_response with the id of the stream context that made the
-// call. proxy-wasm-cpp-host (Envoy, Istio) issues every proxy_http_call on the caller's root
-// context (`contextOrEffectiveContext()->root_context()` in src/exports.cc) and so answers
-// with the root context's id; the Solo SDK (like the C++ and Go SDKs) looks the callback up
-// on that root context, and on Wisp today aborts ("unexpected upcast", runtime.ts 1022,
-// getRootContext on a stream context) -> proc_exit(255) -> 503. Checked: with the root
-// context id (1) passed instead, this test passes unchanged. Remove the skip once the host
-// does that (proxy/wasm/worker.ts httpCallResponse).
-const HTTP_CALL_ON_ROOT = 'host gap: proxy_on_http_call_response gets the stream context id, the Solo SDK (like Envoy SDKs) expects the root context id';
+// proxy-wasm-cpp-host (Envoy, Istio) issues every proxy_http_call on the caller's root context
+// and answers it with the root's id; the Solo SDK looks the callback up on that root context
+// (with a stream's id it aborts: "unexpected upcast" -> proc_exit(255) -> 503). Wisp does the
+// same since this test was written.
 
 test('external authorization: no credential is a 401 local response, with no call made', async () => {
   const from = up.requests.length;
@@ -193,7 +188,7 @@ test('external authorization: no credential is a 401 local response, with no cal
   assert.deepEqual(seenSince(up, from), []);
 });
 
-test('external authorization through proxy_http_call to a cluster: user passed upstream, or 401', { skip: HTTP_CALL_ON_ROOT }, async () => {
+test('external authorization through proxy_http_call to a cluster: user passed upstream, or 401', async () => {
   const from = up.requests.length;
   const checks = authz.requests.length;
   const ok = await httpGet(port, '/authz/profile', { headers: { authorization: 'Bearer alice-token' } });

@@ -65,6 +65,15 @@ class ProbeRoot extends RootContext {
 class ProbeHttp extends HttpContext {
   onRequestHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus {
     if (this.getRequestHeader("x-bytes-probe") !== null) return bytesProbe(this);
+    if (this.getRequestHeader("x-probe-call") !== null) {
+      // A request's own call: the host answers on the root context, the SDK routes it here.
+      const headers = new Array<HeaderPair>();
+      headers.push(new HeaderPair(":method", "GET"));
+      headers.push(new HeaderPair(":path", "/check"));
+      headers.push(new HeaderPair(":authority", "auth.internal"));
+      this.httpCall("auth-cluster", headers, null, [], 1000);
+      return FilterHeadersStatus.StopIteration;
+    }
     const root = changetype<ProbeRoot>(this.root);
     root.inflight!.add(1);
     root.sizes!.record(getHeaderMapSize(MapType.HttpRequestHeaders));
@@ -89,6 +98,12 @@ class ProbeHttp extends HttpContext {
     const t = this.getRequestTrailer("grpc-status");
     logInfo("trailer grpc-status=" + (t !== null ? t : "none"));
     return FilterTrailersStatus.Continue;
+  }
+
+  onHttpCallResponse(token: u32, numHeaders: u32, bodySize: u32, numTrailers: u32): void {
+    const status = this.getHttpCallResponseHeader(":status");
+    this.setRequestHeader("x-call", (status !== null ? status : "failed") + " in context " + this.id.toString());
+    this.resumeRequest();
   }
 
   onResponseHeaders(numHeaders: u32, endOfStream: bool): FilterHeadersStatus {
