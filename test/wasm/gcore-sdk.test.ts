@@ -5,12 +5,13 @@
 // checked byte for byte. Sources and build script: test/fixtures/gcore/ (README:
 // test/fixtures/third-party/README.md).
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { Wisp } from '../../proxy/server.js';
-import { httpGet, startUpstream, type TestUpstream } from '../helpers/net.js';
+import { httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
 import { fixture } from './helpers.js';
 
 interface BuiltModule {
@@ -23,6 +24,7 @@ const FILTERS = ['gcore-request-rewrite', 'gcore-path-guard', 'gcore-client-quot
 const INTERNAL = 'http://10.1.2.3:8080';
 const PUBLIC = 'https://cdn.example.com';
 
+let built: BuiltModule[];
 let up: TestUpstream;
 let geo: TestUpstream;
 let wisp: Wisp;
@@ -47,7 +49,7 @@ function servePage(req: http.IncomingMessage, res: http.ServerResponse): void {
 before(async () => {
   // Compiled here, from the npm-installed SDK and compiler (cached across runs by a stamp).
   const { buildGcoreFilters } = (await import(pathToFileURL(fixture('gcore/build.mjs')).href)) as { buildGcoreFilters: () => Promise<BuiltModule[]> };
-  const built = await buildGcoreFilters();
+  built = await buildGcoreFilters();
   const wasm = (name: string): string => {
     const m = built.find((b) => b.name === name);
     assert.ok(m, `test/fixtures/gcore/${name}.ts was not built`);
@@ -125,6 +127,17 @@ async function metric(filter: string, name: string): Promise<number | undefined>
   return filterMetric((await httpGet(wisp.adminPort(), '/metrics')).body, filter, name);
 }
 
+/** Lines this process writes to stderr (Wisp's log) until stop() is called. */
+function captureStderr(): { lines: string[]; stop: () => void } {
+  const lines: string[] = [];
+  const original = process.stderr.write;
+  process.stderr.write = function (this: NodeJS.WriteStream, chunk: unknown, ...rest: unknown[]): boolean {
+    lines.push(String(chunk));
+    return (original as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as typeof process.stderr.write;
+  return { lines, stop: () => void (process.stderr.write = original) };
+}
+
 /** The requests the upstream saw since `from`, by url. */
 function seenSince(u: TestUpstream, from: number): string[] {
   return u.requests.slice(from).map((r) => r.url);
@@ -163,9 +176,28 @@ test('request rewrite from the plugin configuration: header set (replaced or add
   assert.equal(up.requests.length, from + 2);
 });
 
-test('path guard: 403 JSON local response for denied prefixes (query ignored), other paths forwarded', async () => {
+test('a filter that never reads bodies still gets them (the SDK exports proxy_on_request_body): a 300 KB POST arrives whole', async () => {
+  const body = Buffer.alloc(300_000);
+  for (let i = 0; i < body.length; i++) body[i] = i % 251;
   const from = up.requests.length;
-  const denied = await httpGet(port, '/guard/admin/users?as=root');
+  const res = await httpGet(port, '/v1/upload', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(res.status, 200);
+  assert.deepEqual(JSON.parse(res.body), { url: '/api/v1/upload', bytes: 300_000 });
+  assert.ok(up.requests[from].body.equals(body), 'the same bytes, in order');
+});
+
+test('path guard: 403 JSON local response for denied prefixes (query ignored), logged through WASI stdout; other paths forwarded', async () => {
+  const from = up.requests.length;
+  const stderr = captureStderr();
+  let denied;
+  try {
+    denied = await httpGet(port, '/guard/admin/users?as=root');
+    // The SDK's log() writes "[WARN]: ..." to stdout (fd_write); Wisp logs a filter's stdout at info, under its name.
+    const line = await waitFor(() => stderr.lines.find((l) => l.includes('path guard denied')) ?? '', 5000, 'the refusal in the log');
+    assert.ok(line.includes('[WARN]: path guard denied /guard/admin/users by rule /guard/admin') && line.includes('gcore-path-guard'), line);
+  } finally {
+    stderr.stop();
+  }
   assert.equal(denied.status, 403);
   assert.equal(denied.headers['content-type'], 'application/json');
   assert.equal(denied.headers['cache-control'], 'no-store');
@@ -251,4 +283,20 @@ test('geo gate through proxy_http_call to a cluster: country passed upstream, bl
 
   assert.equal(geo.requests.length, lookups + 3, 'one lookup per request');
   assert.deepEqual(seenSince(up, from), ['/geo/page', '/geo/other'], 'the blocked request never reached the upstream');
+});
+
+// FastEdge extends the ABI with its own host functions (secrets, dictionary, KV store). A module
+// that uses one cannot run on a plain proxy-wasm host: Envoy refuses to load it ("Failed to load
+// Wasm module due to a missing import: env.proxy_get_secret"), and so does Wisp, naming it.
+test('a FastEdge-only module (getSecret -> env.proxy_get_secret) is refused on hot load; the running generation keeps serving', async () => {
+  const token = built.find((b) => b.name === 'origin-token');
+  assert.ok(token, 'test/fixtures/gcore/origin-token.ts was not built');
+  const put = await httpGet(wisp.adminPort(), '/filters/gcore-request-rewrite', { method: 'PUT', body: readFileSync(token.wasm) });
+  assert.equal(put.status, 400, put.body);
+  assert.match(put.body, /unknown import env\.proxy_get_secret/);
+
+  const res = await httpGet(port, '/v1/still');
+  assert.equal(res.status, 200);
+  assert.equal(res.headers['x-rewritten-from'], '/v1/still', 'the request rewrite still answers');
+  assert.equal(up.requests[up.requests.length - 1].headers.authorization, undefined);
 });
