@@ -20,7 +20,7 @@ interface BuiltModule {
   rebuilt: boolean;
 }
 
-const FILTERS = ['gcore-request-rewrite', 'gcore-path-guard', 'gcore-client-quota', 'gcore-body-rewrite', 'gcore-geo-gate'];
+const FILTERS = ['gcore-request-rewrite', 'gcore-path-guard', 'gcore-client-quota', 'gcore-body-rewrite', 'gcore-geo-gate', 'gcore-status-tally'];
 const INTERNAL = 'http://10.1.2.3:8080';
 const PUBLIC = 'https://cdn.example.com';
 
@@ -58,6 +58,12 @@ before(async () => {
 
   up = await startUpstream((req, res, body) => {
     if (req.url?.startsWith('/pages/')) return servePage(req, res);
+    if (req.url?.startsWith('/tally/status/')) {
+      const code = Number(req.url.slice('/tally/status/'.length));
+      res.writeHead(code, { 'content-type': 'text/plain', ...(code === 302 ? { location: '/tally/elsewhere' } : {}) });
+      res.end(`status ${code}`);
+      return;
+    }
     const out = JSON.stringify({ url: req.url, bytes: body.length });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
     res.end(out);
@@ -85,6 +91,7 @@ before(async () => {
               route('/quota', 'gcore-client-quota'),
               route('/pages', 'gcore-body-rewrite'),
               route('/geo', 'gcore-geo-gate'),
+              route('/tally', 'gcore-status-tally'),
             ],
           },
         ],
@@ -99,6 +106,7 @@ before(async () => {
           { name: 'gcore-client-quota', wasm: wasm('client-quota'), config: '3' },
           { name: 'gcore-body-rewrite', wasm: wasm('body-rewrite'), config: `${INTERNAL} => ${PUBLIC}` },
           { name: 'gcore-geo-gate', wasm: wasm('geo-gate'), config: 'geo KP IR' },
+          { name: 'gcore-status-tally', wasm: wasm('status-tally'), config: 'edge' },
         ],
       },
       'gcore-sdk.test',
@@ -283,6 +291,26 @@ test('geo gate through proxy_http_call to a cluster: country passed upstream, bl
 
   assert.equal(geo.requests.length, lookups + 3, 'one lookup per request');
   assert.deepEqual(seenSince(up, from), ['/geo/page', '/geo/other'], 'the blocked request never reached the upstream');
+});
+
+test('status tally: proxy_on_log enqueues each response code, the root drains the shared queue on proxy_on_queue_ready into counters', async () => {
+  const classes = ['2xx', '3xx', '4xx', '5xx'];
+  const tally = async () => {
+    const text = (await httpGet(wisp.adminPort(), '/metrics')).body;
+    return classes.map((c) => filterMetric(text, 'gcore-status-tally', `edge_${c}`) ?? -1);
+  };
+  const before = await tally();
+  assert.ok(before.every((n) => n >= 0), `counters defined at configure: ${before}`);
+  const codes = [200, 201, 302, 404, 404, 503];
+  for (const code of codes) {
+    const res = await httpGet(port, `/tally/status/${code}`);
+    assert.equal(res.status, code);
+    assert.equal(res.body, `status ${code}`);
+  }
+  const want = [before[0] + 2, before[1] + 1, before[2] + 2, before[3] + 1];
+  // proxy_on_log runs after the response is sent, and the drain after that: wait for it.
+  await waitFor(async () => (await tally()).every((n, i) => n === want[i]), 5000, `tally ${want}`);
+  assert.deepEqual(await tally(), want);
 });
 
 // FastEdge extends the ABI with its own host functions (secrets, dictionary, KV store). A module
