@@ -239,6 +239,7 @@ test('client quota in shared data (CAS) across two workers: exactly the quota ad
     assert.equal(r.body, 'quota of 3 requests used up for team-a\n');
     assert.equal(r.headers['content-type'], 'text/plain');
     assert.equal(r.headers['retry-after'], '3600');
+    assert.equal(r.headers['grpc-status'], undefined, 'the gRPC status the filter passed applies to gRPC requests only');
   }
   assert.equal(up.requests.length, from + 3, 'only admitted requests reached the upstream');
 
