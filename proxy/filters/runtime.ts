@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
+import { IdTable } from '../id-table.js';
 import type { FilterConfig } from '../config/types.js';
 import { LOG_LEVEL_NAMES, type LogLevelName } from '../wasm/abi.js';
 import {
@@ -94,7 +95,8 @@ function sameConfig(a: FilterConfig, b: FilterConfig): boolean {
 export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChainHost, BatchSink, ReplyHandler {
   readonly registry = new ModuleRegistry();
   private readonly handles: WorkerHandle[];
-  private readonly streams = new Map<number, StreamEntry>();
+  /** Not a Map: see id-table.ts (a Map here promoted every filtered request's objects). */
+  private readonly streams = new IdTable<StreamEntry>();
   private readonly shared: SharedState;
   private readonly log: FilterLogFn;
   private readonly watchdog: NodeJS.Timeout;
