@@ -43,6 +43,10 @@ export class IdTable<T> {
     return this.overflow.size === 0 ? undefined : this.overflow.get(id);
   }
 
+  has(id: number): boolean {
+    return this.get(id) !== undefined;
+  }
+
   /** `id` must be a non-negative integer below 2^53. */
   set(id: number, value: T): void {
     const i = id & this.mask;

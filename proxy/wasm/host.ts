@@ -460,7 +460,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     },
     proxy_set_effective_context(ctx: number): number {
       if (ctx === 1 || ctx === inst.contextId) return Ok;
-      for (const id of inst.contexts.values()) if (id === ctx) return Ok;
+      for (const [, id] of inst.contexts.entries()) if (id === ctx) return Ok;
       return BadArgument;
     },
     proxy_done(): number {

@@ -3,6 +3,7 @@
 
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { IdTable } from '../id-table.js';
 import { BufferType, detectAbi, type AbiVersion, LogLevel, WasmResult } from './abi.js';
 import { createEnvImports } from './host.js';
 import type { SharedState } from './shared-state.js';
@@ -128,7 +129,8 @@ export class FilterInstance {
    * phase (property wisp.skip_phases); see FilterInstance.skipsResponseHeaders. */
   declaredNoResponseHeaders = false;
   declaredNoResponseTrailers = false;
-  readonly contexts = new Map<number, number>();
+  /** Stream id → this instance's context id (an IdTable, not a Map: see id-table.ts). */
+  readonly contexts = new IdTable<number>();
   private nextContextId = ROOT_CONTEXT_ID + 1;
   private warnedOnce = new Set<string>();
 

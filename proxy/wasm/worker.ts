@@ -4,6 +4,7 @@
 // mutated headers, ...), stopping at the first local response.
 
 import { workerData } from 'piscina';
+import { IdTable } from '../id-table.js';
 import { type BatchHandler, type ServeTask, serveChannel } from './channel.js';
 import { BufferType, LogLevel } from './abi.js';
 import { describeError, FilterInstance, type HttpCallSink, RetiredInstanceCollector, ROOT_CONTEXT_ID, WorkerLog, type InstanceDeps } from './instance.js';
@@ -114,7 +115,7 @@ const RESPONSE_TRAILERS: HeadersPhase = {
 
 export class FilterWorker implements HttpCallSink {
   private readonly gens = new Map<number, Generation>();
-  private readonly streams = new Map<number, StreamState>();
+  private readonly streams = new IdTable<StreamState>(); // not a Map: see id-table.ts
   private readonly deps: InstanceDeps;
   private quarantined: ReadonlySet<number> = EMPTY_SET;
   private readonly callGens: number[] = [];
