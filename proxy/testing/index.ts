@@ -162,16 +162,23 @@ export class HarnessSharedState extends SharedState {
     super(SharedState.create(opts).sab);
   }
 
-  override getData(key: Uint8Array): { value: Uint8Array; cas: number } | null {
-    const entry = super.getData(key);
+  // The host reads and writes through readData/writeData; getData/setData (peek, touch) don't.
+  override readData(key: Uint8Array): number {
+    const length = super.readData(key);
     // After the read: a write here makes the filter's next set with this cas a CasMismatch.
-    if (this.onGet !== null) this.onGet(Buffer.from(key).toString('utf8'));
-    return entry;
+    // readBuf and readCas are copied first: touch() reads through them too.
+    if (this.onGet === null) return length;
+    const value = length < 0 ? null : this.readBuf.slice(0, length);
+    const cas = this.readCas;
+    this.onGet(Buffer.from(key).toString('utf8'));
+    if (value !== null) this.readBuf.set(value);
+    this.readCas = cas;
+    return length;
   }
 
-  override setData(key: Uint8Array, value: Uint8Array, cas: number): { result: number; error?: string } {
-    const r = super.setData(key, value, cas);
-    if (r.result === WasmResult.CasMismatch) this.casMismatches++;
+  override writeData(key: Uint8Array, value: Uint8Array, cas: number): number {
+    const r = super.writeData(key, value, cas);
+    if (r === WasmResult.CasMismatch) this.casMismatches++;
     return r;
   }
 

@@ -471,24 +471,25 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     proxy_get_shared_data(keyPtr: number, keyLen: number, retPtrPtr: number, retSizePtr: number, retCasPtr: number): number {
       const key = inst.viewBytes(keyPtr, keyLen);
       if (key === null) return InvalidMemoryAccess;
-      const entry = shared.getData(key);
-      if (entry === null) {
-        // Hand out the create-if-absent CAS (see SharedState.setData); SDKs that ignore the
+      const length = shared.readData(key);
+      if (length < 0) {
+        // Hand out the create-if-absent CAS (see SharedState.writeData); SDKs that ignore the
         // cas of a NotFound behave as on Envoy.
         inst.writeU32(retCasPtr, ABSENT_CAS);
         return NotFound;
       }
-      const r = inst.returnBytes(entry.value, retPtrPtr, retSizePtr);
+      const cas = shared.readCas;
+      const r = inst.returnBytes(shared.readBuf, retPtrPtr, retSizePtr, length);
       if (r !== Ok) return r;
-      return inst.writeU32(retCasPtr, entry.cas) ? Ok : InvalidMemoryAccess;
+      return inst.writeU32(retCasPtr, cas) ? Ok : InvalidMemoryAccess;
     },
     proxy_set_shared_data(keyPtr: number, keyLen: number, valPtr: number, valLen: number, cas: number): number {
       const key = inst.viewBytes(keyPtr, keyLen);
       const value = inst.viewBytes(valPtr, valLen);
       if (key === null || value === null) return InvalidMemoryAccess;
-      const r = shared.setData(key, value, cas >>> 0);
-      if (r.error !== undefined) inst.log(LogLevel.Warn, `proxy_set_shared_data: ${r.error}`);
-      return r.result;
+      const r = shared.writeData(key, value, cas >>> 0);
+      if (shared.writeError !== null) inst.log(LogLevel.Warn, `proxy_set_shared_data: ${shared.writeError}`);
+      return r;
     },
     proxy_register_shared_queue(namePtr: number, nameLen: number, retIdPtr: number): number {
       const name = inst.viewBytes(namePtr, nameLen);

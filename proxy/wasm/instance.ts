@@ -303,16 +303,18 @@ export class FilterInstance {
 
   /** Copy bytes into guest memory allocated by the guest, and write (ptr, size) to the
    * return slots, as every proxy_get_* call does. */
-  returnBytes(bytes: Uint8Array, retPtrPtr: number, retSizePtr: number): number {
+  /** The first `length` bytes of `bytes` (all of them by default). */
+  returnBytes(bytes: Uint8Array, retPtrPtr: number, retSizePtr: number, length = bytes.length): number {
     if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) return WasmResult.InvalidMemoryAccess;
     let ptr = 0;
-    if (bytes.length > 0) {
-      ptr = this.allocFn(bytes.length) >>> 0;
-      if (ptr === 0 || !this.inBounds(ptr, bytes.length)) return WasmResult.InvalidMemoryAccess;
-      this.memBuf.set(bytes, ptr);
+    if (length > 0) {
+      ptr = this.allocFn(length) >>> 0;
+      if (ptr === 0 || !this.inBounds(ptr, length)) return WasmResult.InvalidMemoryAccess;
+      if (length === bytes.length) this.memBuf.set(bytes, ptr);
+      else this.memBuf.set(bytes.subarray(0, length), ptr);
     }
     this.memView.setUint32(retPtrPtr, ptr, true);
-    this.memView.setUint32(retSizePtr, bytes.length, true);
+    this.memView.setUint32(retSizePtr, length, true);
     return WasmResult.Ok;
   }
 

@@ -79,6 +79,12 @@ export class SharedState {
   private readonly mCap: number;
   private readonly mBase: number;
   private readonly mValues: BigInt64Array;
+  /** See readData. */
+  readonly readBuf: Uint8Array;
+  /** The cas of the value the last readData found. */
+  readCas = 0;
+  /** Why the last writeData failed, when its result code does not say it all; else null. */
+  writeError: string | null = null;
 
   static create(opts: SharedStateOptions = DEFAULT_SHARED_STATE): SharedState {
     const kvStride = align8(KV_HDR + opts.kvMaxKeyBytes + opts.kvMaxValueBytes);
@@ -113,6 +119,7 @@ export class SharedState {
     this.mBase = this.qBase + this.qCount * this.qStride;
     const valuesBase = align8(this.mBase + this.mCap * (M_HDR + M_NAME));
     this.mValues = new BigInt64Array(sab, valuesBase, this.mCap * 2);
+    this.readBuf = new Uint8Array(this.valMax);
   }
 
   // --- lock -------------------------------------------------------------------------------
@@ -161,16 +168,51 @@ export class SharedState {
     return -1;
   }
 
+  /** A copy of a value and its cas, or null when the key is absent (tests, the harness). */
   getData(key: Uint8Array): { value: Uint8Array; cas: number } | null {
+    const n = this.read(key);
+    return n < 0 ? null : { value: this.readBuf.slice(0, n), cas: this.readCas };
+  }
+
+  /** writeData with its error message, if any, alongside (tests, the harness). */
+  setData(key: Uint8Array, value: Uint8Array, cas: number): { result: number; error?: string } {
+    const result = this.write(key, value, cas);
+    return this.writeError === null ? { result } : { result, error: this.writeError };
+  }
+
+  // proxy_get/set_shared_data run once or twice per request in a rate limit or breaker: the
+  // host reads through readBuf and gets plain numbers back, no allocation per call.
+
+  /** Copies the value into readBuf and its cas into readCas; returns its length, or -1 when
+   * the key is absent. readBuf is reused: copy out of it before the next read. */
+  readData(key: Uint8Array): number {
+    return this.read(key);
+  }
+
+  /** A WasmResult; writeError says why when the result alone does not. */
+  writeData(key: Uint8Array, value: Uint8Array, cas: number): number {
+    return this.write(key, value, cas);
+  }
+
+  private read(key: Uint8Array): number {
     this.lock();
     try {
       const idx = this.findSlot(key);
-      if (idx < 0) return null;
+      if (idx < 0) return -1;
       const off = this.kvBase + idx * this.kvStride;
       const w = off >> 2;
       const valLen = this.i32[w + 3];
       const start = off + KV_HDR + this.keyMax;
-      return { value: this.u8.slice(start, start + valLen), cas: this.i32[w + 1] >>> 0 };
+      // Values are a few bytes (a token bucket, a breaker's state): a loop, not a view + set.
+      if (valLen <= 64) {
+        const from = this.u8;
+        const to = this.readBuf;
+        for (let i = 0; i < valLen; i++) to[i] = from[start + i];
+      } else {
+        this.readBuf.set(this.u8.subarray(start, start + valLen));
+      }
+      this.readCas = this.i32[w + 1] >>> 0;
+      return valLen;
     } finally {
       this.unlock();
     }
@@ -179,19 +221,20 @@ export class SharedState {
   /** Envoy semantics: cas 0 writes unconditionally; otherwise it must match the entry's.
    * Wisp adds one case: ABSENT_CAS (what a get of a missing key reports) succeeds only while
    * the key is still missing, so two workers creating the same key cannot both win. */
-  setData(key: Uint8Array, value: Uint8Array, cas: number): { result: number; error?: string } {
-    if (key.length === 0) return { result: WasmResult.BadArgument, error: 'empty shared data key' };
-    if (key.length > this.keyMax) return { result: WasmResult.BadArgument, error: `shared data key is ${key.length} bytes, limit ${this.keyMax}` };
-    if (value.length > this.valMax) return { result: WasmResult.BadArgument, error: `shared data value is ${value.length} bytes, limit ${this.valMax}` };
+  private write(key: Uint8Array, value: Uint8Array, cas: number): number {
+    this.writeError = null;
+    if (key.length === 0) return this.refuse(WasmResult.BadArgument, 'empty shared data key');
+    if (key.length > this.keyMax) return this.refuse(WasmResult.BadArgument, `shared data key is ${key.length} bytes, limit ${this.keyMax}`);
+    if (value.length > this.valMax) return this.refuse(WasmResult.BadArgument, `shared data value is ${value.length} bytes, limit ${this.valMax}`);
     this.lock();
     try {
       let idx = this.findSlot(key);
       if (idx >= 0) {
         const w = (this.kvBase + idx * this.kvStride) >> 2;
-        if (cas !== 0 && (cas === ABSENT_CAS || (this.i32[w + 1] >>> 0) !== cas)) return { result: WasmResult.CasMismatch };
+        if (cas !== 0 && (cas === ABSENT_CAS || (this.i32[w + 1] >>> 0) !== cas)) return WasmResult.CasMismatch;
       } else {
         if (this.i32[H_KV_USED] >= this.kvCap) {
-          return { result: WasmResult.InternalFailure, error: `shared data is full (${this.kvCap} keys); raise shared_data capacity` };
+          return this.refuse(WasmResult.InternalFailure, `shared data is full (${this.kvCap} keys); raise shared_data capacity`);
         }
         idx = this.freeSlot(key);
         const off = this.kvBase + idx * this.kvStride;
@@ -208,10 +251,15 @@ export class SharedState {
       if (next === 0 || next === (ABSENT_CAS | 0)) next = 1;
       this.i32[H_CAS] = next;
       this.i32[w + 1] = next;
-      return { result: WasmResult.Ok };
+      return WasmResult.Ok;
     } finally {
       this.unlock();
     }
+  }
+
+  private refuse(result: number, why: string): number {
+    this.writeError = why;
+    return result;
   }
 
   private freeSlot(key: Uint8Array): number {
