@@ -164,6 +164,11 @@ class BreakerRoot extends RootContext {
     if (this.maxCooldownMs < this.cooldownMs) this.maxCooldownMs = this.cooldownMs;
     this.lastKey = null; // the prefix may have changed
     this.defaultKey = null;
+    // Failures are recorded before the client sees them (so a client that retries at once
+    // finds the breaker open); successes only reset counts and can wait for onLog. So only a
+    // failure needs the response held for this filter.
+    this.responseHeadersOnlyFor(this.failureStatuses.length == 0 ? "500-599" : joinStatuses(this.failureStatuses));
+    this.skipResponseTrailers();
     this.opened = new Counter("breaker_opened");
     this.rejected = new Counter("breaker_rejected");
     return true;
@@ -260,7 +265,8 @@ class BreakerHttp extends HttpContext {
 
   onLog(): void {
     if (this.rejected || this.recorded || this.key === null) return;
-    // No response phase (connect failure, reset, a local reply): use the final status if the
+    // A response that was not a failure (Wisp skips onResponseHeaders for those), or no
+    // response phase at all (connect failure, reset, a local reply): the final status if the
     // host knows it; a probe that ends with nothing is a failure.
     const code = getPropertyInt64(["response", "code"], 0);
     if (code > 0) this.record(<u32>code);
@@ -321,6 +327,12 @@ class BreakerHttp extends HttpContext {
       return; // open, or half-open and this request was not a probe: nothing to learn
     }
   }
+}
+
+function joinStatuses(statuses: u32[]): string {
+  let out = "";
+  for (let i = 0; i < statuses.length; i++) out += (i > 0 ? "," : "") + statuses[i].toString();
+  return out;
 }
 
 /** A :status value: its decimal digits (what I32.parseInt made of it for the usual 3). */

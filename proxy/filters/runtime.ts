@@ -18,7 +18,7 @@ import {
 } from '../wasm/module-registry.js';
 import { type BatchSink, StreamEntry, WorkerHandle } from '../wasm/pool.js';
 import { DEFAULT_SHARED_STATE, type MetricSample, SharedState, type SharedStateOptions } from '../wasm/shared-state.js';
-import { type BinWriter, type BodyChunk, type CallPayload, type ControlOp, FaultKind, type HttpCallAnswer, NetOp, Op, Watch } from '../wasm/wire.js';
+import { type BinWriter, type BodyChunk, type CallPayload, type ControlOp, FaultKind, type HttpCallAnswer, NetOp, Op, parseStatusSet, Watch } from '../wasm/wire.js';
 import { decodeReply, encodeCalls, type ReplyHandler } from './batch.js';
 import { type ChainHost, WasmFilterChain } from './chain.js';
 import { type NetworkChainHost, WasmNetworkFilterChain } from './network.js';
@@ -244,7 +244,11 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     if (entry === undefined) return false;
     if ((entry.bodyPhases & BodyPhase.Response) !== 0) return true;
     const gens = entry.gens;
-    for (let i = 0; i < gens.length; i++) if (!gens[i].skipsResponseHeaders) return true;
+    const status = stream.responseStatus;
+    for (let i = 0; i < gens.length; i++) {
+      const g = gens[i];
+      if (!g.skipsResponseHeaders && (g.responseHeadersStatuses === null || g.responseHeadersStatuses[status] === 1)) return true;
+    }
     // A trailers phase reads the response heads, which only its headers call carries.
     return wantsTrailers(entry);
   }
@@ -657,6 +661,12 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     }
     gen.skipsResponseHeaders = results.every((r) => r.skipsResponseHeaders === true);
     gen.skipsResponseTrailers = results.every((r) => r.skipsResponseTrailers === true);
+    // Every worker configured the same module with the same config: one answer for all.
+    const statuses = results[0].responseHeadersStatuses;
+    if (statuses !== undefined && results.every((r) => r.responseHeadersStatuses === statuses)) {
+      const set = parseStatusSet(statuses);
+      if (typeof set !== 'string') gen.responseHeadersStatuses = set;
+    }
     return gen;
   }
 

@@ -17,6 +17,7 @@ import {
 import type { FilterInstance } from './instance.js';
 import { mapValue, type StreamState } from './stream-state.js';
 import { ABSENT_CAS } from './shared-state.js';
+import { parseStatusSet } from './wire.js';
 
 const { Ok, NotFound, BadArgument, InvalidMemoryAccess, Empty, Unimplemented, SerializationFailure } = WasmResult;
 
@@ -95,6 +96,32 @@ function skipPhases(inst: FilterInstance, value: Uint8Array): number {
     }
   }
   return Ok;
+}
+
+/** Wisp's own root property: the response statuses the filter's proxy_on_response_headers is
+ * for ("500-599", "429,500-599"), set while it configures. For other statuses Wisp skips it
+ * (on_log still runs and can read response.code), and when no filter of a chain wants the
+ * status the response does not wait for the workers. A circuit breaker needs failures before
+ * the client sees them and successes only eventually. Portable like wisp.skip_phases. */
+const RESPONSE_HEADERS_STATUSES = 'wisp.response_headers_statuses';
+
+function responseHeadersStatuses(inst: FilterInstance, value: Uint8Array): number {
+  const text = Buffer.from(value).toString('utf8');
+  const set = parseStatusSet(text);
+  if (typeof set === 'string') {
+    inst.log(LogLevel.Warn, `${RESPONSE_HEADERS_STATUSES}: ${set}`);
+    return BadArgument;
+  }
+  inst.responseHeadersStatusesText = text;
+  inst.responseHeadersStatuses = set;
+  return Ok;
+}
+
+/** The root properties a filter sets while configuring to tell Wisp what it needs. */
+function setConfigureProperty(inst: FilterInstance, path: string, value: Uint8Array): number {
+  if (path === SKIP_PHASES) return skipPhases(inst, value);
+  if (path === RESPONSE_HEADERS_STATUSES) return responseHeadersStatuses(inst, value);
+  return NotFound;
 }
 
 /** Paths filters asked for, as they arrived -> dotted: filters ask for the same few each request. */
@@ -393,7 +420,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       if (raw === null || value === null) return InvalidMemoryAccess;
       const s = inst.stream;
       const path = raw.split('\0').filter((p) => p.length > 0).join('.');
-      if (s === null) return inst.configuring && path === SKIP_PHASES ? skipPhases(inst, value) : NotFound;
+      if (s === null) return inst.configuring ? setConfigureProperty(inst, path, value) : NotFound;
       if (s.properties === null) s.properties = new Map();
       s.properties.set(path, value);
       return Ok;

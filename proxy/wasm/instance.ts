@@ -129,6 +129,10 @@ export class FilterInstance {
    * phase (property wisp.skip_phases); see FilterInstance.skipsResponseHeaders. */
   declaredNoResponseHeaders = false;
   declaredNoResponseTrailers = false;
+  /** wisp.response_headers_statuses while configuring: its text, and the statuses it names
+   * (parseStatusSet); null = every status. */
+  responseHeadersStatusesText: string | null = null;
+  responseHeadersStatuses: Uint8Array | null = null;
   /** Stream id → this instance's context id (an IdTable, not a Map: see id-table.ts). */
   readonly contexts = new IdTable<number>();
   private nextContextId = ROOT_CONTEXT_ID + 1;

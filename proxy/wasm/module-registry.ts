@@ -186,6 +186,9 @@ export class Generation {
   skipsResponseHeaders = false;
   /** The same for the response trailers phase (no export, or wisp.skip_phases). */
   skipsResponseTrailers = false;
+  /** The statuses its response headers phase is limited to (wisp.response_headers_statuses,
+   * index = status, 1 = called); null = every status. */
+  responseHeadersStatuses: Uint8Array | null = null;
 
   /** Set once the source map next to the module file has been read (if there is one). */
   sourceMap: WasmSourceMap | null = null;

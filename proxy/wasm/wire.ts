@@ -272,6 +272,23 @@ export function decodePacked(packed: string, p: number, n: number): string {
   return isAscii(raw) ? raw : Buffer.from(raw, 'latin1').toString('utf8');
 }
 
+/** The statuses of Wisp's root property wisp.response_headers_statuses ("500-599",
+ * "429,500-599"): index = status, 1 = the filter's proxy_on_response_headers wants it. A
+ * string is the reason the text is not such a list. */
+export function parseStatusSet(text: string): Uint8Array | string {
+  const set = new Uint8Array(600);
+  const parts = text.split(',');
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i].trim();
+    const m = /^(\d{3})(?:-(\d{3}))?$/.exec(part);
+    const from = m === null ? NaN : Number(m[1]);
+    const to = m === null ? NaN : m[2] === undefined ? from : Number(m[2]);
+    if (!(from >= 100 && to <= 599 && from <= to)) return `"${part}" is not a status (100-599) or a range of them like 500-599`;
+    set.fill(1, from, to + 1);
+  }
+  return set;
+}
+
 /** Every char below 0x80 (then UTF-8 and latin1 bytes are the chars themselves). */
 export function isAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
@@ -307,6 +324,9 @@ export interface ControlResult {
    * FilterInstance.skipsResponseHeaders). */
   skipsResponseHeaders?: boolean;
   skipsResponseTrailers?: boolean;
+  /** load: the statuses the instance's response headers phase is limited to (the text of
+   * wisp.response_headers_statuses), if it set them. */
+  responseHeadersStatuses?: string;
   /** sniff: the properties set, as [path, value] pairs. */
   props?: [string, string][];
 }

@@ -83,7 +83,7 @@ interface HeadersPhase {
   readonly trailers: boolean;
   readonly name: string;
   readonly pauseWarning: string;
-  callback(inst: FilterInstance): ExportFn | null;
+  callback(inst: FilterInstance, s: StreamState): ExportFn | null;
   /** Pairs in the phase's map. */
   size(s: StreamState): number;
 }
@@ -101,7 +101,11 @@ const RESPONSE_HEADERS: HeadersPhase = {
   trailers: false,
   name: 'proxy_on_response_headers',
   pauseWarning: 'pause',
-  callback: (i) => (i.declaredNoResponseHeaders ? null : i.onResponseHeaders),
+  callback: (i, s) => {
+    if (i.declaredNoResponseHeaders) return null;
+    const statuses = i.responseHeadersStatuses;
+    return statuses === null || statuses[s.responseStatus] === 1 ? i.onResponseHeaders : null;
+  },
   size: (s) => s.responsePairs,
 };
 const RESPONSE_TRAILERS: HeadersPhase = {
@@ -376,7 +380,9 @@ export class FilterWorker implements HttpCallSink {
       inst.start();
       gen.inst = inst;
       this.gens.set(op.spec.id, gen);
-      return { ok: true, skipsResponseHeaders: inst.skipsResponseHeaders, skipsResponseTrailers: inst.skipsResponseTrailers };
+      const result: ControlResult = { ok: true, skipsResponseHeaders: inst.skipsResponseHeaders, skipsResponseTrailers: inst.skipsResponseTrailers };
+      if (inst.responseHeadersStatusesText !== null) result.responseHeadersStatuses = inst.responseHeadersStatusesText;
+      return result;
     } catch (err) {
       return { ok: false, error: errorMessage(err) };
     }
@@ -599,7 +605,7 @@ export class FilterWorker implements HttpCallSink {
         continue;
       }
       const inst = gen.inst!;
-      const fn = phase.callback(inst);
+      const fn = phase.callback(inst, s);
       if (fn === null) continue;
       let action = 0;
       armWatch(watch, gen.spec);

@@ -101,6 +101,16 @@ export class RootContext extends BaseContext {
    * waiting for the filter workers (one round trip per request instead of two). Harmless on
    * other hosts. */
   skipResponsePhases(): void { host.declareSkippedPhases("response_headers,response_trailers"); }
+  /** The same for the response trailers phase only (a filter that reads response headers). */
+  skipResponseTrailers(): void { host.declareSkippedPhases("response_trailers"); }
+
+  /** Call from onConfigure: this filter's onResponseHeaders is only for these response
+   * statuses ("500-599", "429,500-599"). Wisp skips it for the others (onLog still runs and
+   * can read the property response.code), and a response no filter of the chain wants goes to
+   * the client without waiting for the filter workers. For a filter that must act on some
+   * responses before the client sees them and may learn of the rest later. Harmless on other
+   * hosts (they call onResponseHeaders for every response). */
+  responseHeadersOnlyFor(statuses: string): void { host.declareResponseHeadersStatuses(statuses); }
 }
 
 export class HttpContext extends BaseContext {

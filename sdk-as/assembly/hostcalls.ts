@@ -386,8 +386,19 @@ export function setProperty(path: string[], value: ArrayBuffer): WasmResult {
  * nothing to do in, comma-separated ("response_headers"). Other hosts refuse or ignore the
  * property: the result is not reported, so the filter logs nothing there. */
 export function declareSkippedPhases(phases: string): void {
-  const p = serializePropertyPath(["wisp", "skip_phases"]);
-  const v = String.UTF8.encode(phases);
+  setWispRootProperty("skip_phases", phases);
+}
+
+/** Wisp's root property wisp.response_headers_statuses (see RootContext). */
+export function declareResponseHeadersStatuses(statuses: string): void {
+  setWispRootProperty("response_headers_statuses", statuses);
+}
+
+// Hints to Wisp, set while configuring; other hosts refuse or ignore them, so the result is
+// not checked (and not reported: a failure here is not the filter's).
+function setWispRootProperty(name: string, value: string): void {
+  const p = serializePropertyPath(["wisp", name]);
+  const v = String.UTF8.encode(value);
   abi.proxy_set_property(changetype<usize>(p), p.byteLength, changetype<usize>(v), v.byteLength);
 }
 

@@ -30,6 +30,7 @@ before(async () => {
   await rt.load(filterConfig('ratelimit-wide', wasm('ratelimit'), { config: JSON.stringify({ rate: 1e8, per: '1s', burst: 1e8, key: 'client_ip' }) }));
   await rt.load(filterConfig('ratelimit-shadow', wasm('ratelimit'), { config: JSON.stringify({ rate: 1e8, per: '1s', burst: 1e8, key: 'client_ip', shadow: true }) }));
   await rt.load(filterConfig('breaker', wasm('breaker'), { config: JSON.stringify({ consecutive_failures: 5, cooldown: '10s' }) }));
+  await rt.load(filterConfig('breaker-429', wasm('breaker'), { config: JSON.stringify({ failure_statuses: [429, 503], name: 'b429' }) }));
   await rt.load(filterConfig('headers-req', wasm('headers'), { config: JSON.stringify({ request: { set: { 'x-edge': '1' } } }) }));
 });
 
@@ -43,13 +44,14 @@ async function request(names: string[], s = new TestStream()): Promise<TestStrea
   return s;
 }
 
-test('which built-in chains hold the response for the workers (wisp.skip_phases)', { skip }, async () => {
-  const holds = async (names: string[]): Promise<boolean> => {
+test('which built-in chains hold the response for the workers (wisp.skip_phases, wisp.response_headers_statuses)', { skip }, async () => {
+  const holds = async (names: string[], status = 200): Promise<boolean> => {
     const s = new TestStream(['host', 'example.test']);
     s.path = '/?api_key=k1';
     const chain = rt.chain(names);
     chain.requestHeaders(s);
     assert.equal((await s.next()).kind, 'continue');
+    s.responseStatus = status;
     const answer = chain.handlesResponseHeaders(s);
     chain.done(s);
     return answer;
@@ -57,10 +59,17 @@ test('which built-in chains hold the response for the workers (wisp.skip_phases)
   // auth, add-header and a ratelimit outside shadow mode decide on the request alone.
   assert.equal(await holds(['auth', 'ratelimit-wide', 'add-header']), false);
   assert.equal(await holds(['headers-req']), false, 'headers with request rules only');
-  // Shadow mode marks responses; the breaker reads the response status; noop is the
-  // benchmark's filter that runs in both phases; headers has response rules here.
+  // The breaker needs a failure before the client sees it, a success only in onLog.
+  assert.equal(await holds(['auth', 'breaker'], 200), false);
+  assert.equal(await holds(['auth', 'breaker'], 404), false);
+  assert.equal(await holds(['auth', 'breaker'], 500), true);
+  assert.equal(await holds(['auth', 'breaker'], 599), true);
+  assert.equal(await holds(['breaker-429'], 429), true, 'its own failure_statuses');
+  assert.equal(await holds(['breaker-429'], 500), false);
+  // Shadow mode marks responses; noop is the benchmark's filter that runs in both phases;
+  // headers has response rules here.
   assert.equal(await holds(['auth', 'ratelimit-shadow']), true);
-  assert.equal(await holds(['auth', 'breaker']), true);
+  assert.equal(await holds(['breaker', 'noop'], 200), true, 'one filter that wants it is enough');
   assert.equal(await holds(['noop']), true);
   assert.equal(await holds(['headers']), true);
 });
