@@ -450,7 +450,7 @@ class BreakerHttp extends HttpContext {
           // What tripped it, read before trip() clears the counts (the log line is rare).
           const why = byCount
             ? root.threshold.toString() + " consecutive failures"
-            : s.windowFailures().toString() + " of " + s.windowRequests().toString() + " requests failed in " + root.windowMs.toString() + "ms";
+            : s.windowFailures().toString() + " of " + s.windowRequests().toString() + " requests failed in " + (<u64>root.windowMs).toString() + "ms";
           root.trip(s, now);
           if (s.write(key)) {
             root.opened!.increment();
