@@ -7,6 +7,8 @@
 // the read, retrying a bounded number of times when another worker wrote in between.
 // The per-request path builds the key and reads/writes the bucket in buffers the root
 // reuses: no strings and no allocation per request.
+// Metrics: ratelimit_allowed / ratelimit_limited, and the same per key class
+// (ratelimit_allowed.<key class>, e.g. "ratelimit_limited.client_ip+header:x-api-key").
 export * from "../../sdk-as/assembly/exports";
 import {
   Bytes, Counter, FilterHeadersStatus, appendAddressHost, HeaderPair, HttpContext, MapType, RootContext, SharedSlot, WasmResult,
@@ -26,13 +28,36 @@ const PART_PROPERTY = 4;
 class KeyPart {
   /** What the request is asked for: the header name (UTF-8) or the serialized property path. */
   readonly query: ArrayBuffer;
+  /** The part as the metrics name it: "client_ip", "route", "cluster", "header:<name>", "property:<a.b>". */
+  readonly className: string;
   constructor(public kind: i32, public name: string, public path: string[]) {
-    if (kind == PART_HEADER) this.query = utf8Bytes(name);
-    else if (kind == PART_CLIENT_IP) this.query = serializePropertyPath(["source", "address"]);
-    else if (kind == PART_ROUTE) this.query = serializePropertyPath(["route_name"]);
-    else if (kind == PART_CLUSTER) this.query = serializePropertyPath(["cluster_name"]);
-    else this.query = serializePropertyPath(path);
+    if (kind == PART_HEADER) {
+      this.query = utf8Bytes(name);
+      this.className = "header:" + name;
+    } else if (kind == PART_CLIENT_IP) {
+      this.query = serializePropertyPath(["source", "address"]);
+      this.className = "client_ip";
+    } else if (kind == PART_ROUTE) {
+      this.query = serializePropertyPath(["route_name"]);
+      this.className = "route";
+    } else if (kind == PART_CLUSTER) {
+      this.query = serializePropertyPath(["cluster_name"]);
+      this.className = "cluster";
+    } else {
+      this.query = serializePropertyPath(path);
+      this.className = "property:" + path.join(".");
+    }
   }
+}
+
+// Wisp's metric table holds filter + name in 192 bytes: a longer key class is cut here.
+const MAX_KEY_CLASS_CHARS = 96;
+
+/** The key class metrics are named by: the key parts in canonical form, joined with "+". */
+function keyClassOf(parts: KeyPart[]): string {
+  let out = "";
+  for (let i = 0; i < parts.length; i++) out += (i > 0 ? "+" : "") + parts[i].className;
+  return out.length > MAX_KEY_CLASS_CHARS ? out.substring(0, MAX_KEY_CLASS_CHARS) : out;
 }
 
 let configError = "";
@@ -67,8 +92,11 @@ class RateLimitRoot extends RootContext {
   keyParts: KeyPart[] = [];
   namespace: string = "";
   policyHeader: string = "";
+  keyClass: string = "";
   allowed: Counter | null = null;
   limited: Counter | null = null;
+  allowedByClass: Counter | null = null;
+  limitedByClass: Counter | null = null;
   shadowName: ArrayBuffer = utf8Bytes("x-ratelimit-shadow");
   shadowValue: ArrayBuffer = utf8Bytes("limited");
   // Per-request scratch: callbacks never interleave inside one instance.
@@ -142,8 +170,11 @@ class RateLimitRoot extends RootContext {
     this.key.appendBuffer(utf8Bytes(this.namespace));
     this.namespaceBytes = this.key.length;
     this.policyHeader = (<i64>this.burst).toString() + ";w=" + seconds(this.perMs).toString();
+    this.keyClass = keyClassOf(parts);
     this.allowed = new Counter("ratelimit_allowed");
     this.limited = new Counter("ratelimit_limited");
+    this.allowedByClass = new Counter("ratelimit_allowed." + this.keyClass);
+    this.limitedByClass = new Counter("ratelimit_limited." + this.keyClass);
     // Only shadow mode adds a response header: otherwise the response needn't wait for us.
     if (!this.shadow) this.skipResponsePhases();
     return true;
@@ -181,9 +212,11 @@ class RateLimitHttp extends HttpContext {
     const d = this.take(root, this.bucketKey(root));
     if (d.allowed) {
       root.allowed!.increment();
+      root.allowedByClass!.increment();
       return FilterHeadersStatus.Continue;
     }
     root.limited!.increment();
+    root.limitedByClass!.increment();
     if (root.shadow) {
       this.shadowLimited = true;
       addHeaderMapValueBytes(MapType.HttpRequestHeaders, root.shadowName, root.shadowValue);

@@ -35,6 +35,28 @@ test('allows burst, then answers 429 with retry-after and RateLimit headers, the
   assert.equal(h.exchange(req()).status, 429, 'refill is capped at burst');
   assert.equal(h.metrics().ratelimit_allowed, 7);
   assert.equal(h.metrics().ratelimit_limited, 4);
+  assert.equal(h.metrics()['ratelimit_allowed.client_ip'], 7, 'the default key class');
+  assert.equal(h.metrics()['ratelimit_limited.client_ip'], 4);
+});
+
+test('metrics per key class: the key in canonical form (aliases resolved, header names lower-cased)', async () => {
+  const shared = new HarnessSharedState();
+  const byIp = await load('ratelimit', { name: 'rl', sharedState: shared, config: { rate: 1, per: '1h', burst: 1, key: 'remote_address' } });
+  const byKey = await load('ratelimit', { name: 'rl', sharedState: shared, config: { rate: 1, per: '1h', burst: 2, key: [' client_ip', 'header:X-Api-Key'] } });
+  const byProperty = await load('ratelimit', { name: 'rl', sharedState: shared, config: { rate: 1, per: '1h', burst: 1, key: 'route+property:node.id' } });
+  byIp.exchange(req());
+  byIp.exchange(req());
+  for (let i = 0; i < 3; i++) byKey.exchange(req([...REQ, ['x-api-key', 'k1']]));
+  byProperty.exchange(req());
+  const m = byIp.metrics();
+  assert.equal(m['ratelimit_allowed.client_ip'], 1);
+  assert.equal(m['ratelimit_limited.client_ip'], 1);
+  assert.equal(m['ratelimit_allowed.client_ip+header:x-api-key'], 2);
+  assert.equal(m['ratelimit_limited.client_ip+header:x-api-key'], 1);
+  assert.equal(m['ratelimit_allowed.route+property:node.id'], 1);
+  assert.equal(m['ratelimit_limited.route+property:node.id'], 0);
+  assert.equal(m.ratelimit_allowed, 4, 'the totals over every class stay');
+  assert.equal(m.ratelimit_limited, 2);
 });
 
 test('two workers on one shared state enforce one limit', async () => {
