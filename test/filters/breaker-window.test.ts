@@ -229,3 +229,26 @@ test('invalid ratio configs are refused with a reason', async () => {
   await host({ failure_ratio: 1, window: '100ms', min_requests: 1 });
   await host({ failure_ratio: 0.25, window: 60000, consecutive_failures: 0 });
 });
+
+test('the ratio mode leaves memory flat over many requests, trips and clusters', async () => {
+  const h = await host({ consecutive_failures: 0, failure_ratio: 0.5, min_requests: 10, window: '1s', cooldown: '100ms' });
+  let rejected = 0;
+  const send = (i: number) => {
+    if (i % 40 === 0) h.advance(150);
+    const cluster = `c${i % 3}`;
+    const r = h.request({ headers: REQ, cluster });
+    if (r.action !== 'continue') rejected++;
+    else if (i % 3 === 0) {
+      h.response({ status: 503 }, r.stream);
+    }
+    h.done(r.stream, { responseCode: 200 });
+    h.logs.length = 0;
+  };
+  let i = 0;
+  for (; i < 2000; i++) send(i);
+  const warm = h.memoryBytes;
+  for (; i < 20000; i++) send(i);
+  assert.equal(h.memoryBytes, warm, `memory grew from ${warm} to ${h.memoryBytes} bytes`);
+  assert.ok(rejected > 0, 'c0 (every request failing) tripped');
+  assert.ok(h.metrics().breaker_opened > 1);
+});
