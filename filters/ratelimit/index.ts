@@ -7,8 +7,9 @@
 // the read, retrying a bounded number of times when another worker wrote in between.
 // The per-request path builds the key and reads/writes the bucket in buffers the root
 // reuses: no strings and no allocation per request.
-// Metrics: ratelimit_allowed / ratelimit_limited, and the same per key class
-// (ratelimit_allowed.<key class>, e.g. "ratelimit_limited.client_ip+header:x-api-key").
+// Metrics: ratelimit_allowed.<key class> / ratelimit_limited.<key class>, e.g.
+// "ratelimit_limited.client_ip+header:x-api-key" (one class per filter: no separate totals,
+// which would cost a second host call per request for the same number).
 export * from "../../sdk-as/assembly/exports";
 import {
   Bytes, Counter, FilterHeadersStatus, appendAddressHost, HeaderPair, HttpContext, MapType, RootContext, SharedSlot, WasmResult,
@@ -93,8 +94,6 @@ class RateLimitRoot extends RootContext {
   namespace: string = "";
   policyHeader: string = "";
   keyClass: string = "";
-  allowed: Counter | null = null;
-  limited: Counter | null = null;
   allowedByClass: Counter | null = null;
   limitedByClass: Counter | null = null;
   shadowName: ArrayBuffer = utf8Bytes("x-ratelimit-shadow");
@@ -171,8 +170,6 @@ class RateLimitRoot extends RootContext {
     this.namespaceBytes = this.key.length;
     this.policyHeader = (<i64>this.burst).toString() + ";w=" + seconds(this.perMs).toString();
     this.keyClass = keyClassOf(parts);
-    this.allowed = new Counter("ratelimit_allowed");
-    this.limited = new Counter("ratelimit_limited");
     this.allowedByClass = new Counter("ratelimit_allowed." + this.keyClass);
     this.limitedByClass = new Counter("ratelimit_limited." + this.keyClass);
     // Only shadow mode adds a response header: otherwise the response needn't wait for us.
@@ -211,11 +208,9 @@ class RateLimitHttp extends HttpContext {
     const root = changetype<RateLimitRoot>(this.root);
     const d = this.take(root, this.bucketKey(root));
     if (d.allowed) {
-      root.allowed!.increment();
       root.allowedByClass!.increment();
       return FilterHeadersStatus.Continue;
     }
-    root.limited!.increment();
     root.limitedByClass!.increment();
     if (root.shadow) {
       this.shadowLimited = true;

@@ -114,6 +114,6 @@ test('ratelimit: the shared bucket holds across workers (burst 2: two of four ar
   }
   for (const s of streams) chain.done(s);
   const m = rt.metricsSnapshot().filter((x) => x.filter === 'ratelimit');
-  assert.equal(m.find((x) => x.name === 'ratelimit_limited')?.value, 2);
-  assert.equal(m.find((x) => x.name === 'ratelimit_allowed')?.value, 2);
+  assert.equal(m.find((x) => x.name === 'ratelimit_limited.route')?.value, 2);
+  assert.equal(m.find((x) => x.name === 'ratelimit_allowed.route')?.value, 2);
 });
