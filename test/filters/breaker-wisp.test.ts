@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { Wisp } from '../../proxy/server.js';
-import { httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
+import { filterMetric, httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
 import { wasmPath } from './harness.js';
 
 const MIN_REQUESTS = 10;
@@ -48,15 +48,8 @@ after(async () => {
   await up?.close();
 });
 
-/** A filter-defined metric's value in the /metrics exposition (wisp_filter_metric). */
-async function metric(name: string): Promise<number | undefined> {
-  const text = (await httpGet(wisp.adminPort(), '/metrics')).body;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('wisp_filter_metric{') && line.includes('filter="breaker"') && line.includes(`name="${name}"`)) {
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return undefined;
+function metric(name: string): Promise<number | undefined> {
+  return filterMetric(wisp.adminPort(), 'breaker', name);
 }
 
 test('half the requests failing opens the breaker once the window holds min_requests', async () => {

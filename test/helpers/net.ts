@@ -135,6 +135,22 @@ export function httpGet(port: number, path: string, init: { method?: string; hea
   });
 }
 
+/** A filter-defined metric's value in a /metrics page (`wisp_filter_metric{filter,name}`),
+ * or undefined when the filter has not defined it. */
+export function filterMetricIn(page: string, filter: string, name: string): number | undefined {
+  for (const line of page.split('\n')) {
+    if (line.startsWith('wisp_filter_metric{') && line.includes(`filter="${filter}"`) && line.includes(`name="${name}"`)) {
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return undefined;
+}
+
+/** filterMetricIn on the /metrics page of the admin API at adminPort. */
+export async function filterMetric(adminPort: number, filter: string, name: string): Promise<number | undefined> {
+  return filterMetricIn((await httpGet(adminPort, '/metrics')).body, filter, name);
+}
+
 /** Tracks the server's connections; the returned function destroys those still open, then
  * closes the server (server.close() alone waits for keep-alive clients and idle upstream
  * connections). Call it before the server listens. */

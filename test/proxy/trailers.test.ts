@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
-import { httpGet, waitFor } from '../helpers/net.js';
+import { filterMetric, httpGet, waitFor } from '../helpers/net.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const fixture = (name: string) => path.join(ROOT, 'test', 'fixtures', `${name}.wasm`);
@@ -129,13 +129,7 @@ function get(p: string): Promise<Got> {
 
 /** A filter metric's value from the admin /metrics page (0 when not defined yet). */
 async function metric(filter: string, name: string): Promise<number> {
-  const page = (await httpGet(wisp.adminPort(), '/metrics')).body;
-  for (const line of page.split('\n')) {
-    if (line.startsWith('wisp_filter_metric{') && line.includes(`filter="${filter}"`) && line.includes(`name="${name}"`)) {
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return 0;
+  return (await filterMetric(wisp.adminPort(), filter, name)) ?? 0;
 }
 
 test('a filter reads the upstream trailers in proxy_on_response_trailers; the client gets the whole body', async () => {

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { Wisp } from '../../proxy/server.js';
-import { freePort, httpGet, startUpstream, type TestUpstream } from '../helpers/net.js';
+import { filterMetricIn, freePort, httpGet, startUpstream, type TestUpstream } from '../helpers/net.js';
 import { buildFilterProject, linkDependencies } from '../helpers/filter-project.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -136,7 +136,6 @@ test('the hot-loaded filter shows in /filters and its counters in /metrics', asy
   assert.equal(entry.version, createHash('sha256').update(canaryWasm).digest('hex'));
   assert.ok(entry.generation >= 2, 'a new generation replaced the placeholder');
   const metrics = (await httpGet(admin, '/metrics')).body;
-  const line = (name: string) => metrics.split('\n').find((l) => l.startsWith('wisp_filter_metric{') && l.includes('filter="canary"') && l.includes(`name="${name}"`));
-  assert.match(line('canary_requests') ?? '', / 2$/, metrics.split('\n').filter((l) => l.includes('canary')).join('\n'));
-  assert.match(line('stable_requests') ?? '', / 2$/);
+  assert.equal(filterMetricIn(metrics, 'canary', 'canary_requests'), 2, metrics.split('\n').filter((l) => l.includes('canary')).join('\n'));
+  assert.equal(filterMetricIn(metrics, 'canary', 'stable_requests'), 2);
 });

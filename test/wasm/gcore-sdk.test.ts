@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { Wisp } from '../../proxy/server.js';
-import { httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
+import { filterMetric, filterMetricIn, httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
 import { fixture } from './helpers.js';
 
 interface BuiltModule {
@@ -121,18 +121,8 @@ after(async () => {
   await geo?.close();
 });
 
-/** A filter-defined metric's value in the /metrics exposition (wisp_filter_metric). */
-function filterMetric(text: string, filter: string, name: string): number | undefined {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('wisp_filter_metric{') && line.includes(`filter="${filter}"`) && line.includes(`name="${name}"`)) {
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return undefined;
-}
-
-async function metric(filter: string, name: string): Promise<number | undefined> {
-  return filterMetric((await httpGet(wisp.adminPort(), '/metrics')).body, filter, name);
+function metric(filter: string, name: string): Promise<number | undefined> {
+  return filterMetric(wisp.adminPort(), filter, name);
 }
 
 /** Lines this process writes to stderr (Wisp's log) until stop() is called. */
@@ -298,7 +288,7 @@ test('status tally: proxy_on_log enqueues each response code, the root drains th
   const classes = ['2xx', '3xx', '4xx', '5xx'];
   const tally = async () => {
     const text = (await httpGet(wisp.adminPort(), '/metrics')).body;
-    return classes.map((c) => filterMetric(text, 'gcore-status-tally', `edge_${c}`) ?? -1);
+    return classes.map((c) => filterMetricIn(text, 'gcore-status-tally', `edge_${c}`) ?? -1);
   };
   const before = await tally();
   assert.ok(before.every((n) => n >= 0), `counters defined at configure: ${before}`);

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { Wisp } from '../../proxy/server.js';
-import { httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
+import { filterMetric, filterMetricIn, httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
 import { fixture } from './helpers.js';
 
 interface BuiltModule {
@@ -90,16 +90,6 @@ after(async () => {
   await authz?.close();
 });
 
-/** A filter-defined metric's value in the /metrics exposition (wisp_filter_metric). */
-function filterMetric(text: string, filter: string, name: string): number | undefined {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('wisp_filter_metric{') && line.includes(`filter="${filter}"`) && line.includes(`name="${name}"`)) {
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return undefined;
-}
-
 /** The requests the upstream saw since `from`, by url. */
 function seenSince(u: TestUpstream, from: number): string[] {
   return u.requests.slice(from).map((r) => r.url);
@@ -154,13 +144,13 @@ test('body meter: counters the filter defines (named from its configuration) cou
   assert.equal(get.status, 200);
 
   const text = (await httpGet(wisp.adminPort(), '/metrics')).body;
-  assert.equal(filterMetric(text, 'solo-body-meter', 'uploads_requests'), 2, text);
-  assert.equal(filterMetric(text, 'solo-body-meter', 'uploads_request_body_bytes'), 100_000, text);
+  assert.equal(filterMetricIn(text, 'solo-body-meter', 'uploads_requests'), 2, text);
+  assert.equal(filterMetricIn(text, 'solo-body-meter', 'uploads_request_body_bytes'), 100_000, text);
 });
 
 test('timer: ticks set from the configuration run in the root context, counted and visible to streams', async () => {
   const ticks = await waitFor(async () => {
-    const n = filterMetric((await httpGet(wisp.adminPort(), '/metrics')).body, 'solo-heartbeat', 'heartbeat_ticks') ?? 0;
+    const n = (await filterMetric(wisp.adminPort(), 'solo-heartbeat', 'heartbeat_ticks')) ?? 0;
     return n >= 3 ? n : 0;
   }, 10_000, 'three heartbeat ticks (20 ms period)');
   const res = await httpGet(port, '/tick/now');
