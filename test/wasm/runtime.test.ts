@@ -152,6 +152,44 @@ test('wisp.skip_phases while configuring: the chain reports the response phase s
   assert.ok(logs.some((l) => l.includes('wisp.skip_phases: unknown phase "bogus"')), logs.join('\n'));
 });
 
+test('wisp.response_headers_statuses while configuring: the response waits only for the statuses named; other text is refused', async () => {
+  await rt.load(filterConfig('failures-only', fixture('probe.wasm'), { config: 'statuses-5xx' }));
+  await rt.load(filterConfig('statuses-bogus', fixture('probe.wasm'), { config: 'statuses-bogus' }));
+  const wants = async (names: string[], status: number): Promise<boolean> => {
+    const s = new TestStream();
+    const chain = rt.chain(names);
+    chain.requestHeaders(s);
+    await s.next();
+    s.responseStatus = status;
+    const answer = chain.handlesResponseHeaders(s);
+    chain.done(s);
+    return answer;
+  };
+  assert.deepEqual(await Promise.all([200, 404, 429, 500, 503, 599].map((st) => wants(['failures-only'], st))), [false, false, true, true, true, true]);
+  assert.equal(await wants(['statuses-bogus'], 200), true, 'refused: every status, as before');
+  // Sent because another filter wants a 200: the limited filter is not called for it.
+  const t = new TestStream();
+  const mixed = rt.chain(['failures-only', 'probe-a']);
+  mixed.requestHeaders(t);
+  await t.next();
+  t.responseStatus = 200;
+  mixed.responseHeaders(t);
+  await t.next();
+  assert.deepEqual(headerValues(t.responseHeaders, 'x-probe-response'), ['A']);
+  mixed.done(t);
+  // ... and is for a 503.
+  const u = new TestStream();
+  mixed.requestHeaders(u);
+  await u.next();
+  u.responseStatus = 503;
+  mixed.responseHeaders(u);
+  await u.next();
+  assert.deepEqual(headerValues(u.responseHeaders, 'x-probe-response').sort(), ['A', 'statuses-5xx']);
+  mixed.done(u);
+  await waitFor(() => logs.some((l) => l.includes('statuses bogus -> 2')), 5000, 'the filter saw BadArgument');
+  assert.ok(logs.some((l) => l.includes('wisp.response_headers_statuses: "5xx" is not a status')), logs.join('\n'));
+});
+
 test('invalid mutations are refused with BadArgument (2) and logged', async () => {
   const chain = rt.chain(['probe-a']);
   for (const action of ['bad-header', 'bad-name', 'bad-status']) {
