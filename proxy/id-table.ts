@@ -15,7 +15,9 @@
 // to the newcomer and moves to `overflow`, a Map that then holds only long-lived entries and
 // so changes rarely. The slots double when half of them are taken.
 
-const EMPTY = -1;
+// An empty slot's key: NaN equals no id (negative ids included: the worker's sniff streams
+// count down from -1), so a lookup needs one comparison.
+const EMPTY = NaN;
 const INITIAL_SLOTS = 1024;
 
 export class IdTable<T> {
@@ -47,7 +49,7 @@ export class IdTable<T> {
     return this.get(id) !== undefined;
   }
 
-  /** `id` must be a non-negative integer below 2^53. */
+  /** `id` must be an integer of magnitude below 2^53. */
   set(id: number, value: T): void {
     const i = id & this.mask;
     const held = this.keys[i];
@@ -56,7 +58,7 @@ export class IdTable<T> {
       return;
     }
     if (this.overflow.size !== 0) this.overflow.delete(id);
-    if (held !== EMPTY) {
+    if (held === held) {
       // The older id moves out of the way: it has lived for a whole turn of the slots.
       this.overflow.set(held, this.values[i] as T);
       this.used--;
@@ -81,7 +83,7 @@ export class IdTable<T> {
   /** Every entry, in no particular order (shutdown and failure paths, not per request). */
   entries(): Array<[number, T]> {
     const out: Array<[number, T]> = [];
-    for (let i = 0; i < this.keys.length; i++) if (this.keys[i] !== EMPTY) out.push([this.keys[i], this.values[i] as T]);
+    for (let i = 0; i < this.keys.length; i++) if (this.keys[i] === this.keys[i]) out.push([this.keys[i], this.values[i] as T]);
     for (const e of this.overflow) out.push(e);
     return out;
   }
@@ -94,7 +96,7 @@ export class IdTable<T> {
     this.values = new Array<T | undefined>(n).fill(undefined);
     this.mask = n - 1;
     this.used = 0;
-    for (let i = 0; i < keys.length; i++) if (keys[i] !== EMPTY) this.set(keys[i], values[i] as T);
+    for (let i = 0; i < keys.length; i++) if (keys[i] === keys[i]) this.set(keys[i], values[i] as T);
   }
 }
 

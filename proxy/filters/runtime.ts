@@ -116,7 +116,6 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
    * response headers call (same result kinds); this set tells the two apart. At most one
    * phase of a stream is outstanding when trailers are sent (types.ts), and only responses
    * with trailers ever enter it. */
-  private readonly awaitingTrailers = new Set<StreamEntry>();
 
   constructor(opts: WasmRuntimeOptions = {}) {
     const workers = Math.max(1, opts.workers ?? Math.max(1, os.availableParallelism() - 1));
@@ -208,7 +207,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
       this.streams.set(stream.streamId, entry);
     }
     entry.pendingRequestPhase = op === Op.RequestHeaders;
-    if (op === Op.ResponseTrailers) this.awaitingTrailers.add(entry);
+    if (op === Op.ResponseTrailers) entry.awaitingTrailers = true;
     entry.worker.enqueue(entry, op);
   }
 
@@ -285,7 +284,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     const entry = this.streams.get(stream.streamId);
     if (entry === undefined) return;
     this.streams.delete(stream.streamId);
-    if (this.awaitingTrailers.size !== 0) this.awaitingTrailers.delete(entry);
+    entry.awaitingTrailers = false;
     entry.done = true;
     entry.worker.enqueue(entry, Op.Done);
   }
@@ -446,7 +445,10 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
   // --- ReplyHandler -------------------------------------------------------------------
 
   continueStream(entry: StreamEntry, phase: FilterPhase): void {
-    if (this.awaitingTrailers.size !== 0 && this.awaitingTrailers.delete(entry)) phase = 'response_trailers';
+    if (entry.awaitingTrailers) {
+      entry.awaitingTrailers = false;
+      phase = 'response_trailers';
+    }
     const s = entry.stream;
     try {
       s.onFilterContinue(phase);
@@ -465,7 +467,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
   }
 
   localResponse(entry: StreamEntry, status: number, headers: string[], body: Uint8Array): void {
-    if (this.awaitingTrailers.size !== 0) this.awaitingTrailers.delete(entry);
+    entry.awaitingTrailers = false;
     const s = entry.stream;
     try {
       s.onFilterLocalResponse(status, headers, body);

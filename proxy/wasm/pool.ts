@@ -29,6 +29,8 @@ export class StreamEntry {
   responseBodyHeld = false;
   /** Its request-headers call was sent again after a worker loss it had no part in. */
   requeued = false;
+  /** A response trailers call is out: its Continue answers that phase. */
+  awaitingTrailers = false;
   constructor(
     readonly stream: FilterStream,
     readonly worker: WorkerHandle,

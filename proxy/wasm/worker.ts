@@ -126,7 +126,8 @@ export class FilterWorker implements HttpCallSink {
   private readonly faultGens: number[] = [];
   private readonly faultKinds: number[] = [];
   private readonly faultReasons: string[] = [];
-  private readonly calls = new Map<number, PendingCall>();
+  /** Out-of-band calls by token (increasing ids, one per call: an IdTable, see id-table.ts). */
+  private readonly calls = new IdTable<PendingCall>();
   private nextToken = 1;
   /** Sniff contexts use negative stream ids, apart from the main thread's request streams. */
   private nextSniffStream = -1;
@@ -454,7 +455,7 @@ export class FilterWorker implements HttpCallSink {
       if (kept.length === 0) this.queueOwners.delete(queue);
       else if (kept.length !== owners.length) this.queueOwners.set(queue, kept);
     }
-    for (const [token, call] of this.calls) if (call.genId === id) this.calls.delete(token);
+    for (const [token, call] of this.calls.entries()) if (call.genId === id) this.calls.delete(token);
     if (gen.inst !== null) this.collector.retire(gen.inst);
     gen.inst = null;
   }
@@ -813,7 +814,7 @@ export class FilterWorker implements HttpCallSink {
       inst.stream = null;
     }
     if (s.pendingCalls > 0) {
-      for (const [token, call] of this.calls) if (call.streamId === s.id) this.calls.delete(token);
+      for (const [token, call] of this.calls.entries()) if (call.streamId === s.id) this.calls.delete(token);
     }
     this.streams.delete(s.id);
   }

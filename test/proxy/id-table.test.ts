@@ -46,9 +46,9 @@ test('a slot holder that is still alive moves aside, and both stay reachable', (
   assert.equal(t.size, 1);
 });
 
-test('ids past 2^32 and the ids WebSocket streams start at', () => {
+test('ids past 2^32, the ids WebSocket and TCP streams start at, and negative ids (worker sniffs)', () => {
   const t = new IdTable<number>();
-  const ids = [2 ** 32 + 5, 2 ** 32 + 5 + 1024, 1_000_000_000, 2 ** 53 - 1, 0];
+  const ids = [2 ** 32 + 5, 2 ** 32 + 5 + 1024, 1_000_000_000, 4_000_000_000, 2 ** 53 - 1, 0, -1, -2, -1025];
   ids.forEach((id, i) => t.set(id, i));
   ids.forEach((id, i) => assert.equal(t.get(id), i));
   assert.equal(t.get(5), undefined);
