@@ -18,7 +18,7 @@ import {
 } from '../wasm/module-registry.js';
 import { type BatchSink, StreamEntry, WorkerHandle } from '../wasm/pool.js';
 import { DEFAULT_SHARED_STATE, type MetricSample, SharedState, type SharedStateOptions } from '../wasm/shared-state.js';
-import { type BinWriter, type BodyChunk, type CallPayload, type ControlOp, FaultKind, type HttpCallAnswer, NetOp, Op, parseStatusSet, Watch } from '../wasm/wire.js';
+import { type BinWriter, type BodyChunk, type CallPayload, type ControlOp, FaultKind, type HttpCallAnswer, NetOp, Op, statusWanted, Watch } from '../wasm/wire.js';
 import { decodeReply, encodeCalls, type ReplyHandler } from './batch.js';
 import { type ChainHost, WasmFilterChain } from './chain.js';
 import { type NetworkChainHost, WasmNetworkFilterChain } from './network.js';
@@ -112,10 +112,6 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
   private readonly watchdogIntervalMs: number;
   private readonly httpCall: ((call: FilterHttpCall) => Promise<FilterHttpResponse>) | null;
   private lastWatchdogTick = Date.now();
-  /** Streams whose responseTrailers call is unanswered. The worker answers it like a
-   * response headers call (same result kinds); this set tells the two apart. At most one
-   * phase of a stream is outstanding when trailers are sent (types.ts), and only responses
-   * with trailers ever enter it. */
 
   constructor(opts: WasmRuntimeOptions = {}) {
     const workers = Math.max(1, opts.workers ?? Math.max(1, os.availableParallelism() - 1));
@@ -245,8 +241,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     const gens = entry.gens;
     const status = stream.responseStatus;
     for (let i = 0; i < gens.length; i++) {
-      const g = gens[i];
-      if (!g.skipsResponseHeaders && (g.responseHeadersStatuses === null || g.responseHeadersStatuses[status] === 1)) return true;
+      if (!gens[i].skipsResponseHeaders && statusWanted(gens[i].responseHeadersStatuses, status)) return true;
     }
     // A trailers phase reads the response heads, which only its headers call carries.
     return wantsTrailers(entry);
@@ -663,11 +658,11 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     }
     gen.skipsResponseHeaders = results.every((r) => r.skipsResponseHeaders === true);
     gen.skipsResponseTrailers = results.every((r) => r.skipsResponseTrailers === true);
-    // Every worker configured the same module with the same config: one answer for all.
+    // Every worker configured the same module with the same config, so they agree; if one
+    // did not, every status is held for the filters, as without the property.
     const statuses = results[0].responseHeadersStatuses;
-    if (statuses !== undefined && results.every((r) => r.responseHeadersStatuses === statuses)) {
-      const set = parseStatusSet(statuses);
-      if (typeof set !== 'string') gen.responseHeadersStatuses = set;
+    if (statuses !== undefined && results.every((r) => r.responseHeadersStatuses !== undefined && Buffer.compare(r.responseHeadersStatuses, statuses) === 0)) {
+      gen.responseHeadersStatuses = statuses;
     }
     return gen;
   }

@@ -106,13 +106,11 @@ function skipPhases(inst: FilterInstance, value: Uint8Array): number {
 const RESPONSE_HEADERS_STATUSES = 'wisp.response_headers_statuses';
 
 function responseHeadersStatuses(inst: FilterInstance, value: Uint8Array): number {
-  const text = Buffer.from(value).toString('utf8');
-  const set = parseStatusSet(text);
+  const set = parseStatusSet(Buffer.from(value).toString('utf8'));
   if (typeof set === 'string') {
     inst.log(LogLevel.Warn, `${RESPONSE_HEADERS_STATUSES}: ${set}`);
     return BadArgument;
   }
-  inst.responseHeadersStatusesText = text;
   inst.responseHeadersStatuses = set;
   return Ok;
 }

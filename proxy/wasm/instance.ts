@@ -129,9 +129,8 @@ export class FilterInstance {
    * phase (property wisp.skip_phases); see FilterInstance.skipsResponseHeaders. */
   declaredNoResponseHeaders = false;
   declaredNoResponseTrailers = false;
-  /** wisp.response_headers_statuses while configuring: its text, and the statuses it names
+  /** wisp.response_headers_statuses while configuring: the statuses it names
    * (parseStatusSet); null = every status. */
-  responseHeadersStatusesText: string | null = null;
   responseHeadersStatuses: Uint8Array | null = null;
   /** Stream id → this instance's context id (an IdTable, not a Map: see id-table.ts). */
   readonly contexts = new IdTable<number>();
@@ -305,9 +304,9 @@ export class FilterInstance {
     return this.memView.getUint32(ptr, true);
   }
 
-  /** Copy bytes into guest memory allocated by the guest, and write (ptr, size) to the
-   * return slots, as every proxy_get_* call does. */
-  /** The first `length` bytes of `bytes` (all of them by default). */
+  /** Copy the first `length` bytes of `bytes` (all of them by default) into guest memory
+   * allocated by the guest, and write (ptr, size) to the return slots, as every proxy_get_*
+   * call does. */
   returnBytes(bytes: Uint8Array, retPtrPtr: number, retSizePtr: number, length = bytes.length): number {
     if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) return WasmResult.InvalidMemoryAccess;
     let ptr = 0;

@@ -29,7 +29,9 @@ export class StreamEntry {
   responseBodyHeld = false;
   /** Its request-headers call was sent again after a worker loss it had no part in. */
   requeued = false;
-  /** A response trailers call is out: its Continue answers that phase. */
+  /** Its responseTrailers call is unanswered. The worker answers it like a response headers
+   * call (same result kinds); this tells the two apart. At most one phase of a stream is
+   * outstanding when trailers are sent (filters/types.ts). */
   awaitingTrailers = false;
   constructor(
     readonly stream: FilterStream,

@@ -289,6 +289,11 @@ export function parseStatusSet(text: string): Uint8Array | string {
   return set;
 }
 
+/** Whether a status set (parseStatusSet; null = every status) includes `status`. */
+export function statusWanted(set: Uint8Array | null, status: number): boolean {
+  return set === null || set[status] === 1;
+}
+
 /** Every char below 0x80 (then UTF-8 and latin1 bytes are the chars themselves). */
 export function isAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
@@ -324,9 +329,9 @@ export interface ControlResult {
    * FilterInstance.skipsResponseHeaders). */
   skipsResponseHeaders?: boolean;
   skipsResponseTrailers?: boolean;
-  /** load: the statuses the instance's response headers phase is limited to (the text of
-   * wisp.response_headers_statuses), if it set them. */
-  responseHeadersStatuses?: string;
+  /** load: the statuses the instance's response headers phase is limited to
+   * (wisp.response_headers_statuses, parseStatusSet), if it set them. */
+  responseHeadersStatuses?: Uint8Array;
   /** sniff: the properties set, as [path, value] pairs. */
   props?: [string, string][];
 }

@@ -25,6 +25,7 @@ import {
   ResultKind,
   STREAM_INFO_STRINGS,
   startCall,
+  statusWanted,
   Watch,
 } from './wire.js';
 
@@ -101,11 +102,7 @@ const RESPONSE_HEADERS: HeadersPhase = {
   trailers: false,
   name: 'proxy_on_response_headers',
   pauseWarning: 'pause',
-  callback: (i, s) => {
-    if (i.declaredNoResponseHeaders) return null;
-    const statuses = i.responseHeadersStatuses;
-    return statuses === null || statuses[s.responseStatus] === 1 ? i.onResponseHeaders : null;
-  },
+  callback: (i, s) => (i.declaredNoResponseHeaders || !statusWanted(i.responseHeadersStatuses, s.responseStatus) ? null : i.onResponseHeaders),
   size: (s) => s.responsePairs,
 };
 const RESPONSE_TRAILERS: HeadersPhase = {
@@ -382,7 +379,7 @@ export class FilterWorker implements HttpCallSink {
       gen.inst = inst;
       this.gens.set(op.spec.id, gen);
       const result: ControlResult = { ok: true, skipsResponseHeaders: inst.skipsResponseHeaders, skipsResponseTrailers: inst.skipsResponseTrailers };
-      if (inst.responseHeadersStatusesText !== null) result.responseHeadersStatuses = inst.responseHeadersStatusesText;
+      if (inst.responseHeadersStatuses !== null) result.responseHeadersStatuses = inst.responseHeadersStatuses;
       return result;
     } catch (err) {
       return { ok: false, error: errorMessage(err) };
