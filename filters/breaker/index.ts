@@ -15,7 +15,7 @@
 export * from "../../sdk-as/assembly/exports";
 import {
   Bytes, Counter, FilterHeadersStatus, Gauge, HeaderPair, HttpContext, MapType, RootContext, SharedSlot, WasmResult,
-  getCurrentTimeNanoseconds, getHeaderMapValueInto, getPropertyInto, logError, logInfo, logWarn, parseDurationMs,
+  getCurrentTimeNanoseconds, getHeaderMapValueInto, getPropertyInt64Into, getPropertyInto, logError, logInfo, logWarn, parseDurationMs,
   parseJson, readSharedData, registerRootContext, serializePropertyPath, utf8Bytes, writeSharedData,
 } from "../../sdk-as/assembly/index";
 
@@ -304,7 +304,7 @@ class BreakerRoot extends RootContext {
     // Failures are recorded before the client sees them (so a client that retries at once
     // finds the breaker open); successes only reset counts and can wait for onLog. So only a
     // failure needs the response held for this filter.
-    this.responseHeadersOnlyFor(this.failureStatuses.length == 0 ? "500-599" : joinStatuses(this.failureStatuses));
+    this.responseHeadersOnlyFor(this.failureStatuses.length == 0 ? "500-599" : this.failureStatuses.join(","));
     this.skipResponseTrailers();
     this.opened = new Counter("breaker_opened");
     this.rejected = new Counter("breaker_rejected");
@@ -417,7 +417,8 @@ class BreakerHttp extends HttpContext {
     // A response that was not a failure (Wisp skips onResponseHeaders for those), or no
     // response phase at all (connect failure, reset, a local reply): the final status if the
     // host knows it; a probe that ends with nothing is a failure.
-    const code = responseCode(changetype<BreakerRoot>(this.root).statusText);
+    const v = getPropertyInt64Into(RESPONSE_CODE_PATH, changetype<BreakerRoot>(this.root).statusText, 0);
+    const code: u32 = v > 0 && v < 1000 ? <u32>v : 0;
     if (code > 0) this.record(code);
     else if (this.probe) this.record(503);
   }
@@ -497,12 +498,6 @@ class BreakerHttp extends HttpContext {
   }
 }
 
-function joinStatuses(statuses: u32[]): string {
-  let out = "";
-  for (let i = 0; i < statuses.length; i++) out += (i > 0 ? "," : "") + statuses[i].toString();
-  return out;
-}
-
 /** A status in decimal digits; 0 when empty or not all digits. */
 function parseDecimal(text: Bytes): u32 {
   const n = text.length;
@@ -514,17 +509,6 @@ function parseDecimal(text: Bytes): u32 {
     v = v * 10 + c;
   }
   return v;
-}
-
-/** The response.code property into `buf` (Envoy and Wisp encode it as 8 little-endian
- * bytes; decimal text is accepted too); 0 when the host has none. */
-function responseCode(buf: Bytes): u32 {
-  if (!getPropertyInto(RESPONSE_CODE_PATH, buf)) return 0;
-  if (buf.length == 8) {
-    const v = load<i64>(buf.ptr);
-    return v > 0 && v < 1000 ? <u32>v : 0;
-  }
-  return parseDecimal(buf);
 }
 
 registerRootContext((id: u32): RootContext => new BreakerRoot(id), "breaker");

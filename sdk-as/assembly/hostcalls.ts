@@ -365,15 +365,26 @@ export function getPropertyString(path: string[]): string | null {
  * 8 little-endian bytes; a decimal string is accepted too. `fallback` when absent. */
 export function getPropertyInt64(path: string[], fallback: i64 = -1): i64 {
   const v = getProperty(path);
-  if (v === null) return fallback;
-  if (v.byteLength == 8) return load<i64>(changetype<usize>(v));
-  const text = String.UTF8.decode(v);
-  if (text.length == 0) return fallback;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return fallback;
+  return v === null ? fallback : int64Value(changetype<usize>(v), v.byteLength, fallback);
+}
+
+/** getPropertyInt64 without allocating: the property is read into `scratch` (reused by the
+ * caller), the path comes from serializePropertyPath. */
+export function getPropertyInt64Into(serializedPath: ArrayBuffer, scratch: Bytes, fallback: i64 = -1): i64 {
+  return getPropertyInto(serializedPath, scratch) ? int64Value(scratch.ptr, scratch.length, fallback) : fallback;
+}
+
+/** An integer property's bytes: 8 little-endian bytes, or decimal digits; else `fallback`. */
+function int64Value(ptr: usize, len: i32, fallback: i64): i64 {
+  if (len == 8) return load<i64>(ptr);
+  if (len == 0) return fallback;
+  let v: i64 = 0;
+  for (let i = 0; i < len; i++) {
+    const c = <i32>load<u8>(ptr + <usize>i) - 0x30;
+    if (c < 0 || c > 9) return fallback;
+    v = v * 10 + c;
   }
-  return I64.parseInt(text);
+  return v;
 }
 
 export function setProperty(path: string[], value: ArrayBuffer): WasmResult {

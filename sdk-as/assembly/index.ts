@@ -19,7 +19,7 @@ export {
   removeHeaderMapValueBytes, getHeaderMapSize, getBufferBytes, setBufferBytes, sendLocalResponse,
   sendLocalResponseBytes, continueStream, closeStream, registerSharedQueue, resolveSharedQueue,
   enqueueSharedQueue, dequeueSharedQueue, httpCall, defineMetric, incrementMetric, recordMetric,
-  getMetric, setEffectiveContext, getLogLevel, utf8Bytes, getPropertyInt64, serializePropertyPath, getPropertyBytes,
+  getMetric, setEffectiveContext, getLogLevel, utf8Bytes, getPropertyInt64, getPropertyInt64Into, serializePropertyPath, getPropertyBytes,
   getHeaderMapValueInto, getPropertyInto, SharedSlot, readSharedData, writeSharedData, addHeaderMapValueOf,
   replaceHeaderMapValueOf,
 } from "./hostcalls";
