@@ -93,9 +93,8 @@ class RateLimitRoot extends RootContext {
   keyParts: KeyPart[] = [];
   namespace: string = "";
   policyHeader: string = "";
-  keyClass: string = "";
-  allowedByClass: Counter | null = null;
-  limitedByClass: Counter | null = null;
+  allowed: Counter | null = null;
+  limited: Counter | null = null;
   shadowName: ArrayBuffer = utf8Bytes("x-ratelimit-shadow");
   shadowValue: ArrayBuffer = utf8Bytes("limited");
   // Per-request scratch: callbacks never interleave inside one instance.
@@ -169,9 +168,9 @@ class RateLimitRoot extends RootContext {
     this.key.appendBuffer(utf8Bytes(this.namespace));
     this.namespaceBytes = this.key.length;
     this.policyHeader = (<i64>this.burst).toString() + ";w=" + seconds(this.perMs).toString();
-    this.keyClass = keyClassOf(parts);
-    this.allowedByClass = new Counter("ratelimit_allowed." + this.keyClass);
-    this.limitedByClass = new Counter("ratelimit_limited." + this.keyClass);
+    const keyClass = keyClassOf(parts);
+    this.allowed = new Counter("ratelimit_allowed." + keyClass);
+    this.limited = new Counter("ratelimit_limited." + keyClass);
     // Only shadow mode adds a response header: otherwise the response needn't wait for us.
     if (!this.shadow) this.skipResponsePhases();
     return true;
@@ -208,10 +207,10 @@ class RateLimitHttp extends HttpContext {
     const root = changetype<RateLimitRoot>(this.root);
     const d = this.take(root, this.bucketKey(root));
     if (d.allowed) {
-      root.allowedByClass!.increment();
+      root.allowed!.increment();
       return FilterHeadersStatus.Continue;
     }
-    root.limitedByClass!.increment();
+    root.limited!.increment();
     if (root.shadow) {
       this.shadowLimited = true;
       addHeaderMapValueBytes(MapType.HttpRequestHeaders, root.shadowName, root.shadowValue);
