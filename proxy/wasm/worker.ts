@@ -3,7 +3,7 @@
 // A request's whole chain for a phase runs here in one go (filter 1, then filter 2 on the
 // mutated headers, ...), stopping at the first local response.
 
-import { workerData } from 'piscina';
+import { workerData } from 'node:worker_threads';
 import { IdTable } from '../id-table.js';
 import { type BatchHandler, type ServeTask, serveChannel } from './channel.js';
 import { BufferType, LogLevel } from './abi.js';
