@@ -1,0 +1,617 @@
+// An open-loop HTTP/1.1 load generator: requests at a fixed rate, latency per request — the
+// measurement behind "the sidecar adds X ms at p50" (Istio's figures: fortio, 1,000 rps,
+// 16 connections). wrk, autocannon and undici are closed loop: each connection sends its next
+// request when the previous one answers, so at saturation p50 is connections / throughput and
+// says nothing about what one request costs.
+//
+//   node dist/bench/fixed-rate.js --port N [--host 127.0.0.1] [--path /] [--rate 1000]
+//                                 [--connections 16] [--duration 10] [--warmup 1]
+//
+// The schedule: request k is due at t0 + warmup-relative k / rate, over `connections`
+// keep-alive connections with at most one request in flight each (no pipelining). A due
+// request goes to the connection that has been idle longest; when every connection is busy it
+// waits, and that wait counts in its latency (coordinated omission, as in wrk2). What does not
+// count is this process's own lateness: Node's timers fire with millisecond granularity, so a
+// request is often sent up to ~1 ms after it was due while a connection sat idle. That delay
+// is the generator's, not the server's; it is recorded separately (`send_lag_*`) and so is the
+// latency that includes it (`intended_*`, wrk2's definition), so both can be checked.
+import net from 'node:net';
+import { createHistogram, performance } from 'node:perf_hooks';
+import type { RecordableHistogram } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { round3 } from './peers/report.js';
+
+export interface FixedRateOptions {
+  port: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Path and query of every request; default "/". */
+  path?: string;
+  /** Requests per second over all connections. */
+  rate: number;
+  connections: number;
+  /** Seconds of measured schedule (after the warm-up). */
+  durationS: number;
+  /** Seconds of schedule sent first and not recorded (JIT, pools); default 0. */
+  warmupS?: number;
+  /** A request unanswered for this long is an error and its connection is replaced; default 5000. */
+  timeoutMs?: number;
+}
+
+export interface FixedRateResult {
+  rate: number;
+  connections: number;
+  duration_s: number;
+  /** Responses recorded (requests due in the measured window that completed). */
+  requests: number;
+  /** Recorded responses per second of measured window. */
+  achieved_rps: number;
+  /** Latency from when the request was due (or, when a connection was idle then, from when it
+   * was sent), to the last byte of the response. */
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  p999_ms: number;
+  max_ms: number;
+  mean_ms: number;
+  /** wrk2's definition: from the due time, the generator's own lateness included. */
+  intended_p50_ms: number;
+  intended_p99_ms: number;
+  /** How late this process sent requests after they could have gone (its timer granularity). */
+  send_lag_p50_ms: number;
+  send_lag_p99_ms: number;
+  /** Socket errors, timeouts, malformed responses and failed connects, warm-up included. */
+  errors: number;
+  /** Responses outside 200–399, warm-up included. */
+  non2xx: number;
+  /** Requests due in the measured window never sent: every connection stayed busy to the end. */
+  unsent: number;
+}
+
+// ---- response parsing -------------------------------------------------------------------
+
+const NEED_MORE = 0;
+const DONE = 1;
+const MALFORMED = -1;
+
+const HEAD = 0;
+const FIXED_BODY = 1;
+const CHUNK_SIZE = 2;
+const CHUNK_DATA = 3;
+const CHUNK_DATA_END = 4;
+const TRAILERS = 5;
+const UNTIL_CLOSE = 6;
+
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_LINE_BYTES = 4096;
+
+/** One HTTP/1.1 response at a time (the generator never pipelines): status line, headers,
+ * then a Content-Length body, a chunked body, or a body that ends when the connection does. */
+export class ResponseParser {
+  status = 0;
+  /** False once the response says Connection: close (or has no length): reconnect after it. */
+  keepAlive = true;
+  private state = HEAD;
+  private remaining = 0;
+  /** Head bytes of a head split across reads (rare: a small head comes in one read). */
+  private pendingHead: Buffer | null = null;
+  /** A chunk-size or trailer line split across reads. */
+  private line = '';
+
+  reset(): void {
+    this.status = 0;
+    this.keepAlive = true;
+    this.state = HEAD;
+    this.remaining = 0;
+    this.pendingHead = null;
+    this.line = '';
+  }
+
+  /** NEED_MORE, DONE (the response ended exactly at the end of `data`) or MALFORMED (bytes
+   * that are not a response, or bytes after it: this client sent only one request). */
+  feed(data: Buffer): number {
+    let buf = data;
+    let i = 0;
+    while (i < buf.length) {
+      switch (this.state) {
+        case HEAD: {
+          if (this.pendingHead !== null) {
+            buf = Buffer.concat([this.pendingHead, buf.subarray(i)]);
+            this.pendingHead = null;
+            i = 0;
+          }
+          const end = buf.indexOf(CRLFCRLF, i);
+          if (end < 0) {
+            if (buf.length - i > MAX_HEAD_BYTES) return MALFORMED;
+            this.pendingHead = Buffer.from(buf.subarray(i));
+            return NEED_MORE;
+          }
+          if (!this.parseHead(buf.toString('latin1', i, end))) return MALFORMED;
+          i = end + 4;
+          if (this.state === HEAD) continue; // a 1xx: the real response follows
+          if (this.state === FIXED_BODY && this.remaining === 0) return i === buf.length ? DONE : MALFORMED;
+          break;
+        }
+        case FIXED_BODY: {
+          const take = Math.min(this.remaining, buf.length - i);
+          this.remaining -= take;
+          i += take;
+          if (this.remaining === 0) return i === buf.length ? DONE : MALFORMED;
+          break;
+        }
+        case UNTIL_CLOSE:
+          return NEED_MORE;
+        case CHUNK_DATA: {
+          const take = Math.min(this.remaining, buf.length - i);
+          this.remaining -= take;
+          i += take;
+          if (this.remaining === 0) {
+            this.state = CHUNK_DATA_END;
+            this.remaining = 2;
+          }
+          break;
+        }
+        case CHUNK_DATA_END: {
+          // The CRLF after a chunk's data.
+          const expect = this.remaining === 2 ? 13 : 10;
+          if (buf[i] !== expect) return MALFORMED;
+          i++;
+          if (--this.remaining === 0) this.state = CHUNK_SIZE;
+          break;
+        }
+        default: {
+          // CHUNK_SIZE or TRAILERS: line based.
+          const lf = buf.indexOf(10, i);
+          const stop = lf < 0 ? buf.length : lf;
+          this.line += buf.toString('latin1', i, stop);
+          if (this.line.length > MAX_LINE_BYTES) return MALFORMED;
+          if (lf < 0) return NEED_MORE;
+          i = lf + 1;
+          const text = this.line.endsWith('\r') ? this.line.slice(0, -1) : this.line;
+          this.line = '';
+          if (this.state === CHUNK_SIZE) {
+            const size = parseChunkSize(text);
+            if (size < 0) return MALFORMED;
+            if (size === 0) this.state = TRAILERS;
+            else {
+              this.state = CHUNK_DATA;
+              this.remaining = size;
+            }
+          } else if (text.length === 0) {
+            return i === buf.length ? DONE : MALFORMED;
+          }
+        }
+      }
+    }
+    return NEED_MORE;
+  }
+
+  /** The connection closed: true when that ends the response (a body without a length). */
+  endsOnClose(): boolean {
+    return this.state === UNTIL_CLOSE;
+  }
+
+  /** Status line and the headers that frame the body; false when the head is not HTTP/1.x. */
+  private parseHead(head: string): boolean {
+    // "HTTP/1.1 200 OK": the status is bytes 9–11, followed by a space or the line's end.
+    if (!head.startsWith('HTTP/1.') || head.length < 12 || head.charCodeAt(8) !== 32) return false;
+    if (head.length > 12 && head.charCodeAt(12) !== 32 && head.charCodeAt(12) !== 13) return false;
+    const status = Number(head.slice(9, 12));
+    if (!Number.isInteger(status) || status < 100) return false;
+    this.status = status;
+    if (head.startsWith('HTTP/1.0')) this.keepAlive = false;
+    let contentLength = -1;
+    let chunked = false;
+    let pos = head.indexOf('\r\n');
+    while (pos >= 0) {
+      const next = head.indexOf('\r\n', pos + 2);
+      const lineEnd = next < 0 ? head.length : next;
+      const colon = head.indexOf(':', pos + 2);
+      if (colon > 0 && colon < lineEnd) {
+        const name = head.slice(pos + 2, colon).toLowerCase();
+        const value = head.slice(colon + 1, lineEnd).trim().toLowerCase();
+        if (name === 'content-length') {
+          const n = Number(value);
+          if (!Number.isInteger(n) || n < 0 || (contentLength >= 0 && n !== contentLength)) return false;
+          contentLength = n;
+        } else if (name === 'transfer-encoding') {
+          chunked = value.endsWith('chunked');
+        } else if (name === 'connection') {
+          if (value.includes('close')) this.keepAlive = false;
+          else if (value.includes('keep-alive')) this.keepAlive = true;
+        }
+      }
+      pos = next;
+    }
+    if (status < 200 && status !== 101) {
+      this.keepAlive = true;
+      this.state = HEAD;
+    } else if (status === 204 || status === 304) {
+      this.state = FIXED_BODY;
+      this.remaining = 0;
+    } else if (chunked) {
+      this.state = CHUNK_SIZE;
+    } else if (contentLength >= 0) {
+      this.state = FIXED_BODY;
+      this.remaining = contentLength;
+    } else {
+      this.state = UNTIL_CLOSE;
+      this.keepAlive = false;
+    }
+    return true;
+  }
+}
+
+/** "1a;ext=1" → 26; -1 when it is not hexadecimal. */
+function parseChunkSize(text: string): number {
+  let n = 0;
+  let digits = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    let d: number;
+    if (c >= 48 && c <= 57) d = c - 48;
+    else if (c >= 97 && c <= 102) d = c - 87;
+    else if (c >= 65 && c <= 70) d = c - 55;
+    else if (c === 59 || c === 32 || c === 9) break; // chunk extension or padding
+    else return -1;
+    n = n * 16 + d;
+    digits++;
+    if (n > Number.MAX_SAFE_INTEGER / 16) return -1;
+  }
+  return digits > 0 ? n : -1;
+}
+
+// ---- the generator ----------------------------------------------------------------------
+
+/** One keep-alive connection with at most one request in flight. */
+class LoadConnection {
+  socket: net.Socket | null = null;
+  connected = false;
+  inFlight = false;
+  /** In the idle queue (possibly a stale entry after a reconnect; see IdleQueue). */
+  queued = false;
+  /** When it last became free (connected, or its last response ended). */
+  freeSinceMs = 0;
+  /** The request in flight: when it was due, when it was sent, the wait it is charged. */
+  dueMs = 0;
+  sentMs = 0;
+  waitedMs = 0;
+  measured = false;
+  /** No reconnect before this time after a failed connect. */
+  retryAtMs = 0;
+  readonly parser = new ResponseParser();
+
+  constructor(readonly id: number) {}
+}
+
+/** Idle connections, longest idle first: the next request takes the head. A ring buffer of
+ * at most one entry per connection, so dispatch is O(1) at any connection count. */
+class IdleQueue {
+  private readonly ring: (LoadConnection | null)[];
+  private head = 0;
+  private size = 0;
+
+  constructor(capacity: number) {
+    this.ring = new Array<LoadConnection | null>(capacity).fill(null);
+  }
+
+  push(c: LoadConnection): void {
+    if (c.queued) return;
+    c.queued = true;
+    this.ring[(this.head + this.size) % this.ring.length] = c;
+    this.size++;
+  }
+
+  /** The longest-idle connection that is still connected and free, or null. */
+  take(): LoadConnection | null {
+    while (this.size > 0) {
+      const c = this.ring[this.head] as LoadConnection;
+      this.ring[this.head] = null;
+      this.head = (this.head + 1) % this.ring.length;
+      this.size--;
+      c.queued = false;
+      if (c.connected && !c.inFlight) return c;
+    }
+    return null;
+  }
+}
+
+const NS_PER_MS = 1e6;
+const RECONNECT_BACKOFF_MS = 50;
+/** Longest sleep between timer ticks while nothing is due (timeouts, reconnects, the end). */
+const MAX_TICK_MS = 20;
+
+function newHistogram(): RecordableHistogram {
+  return createHistogram({ lowest: 1, highest: 3_600_000 * NS_PER_MS, figures: 3 });
+}
+
+/** One run of the schedule. Create, `await run()`, read the result; every socket is closed
+ * when run() resolves. */
+export class FixedRateRun {
+  private readonly host: string;
+  private readonly request: Buffer;
+  private readonly intervalMs: number;
+  private readonly warmupCount: number;
+  private readonly total: number;
+  private readonly timeoutMs: number;
+  private readonly conns: LoadConnection[] = [];
+  private readonly idle: IdleQueue;
+  private readonly latency = newHistogram();
+  private readonly fromDue = newHistogram();
+  private readonly sendLag = newHistogram();
+  private t0 = 0;
+  private next = 0;
+  private errors = 0;
+  private non2xx = 0;
+  private stopping = false;
+  private timer: NodeJS.Timeout | null = null;
+  private finish: (() => void) | null = null;
+  private readonly tick = (): void => this.onTick();
+
+  constructor(private readonly opts: FixedRateOptions) {
+    if (!(opts.rate > 0) || !(opts.durationS > 0) || !(opts.connections >= 1)) {
+      throw new Error(`fixed-rate needs rate > 0, duration > 0 and connections ≥ 1 (got ${opts.rate}, ${opts.durationS}, ${opts.connections})`);
+    }
+    this.host = opts.host ?? '127.0.0.1';
+    const path = opts.path ?? '/';
+    this.request = Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${this.host}:${opts.port}\r\nUser-Agent: wisp-fixed-rate\r\n\r\n`, 'latin1');
+    this.intervalMs = 1000 / opts.rate;
+    this.warmupCount = Math.round((opts.warmupS ?? 0) * opts.rate);
+    this.total = this.warmupCount + Math.round(opts.durationS * opts.rate);
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.idle = new IdleQueue(opts.connections);
+    for (let i = 0; i < opts.connections; i++) this.conns.push(new LoadConnection(i));
+  }
+
+  async run(): Promise<FixedRateResult> {
+    await this.connectAll();
+    this.t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      this.finish = resolve;
+      this.onTick();
+    });
+    await this.closeAll();
+    return this.result();
+  }
+
+  /** Open every connection before the clock starts, so connecting is not in any latency. */
+  private async connectAll(): Promise<void> {
+    await Promise.all(
+      this.conns.map(
+        (c) =>
+          new Promise<void>((resolve, reject) => {
+            const s = this.open(c);
+            const onError = (err: Error) => reject(new Error(`fixed-rate: cannot connect to ${this.host}:${this.opts.port}: ${err.message}`));
+            s.once('error', onError);
+            s.once('connect', () => {
+              s.off('error', onError);
+              resolve();
+            });
+          }),
+      ),
+    ).catch(async (err: unknown) => {
+      this.stopping = true;
+      await this.closeAll();
+      throw err;
+    });
+  }
+
+  private open(c: LoadConnection): net.Socket {
+    const s = net.connect({ host: this.host, port: this.opts.port, noDelay: true });
+    c.socket = s;
+    c.connected = false;
+    c.inFlight = false;
+    s.on('connect', () => {
+      c.connected = true;
+      c.freeSinceMs = performance.now();
+      this.idle.push(c);
+      if (this.t0 > 0) this.dispatch(c.freeSinceMs);
+    });
+    s.on('data', (chunk: Buffer) => this.onData(c, chunk));
+    // 'close' follows every error; the accounting happens there.
+    s.on('error', () => {});
+    s.on('close', () => this.onClose(c, s));
+    return s;
+  }
+
+  private onData(c: LoadConnection, chunk: Buffer): void {
+    if (!c.inFlight) {
+      // Bytes nobody asked for: the connection's framing can no longer be trusted.
+      this.errors++;
+      c.socket?.destroy();
+      return;
+    }
+    const r = c.parser.feed(chunk);
+    if (r === NEED_MORE) return;
+    if (r === MALFORMED) {
+      this.errors++;
+      c.inFlight = false;
+      c.socket?.destroy();
+      return;
+    }
+    this.complete(c, performance.now());
+  }
+
+  private complete(c: LoadConnection, now: number): void {
+    c.inFlight = false;
+    const status = c.parser.status;
+    if (status < 200 || status > 399) this.non2xx++;
+    if (c.measured) {
+      this.latency.record(Math.max(1, Math.round((now - c.sentMs + c.waitedMs) * NS_PER_MS)));
+      this.fromDue.record(Math.max(1, Math.round((now - c.dueMs) * NS_PER_MS)));
+    }
+    if (!c.parser.keepAlive) {
+      c.socket?.destroy();
+      return;
+    }
+    c.freeSinceMs = now;
+    this.idle.push(c);
+    this.dispatch(now);
+  }
+
+  private onClose(c: LoadConnection, s: net.Socket): void {
+    if (c.socket !== s) return;
+    const wasConnected = c.connected;
+    c.socket = null;
+    c.connected = false;
+    if (c.inFlight) {
+      if (c.parser.endsOnClose()) this.complete(c, performance.now());
+      else this.errors++;
+      c.inFlight = false;
+    } else if (!wasConnected && !this.stopping) {
+      this.errors++; // a reconnect that failed
+      c.retryAtMs = performance.now() + RECONNECT_BACKOFF_MS;
+    }
+  }
+
+  /** Send every request that is due, each on the longest-idle connection. */
+  private dispatch(now: number): void {
+    while (this.next < this.total && !this.stopping) {
+      const due = this.t0 + this.next * this.intervalMs;
+      if (due > now) return;
+      const c = this.idle.take();
+      if (c === null) return;
+      // Waiting for a connection is the server's doing and counts; if a connection was free
+      // before the request was due, the time since it was due is this process's lateness.
+      const couldSendAt = Math.max(due, c.freeSinceMs);
+      c.dueMs = due;
+      c.sentMs = now;
+      c.waitedMs = couldSendAt - due;
+      c.measured = this.next >= this.warmupCount;
+      if (c.measured) this.sendLag.record(Math.max(1, Math.round((now - couldSendAt) * NS_PER_MS)));
+      c.inFlight = true;
+      c.parser.reset();
+      (c.socket as net.Socket).write(this.request);
+      this.next++;
+    }
+  }
+
+  private onTick(): void {
+    this.timer = null;
+    const now = performance.now();
+    for (const c of this.conns) {
+      if (c.inFlight && now - c.sentMs > this.timeoutMs) {
+        this.errors++;
+        c.inFlight = false;
+        c.socket?.destroy();
+      } else if (c.socket === null && !this.stopping && now >= c.retryAtMs) {
+        this.open(c);
+      }
+    }
+    this.dispatch(now);
+    const endMs = this.t0 + this.total * this.intervalMs;
+    if (now >= endMs) {
+      // The schedule is over: send nothing more, wait for what is in flight.
+      this.stopping = true;
+      if (!this.conns.some((c) => c.inFlight)) {
+        this.finish?.();
+        return;
+      }
+    }
+    const wait = this.next < this.total && !this.stopping ? this.t0 + this.next * this.intervalMs - now : MAX_TICK_MS;
+    this.timer = setTimeout(this.tick, Math.min(MAX_TICK_MS, Math.max(1, wait)));
+  }
+
+  private async closeAll(): Promise<void> {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const closing: Promise<void>[] = [];
+    for (const c of this.conns) {
+      const s = c.socket;
+      if (s === null) continue;
+      if (!s.closed) closing.push(new Promise((resolve) => s.once('close', () => resolve())));
+      s.destroy();
+    }
+    await Promise.all(closing);
+  }
+
+  private result(): FixedRateResult {
+    const ms = (h: RecordableHistogram, p: number) => (h.count > 0 ? round3(h.percentile(p) / NS_PER_MS) : 0);
+    const measuredDue = this.total - this.warmupCount;
+    const measuredSent = Math.max(0, this.next - this.warmupCount);
+    return {
+      rate: this.opts.rate,
+      connections: this.opts.connections,
+      duration_s: this.opts.durationS,
+      requests: this.latency.count,
+      achieved_rps: Math.round(this.latency.count / this.opts.durationS),
+      p50_ms: ms(this.latency, 50),
+      p90_ms: ms(this.latency, 90),
+      p99_ms: ms(this.latency, 99),
+      p999_ms: ms(this.latency, 99.9),
+      max_ms: this.latency.count > 0 ? round3(this.latency.max / NS_PER_MS) : 0,
+      mean_ms: this.latency.count > 0 ? round3(this.latency.mean / NS_PER_MS) : 0,
+      intended_p50_ms: ms(this.fromDue, 50),
+      intended_p99_ms: ms(this.fromDue, 99),
+      send_lag_p50_ms: ms(this.sendLag, 50),
+      send_lag_p99_ms: ms(this.sendLag, 99),
+      errors: this.errors,
+      non2xx: this.non2xx,
+      unsent: measuredDue - measuredSent,
+    };
+  }
+}
+
+/** Run the schedule once against host:port. */
+export function runFixedRate(opts: FixedRateOptions): Promise<FixedRateResult> {
+  return new FixedRateRun(opts).run();
+}
+
+// ---- CLI --------------------------------------------------------------------------------
+
+const USAGE = `usage: node dist/bench/fixed-rate.js --port N [--host 127.0.0.1] [--path /] [--rate 1000]
+                                    [--connections 16] [--duration 10] [--warmup 1] [--timeout-ms 5000]
+prints one JSON result; e.g. against the bench upstream (node dist/bench/upstream.js --port N) it
+shows this generator's own floor.`;
+
+export function parseFixedRateArgs(argv: string[]): FixedRateOptions {
+  const value = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const num = (name: string, dflt: number): number => {
+    const v = value(name);
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${v}`);
+    return n;
+  };
+  const port = num('--port', 0);
+  if (port <= 0) throw new Error('--port is required');
+  return {
+    port,
+    host: value('--host') ?? '127.0.0.1',
+    path: value('--path') ?? '/',
+    rate: num('--rate', 1000),
+    connections: Math.floor(num('--connections', 16)),
+    durationS: num('--duration', 10),
+    warmupS: num('--warmup', 1),
+    timeoutMs: num('--timeout-ms', 5000),
+  };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+  } else {
+    let opts: FixedRateOptions | null = null;
+    try {
+      opts = parseFixedRateArgs(argv);
+    } catch (err) {
+      process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+      process.exitCode = 2;
+    }
+    if (opts) {
+      runFixedRate(opts).then(
+        (r) => process.stdout.write(`${JSON.stringify(r, null, 2)}\n`),
+        (err: Error) => {
+          process.stderr.write(`${err.message}\n`);
+          process.exitCode = 1;
+        },
+      );
+    }
+  }
+}
+
