@@ -19,7 +19,7 @@ import net from 'node:net';
 import { createHistogram, performance } from 'node:perf_hooks';
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { round3 } from './peers/report.js';
+import { median, round2, round3 } from './peers/report.js';
 
 export interface FixedRateOptions {
   port: number;
@@ -556,6 +556,120 @@ export class FixedRateRun {
 /** Run the schedule once against host:port. */
 export function runFixedRate(opts: FixedRateOptions): Promise<FixedRateResult> {
   return new FixedRateRun(opts).run();
+}
+
+// ---- report: medians over rounds, latency added against a baseline -------------------
+
+/** One target's run at one rate in one round, as bench/run.ts records it. */
+export interface FixedRateSample extends FixedRateResult {
+  name: string;
+  round: number;
+  /** CPU time of the target's process tree per answered request, µs; null for `direct`. */
+  cpu_us_per_req: number | null;
+}
+
+/** What a target adds over a baseline, ms: the median over rounds of (target − baseline)
+ * within each round, so a slow round moves both sides. */
+export interface AddedLatency {
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+}
+
+export interface FixedRateSummary {
+  name: string;
+  rate: number;
+  connections: number;
+  /** Medians over rounds. */
+  achieved_rps: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  p999_ms: number;
+  max_ms: number;
+  send_lag_p99_ms: number;
+  cpu_us_per_req: number | null;
+  /** Totals over rounds. */
+  errors: number;
+  non2xx: number;
+  unsent: number;
+  p50_rounds: number[];
+  p99_rounds: number[];
+  added_vs_direct: AddedLatency | null;
+  added_vs_wisp: AddedLatency | null;
+}
+
+function addedOver(own: FixedRateSample[], base: FixedRateSample[]): AddedLatency | null {
+  const d50: number[] = [];
+  const d90: number[] = [];
+  const d99: number[] = [];
+  for (const s of own) {
+    const b = base.find((x) => x.round === s.round);
+    if (!b || s.requests === 0 || b.requests === 0) continue;
+    d50.push(s.p50_ms - b.p50_ms);
+    d90.push(s.p90_ms - b.p90_ms);
+    d99.push(s.p99_ms - b.p99_ms);
+  }
+  if (d50.length === 0) return null;
+  return { p50_ms: round3(median(d50)), p90_ms: round3(median(d90)), p99_ms: round3(median(d99)) };
+}
+
+/** One summary per (target, rate), in the order the samples first appear. */
+export function summariseFixedRate(samples: FixedRateSample[]): FixedRateSummary[] {
+  const groups = new Map<string, FixedRateSample[]>();
+  for (const s of samples) {
+    const key = `${s.name}@${s.rate}`;
+    const g = groups.get(key);
+    if (g) g.push(s);
+    else groups.set(key, [s]);
+  }
+  const out: FixedRateSummary[] = [];
+  for (const g of groups.values()) {
+    const first = g[0] as FixedRateSample;
+    const med = (pick: (s: FixedRateSample) => number) => round3(median(g.map(pick)));
+    const cpu = g.map((s) => s.cpu_us_per_req).filter((v): v is number => typeof v === 'number');
+    const direct = groups.get(`direct@${first.rate}`);
+    const wisp = groups.get(`wisp@${first.rate}`);
+    out.push({
+      name: first.name,
+      rate: first.rate,
+      connections: first.connections,
+      achieved_rps: Math.round(median(g.map((s) => s.achieved_rps))),
+      p50_ms: med((s) => s.p50_ms),
+      p90_ms: med((s) => s.p90_ms),
+      p99_ms: med((s) => s.p99_ms),
+      p999_ms: med((s) => s.p999_ms),
+      max_ms: med((s) => s.max_ms),
+      send_lag_p99_ms: med((s) => s.send_lag_p99_ms),
+      cpu_us_per_req: cpu.length > 0 ? round2(median(cpu)) : null,
+      errors: g.reduce((a, s) => a + s.errors, 0),
+      non2xx: g.reduce((a, s) => a + s.non2xx, 0),
+      unsent: g.reduce((a, s) => a + s.unsent, 0),
+      p50_rounds: g.map((s) => s.p50_ms),
+      p99_rounds: g.map((s) => s.p99_ms),
+      added_vs_direct: direct && first.name !== 'direct' ? addedOver(g, direct) : null,
+      added_vs_wisp: wisp && first.name !== 'wisp' ? addedOver(g, wisp) : null,
+    });
+  }
+  return out;
+}
+
+/** The markdown table printed after the saturated one (and kept in bench/README.md). */
+export function formatFixedRateTable(runs: FixedRateSummary[]): string {
+  const fmt = (n: number | null | undefined, digits = 2) => (n === null || n === undefined || Number.isNaN(n) ? '-' : n.toFixed(digits));
+  const signed = (n: number | undefined) => (n === undefined ? '-' : `${n >= 0 ? '+' : ''}${n.toFixed(2)}`);
+  const head = ['run', 'rate', 'rps', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'errors', 'unsent', 'cpu µs/req',
+    'p50 +direct', 'p99 +direct', 'p50 +wisp', 'p90 +wisp', 'p99 +wisp'];
+  const rows = runs.map((r) => [
+    r.name, String(r.rate), String(r.achieved_rps), fmt(r.p50_ms, 3), fmt(r.p90_ms, 3), fmt(r.p99_ms, 3), fmt(r.p999_ms, 3),
+    String(r.errors + r.non2xx), String(r.unsent), fmt(r.cpu_us_per_req, 1),
+    signed(r.added_vs_direct?.p50_ms), signed(r.added_vs_direct?.p99_ms),
+    signed(r.added_vs_wisp?.p50_ms), signed(r.added_vs_wisp?.p90_ms), signed(r.added_vs_wisp?.p99_ms),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join(' | ') + ' |';
+  const sep = '|' + widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|';
+  return [line(head), sep, ...rows.map(line)].join('\n');
 }
 
 // ---- CLI --------------------------------------------------------------------------------

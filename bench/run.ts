@@ -12,6 +12,8 @@ import type { Sample } from './peers/report.js';
 import { formatStreamTable, streamThrough } from './peers/stream.js';
 import type { StreamResult } from './peers/stream.js';
 import { ManagedProcess, installCleanup, stopAll, treeUsage, versionOf, findExecutable, waitReady } from './peers/proc.js';
+import { formatFixedRateTable, runFixedRate, summariseFixedRate } from './fixed-rate.js';
+import type { FixedRateSample } from './fixed-rate.js';
 import { directTarget } from './peers/direct.js';
 import { nginxTarget } from './peers/nginx.js';
 import { haproxyTarget } from './peers/haproxy.js';
@@ -69,6 +71,12 @@ export interface BenchOptions {
   updateReadme: boolean;
   /** NODE_OPTIONS for the Wisp processes only (memory settings, docs/memory.md). */
   wispNodeOptions: string;
+  /** Open-loop runs after each target's saturated run (bench/fixed-rate.ts): requests/s,
+   * one run per rate; empty = none. */
+  fixedRates: number[];
+  fixedConnections: number;
+  fixedDurationS: number;
+  fixedWarmupS: number;
 }
 
 /** The argument after `name`, taken as is: its value is itself made of flags ("--max-semi-space-size=1"). */
@@ -100,13 +108,20 @@ export function parseArgs(argv: string[]): BenchOptions {
   const rounds = Math.floor(num('--rounds', quick ? 1 : 2, 0));
   const defaultOut = join(ROOT, 'bench', 'results', rounds === 0 ? 'stream.json' : 'latest.json');
   const tool = value('--tool');
+  const durationS = num('--duration', quick ? 3 : 10);
+  const fixed = value('--fixed-rate') ?? '1000';
+  const fixedRates = fixed === 'off' || fixed === '0' ? [] : fixed.split(',').map((r) => {
+    const n = Number(r.trim());
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--fixed-rate takes requests/s (e.g. 1000 or 1000,5000) or off, got ${fixed}`);
+    return n;
+  });
   if (tool !== undefined && tool !== 'wrk' && tool !== 'autocannon') throw new Error('--tool must be wrk or autocannon');
   return {
     quick,
     // --rounds 0 skips the load runs (with --stream: only the streaming check), and then
     // writes bench/results/stream.json so latest.json keeps the last load numbers.
     rounds,
-    durationS: num('--duration', quick ? 3 : 10),
+    durationS,
     warmupS: num('--warmup', quick ? 1 : 2),
     connections: Math.floor(num('--connections', 50)),
     only: only ? only.split(',').map((s) => s.trim()).filter(Boolean) : null,
@@ -116,6 +131,11 @@ export function parseArgs(argv: string[]): BenchOptions {
     tool,
     updateReadme: argv.includes('--update-readme'),
     wispNodeOptions: rawValue(argv, '--wisp-node-options') ?? '',
+    fixedRates,
+    // Istio's published sidecar latency: 1,000 rps over 16 connections.
+    fixedConnections: Math.floor(num('--fixed-connections', 16, 1)),
+    fixedDurationS: num('--fixed-duration', durationS),
+    fixedWarmupS: num('--fixed-warmup', 1, 0),
   };
 }
 
@@ -160,6 +180,23 @@ async function measure(tool: LoadTool, target: RunningTarget, opts: BenchOptions
     cpu_us_per_req: before && after && r.requests > 0 ? ((after.cpuSeconds - before.cpuSeconds) * 1e6) / r.requests : null,
     ...(extra ? { extra } : {}),
   };
+}
+
+/** The target at each fixed rate, open loop, after its saturated run (so it is warm); the
+ * side task (hot reloads) is not run here. */
+async function measureFixed(target: RunningTarget, name: string, round: number, opts: BenchOptions): Promise<FixedRateSample[]> {
+  const out: FixedRateSample[] = [];
+  const pid = target.proc?.pid;
+  for (const rate of opts.fixedRates) {
+    const runOpts = { port: target.port, path: target.path ?? '/', rate, connections: opts.fixedConnections, durationS: opts.fixedDurationS, warmupS: opts.fixedWarmupS };
+    // CPU is sampled around the whole run, warm-up included, and divided by every request sent.
+    const before = pid !== undefined ? treeUsage(pid) : null;
+    const r = await runFixedRate(runOpts);
+    const after = pid !== undefined ? treeUsage(pid) : null;
+    const sent = r.requests + Math.round(opts.fixedWarmupS * rate);
+    out.push({ ...r, name, round, cpu_us_per_req: before && after && sent > 0 ? ((after.cpuSeconds - before.cpuSeconds) * 1e6) / sent : null });
+  }
+  return out;
 }
 
 function machine(): { cpus: number; model: string; node: string; os: string } {
@@ -217,9 +254,11 @@ export async function runBench(opts: BenchOptions): Promise<number> {
   const samples = new Map<string, Sample[]>(active.map((t) => [t.name, []]));
   const failed: { name: string; round: number; error: string }[] = [];
   const streams: StreamResult[] = [];
+  const fixedSamples: FixedRateSample[] = [];
   const upstream = await startUpstreamProcess(opts.streamBytes);
   try {
     log(`${tool.name}: ${opts.connections} connections, ${opts.warmupS} s warm-up + ${opts.durationS} s per run, ${opts.rounds} round(s), upstream :${upstream.port}`);
+    if (opts.fixedRates.length > 0) log(`then open loop at ${opts.fixedRates.join(', ')} rps: ${opts.fixedConnections} connections, ${opts.fixedWarmupS} s warm-up + ${opts.fixedDurationS} s per rate`);
     for (let round = 0; round < opts.rounds; round++) {
       // Rotate the order each round so no target always runs first (cold machine) or last.
       const order = active.map((_, i) => active[(i + round) % active.length] as Target);
@@ -234,6 +273,10 @@ export async function runBench(opts: BenchOptions): Promise<number> {
           const s = await measure(tool, running, opts);
           samples.get(t.name)?.push(s);
           log(`round ${round + 1}/${opts.rounds} ${t.name.padEnd(12)} ${Math.round(s.rps)} rps  p50 ${s.p50_ms.toFixed(3)} ms  p99 ${s.p99_ms.toFixed(3)} ms  non2xx ${s.non2xx}  errors ${s.errors}`);
+          for (const f of await measureFixed(running, t.name, round + 1, opts)) {
+            fixedSamples.push(f);
+            log(`round ${round + 1}/${opts.rounds} ${t.name.padEnd(12)} @${f.rate} rps: ${f.achieved_rps} rps  p50 ${f.p50_ms.toFixed(3)} ms  p90 ${f.p90_ms.toFixed(3)} ms  p99 ${f.p99_ms.toFixed(3)} ms  errors ${f.errors}  non2xx ${f.non2xx}  unsent ${f.unsent}  send lag p99 ${f.send_lag_p99_ms.toFixed(3)} ms`);
+          }
         } catch (err) {
           const msg = (err as Error).message;
           failed.push({ name: t.name, round: round + 1, error: msg });
@@ -268,6 +311,8 @@ export async function runBench(opts: BenchOptions): Promise<number> {
   }
 
   const runs = addRatios(active.filter((t) => (samples.get(t.name)?.length ?? 0) > 0).map((t) => summarise(t.name, samples.get(t.name) as Sample[])));
+  const fixedRuns = summariseFixedRate(fixedSamples);
+  const fixedTable = fixedRuns.length > 0 ? formatFixedRateTable(fixedRuns) : null;
   const report = {
     date: new Date().toISOString(),
     machine: machine(),
@@ -286,6 +331,20 @@ export async function runBench(opts: BenchOptions): Promise<number> {
     skipped,
     failed,
     ...(opts.stream ? { stream: streams } : {}),
+    ...(fixedRuns.length > 0
+      ? {
+          fixed_rate: {
+            settings: {
+              generator: 'bench/fixed-rate.ts (open loop; latency from the due time while every connection is busy, else from the send)',
+              rates: opts.fixedRates,
+              connections: opts.fixedConnections,
+              duration_s: opts.fixedDurationS,
+              warmup_s: opts.fixedWarmupS,
+            },
+            runs: fixedRuns,
+          },
+        }
+      : {}),
   };
   mkdirSync(dirname(opts.out), { recursive: true });
   const tmpOut = `${opts.out}.tmp`;
@@ -294,6 +353,7 @@ export async function runBench(opts: BenchOptions): Promise<number> {
 
   if (runs.length > 0) process.stdout.write(`\n${formatTable(runs)}\n\n`);
   for (const e of formatExtras(runs)) process.stdout.write(`${e}\n`);
+  if (fixedTable) process.stdout.write(`\n${fixedRateHeading(opts)}\n\n${fixedTable}\n\n`);
   if (streams.length > 0) process.stdout.write(`\n${formatStreamTable(streams)}\n\n`);
   for (const s of skipped) process.stdout.write(`skipped ${s.name}: ${s.reason}\n`);
   for (const f of failed) process.stdout.write(`failed ${f.name}${f.round ? ` (round ${f.round})` : ''}: ${briefError(f.error)}\n`);
@@ -302,7 +362,8 @@ export async function runBench(opts: BenchOptions): Promise<number> {
     // Each results file has its own block: latest.json → bench:latest, c1000.json → bench:c1000.
     const readme = join(ROOT, 'bench', 'README.md');
     const key = basename(opts.out, '.json');
-    const block = readmeBlock(report.date, report.machine, report.settings, runs, skipped, streams.length > 0 ? formatStreamTable(streams) : undefined);
+    const saturated = readmeBlock(report.date, report.machine, report.settings, runs, skipped, streams.length > 0 ? formatStreamTable(streams) : undefined);
+    const block = fixedTable ? `${saturated}\n\n${fixedRateHeading(opts)}\n\n${fixedTable}` : saturated;
     const { start, end } = readmeMarkers(key);
     if (replaceReadmeBlock(readme, key, block)) process.stdout.write(`updated ${readme} (${start})\n`);
     else process.stdout.write(`${readme} has no ${start} … ${end} block; not updated\n`);
@@ -310,9 +371,21 @@ export async function runBench(opts: BenchOptions): Promise<number> {
   return failed.length > 0 ? 1 : 0;
 }
 
+/** The line above the fixed-rate table: how it was measured. */
+function fixedRateHeading(opts: BenchOptions): string {
+  return `Open loop (bench/fixed-rate.ts): ${opts.fixedRates.join(', ')} rps over ${opts.fixedConnections} connections, ` +
+    `${opts.fixedWarmupS} s warm-up + ${opts.fixedDurationS} s, medians of ${opts.rounds} round(s); "+direct" / "+wisp": ` +
+    `ms added over that run in the same round (median of the per-round differences).`;
+}
+
 const USAGE = `usage: npm run bench -- [--quick] [--rounds R] [--duration S] [--warmup S] [--connections N]
                         [--only name1,name2] [--out file.json] [--stream [--stream-bytes N]]
                         [--tool wrk|autocannon] [--update-readme] [--wisp-node-options "FLAGS"]
+                        [--fixed-rate R[,R2…]|off] [--fixed-connections N] [--fixed-duration S]
+                        [--fixed-warmup S]
+  after each target's saturated run (wrk, closed loop: throughput), an open-loop run at a fixed
+  rate (default 1000 rps, 16 connections, --duration seconds, 1 s warm-up): the latency each
+  request sees, and what a target adds over direct and over wisp.
 runs: ${TARGETS.map((t) => t.name).join(', ')}`;
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

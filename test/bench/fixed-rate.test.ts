@@ -5,8 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { ResponseParser, runFixedRate } from '../../bench/fixed-rate.js';
-import type { FixedRateResult } from '../../bench/fixed-rate.js';
+import { ResponseParser, formatFixedRateTable, runFixedRate, summariseFixedRate } from '../../bench/fixed-rate.js';
+import type { FixedRateResult, FixedRateSample } from '../../bench/fixed-rate.js';
+import { parseArgs } from '../../bench/run.js';
 import { startBenchUpstream } from '../../bench/upstream.js';
 import { closerFor, listenLocal, startUpstream } from '../helpers/net.js';
 
@@ -139,4 +140,50 @@ test('ResponseParser: content-length, chunked split at every byte, 1xx, close-de
   assert.deepEqual(feedAll('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA', 1000), [-1]);
   assert.deepEqual(feedAll('HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok', 1000), [-1]);
   assert.deepEqual(feedAll('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n', 1000), [-1]);
+});
+
+test('run.ts flags: fixed rate on by default at 1000 rps / 16 connections, off, lists, validation', () => {
+  const d = parseArgs([]);
+  assert.deepEqual(d.fixedRates, [1000]);
+  assert.equal(d.fixedConnections, 16);
+  assert.equal(d.fixedDurationS, d.durationS);
+  assert.equal(d.fixedWarmupS, 1);
+  const q = parseArgs(['--quick']);
+  assert.equal(q.fixedDurationS, 3);
+  const c = parseArgs(['--fixed-rate', '1000,5000', '--fixed-connections', '32', '--fixed-duration', '4', '--fixed-warmup', '0']);
+  assert.deepEqual(c.fixedRates, [1000, 5000]);
+  assert.equal(c.fixedConnections, 32);
+  assert.equal(c.fixedDurationS, 4);
+  assert.equal(c.fixedWarmupS, 0);
+  assert.deepEqual(parseArgs(['--fixed-rate', 'off']).fixedRates, []);
+  assert.throws(() => parseArgs(['--fixed-rate', 'fast']), /--fixed-rate/);
+});
+
+test('summariseFixedRate: medians per target, added ms as the median of per-round differences', () => {
+  const sample = (name: string, round: number, p50: number, p99: number): FixedRateSample => ({
+    name, round, rate: 1000, connections: 16, duration_s: 10, requests: 10_000, achieved_rps: 1000,
+    p50_ms: p50, p90_ms: p50 * 2, p99_ms: p99, p999_ms: p99 * 2, max_ms: p99 * 3, mean_ms: p50,
+    intended_p50_ms: p50 + 0.5, intended_p99_ms: p99 + 1, send_lag_p50_ms: 0.5, send_lag_p99_ms: 1,
+    errors: 0, non2xx: round === 2 ? 1 : 0, unsent: 0, cpu_us_per_req: name === 'direct' ? null : 30,
+  });
+  const runs = summariseFixedRate([
+    sample('direct', 1, 0.1, 0.4), sample('wisp', 1, 0.3, 1.0), sample('wisp+noop', 1, 0.5, 1.5),
+    sample('direct', 2, 0.2, 0.5), sample('wisp', 2, 0.35, 1.2), sample('wisp+noop', 2, 0.45, 1.3),
+  ]);
+  assert.deepEqual(runs.map((r) => r.name), ['direct', 'wisp', 'wisp+noop']);
+  const noop = runs[2] as (typeof runs)[number];
+  assert.equal(noop.p50_ms, 0.475);
+  assert.deepEqual(noop.p50_rounds, [0.5, 0.45]);
+  assert.equal(noop.non2xx, 1);
+  // Per round +0.2 and +0.1 over wisp → 0.15; +0.4 and +0.25 over direct → 0.325.
+  assert.equal(noop.added_vs_wisp?.p50_ms, 0.15);
+  assert.equal(noop.added_vs_direct?.p50_ms, 0.325);
+  assert.equal(noop.added_vs_wisp?.p99_ms, 0.3);
+  assert.equal(runs[0]?.added_vs_direct, null);
+  assert.equal(runs[1]?.added_vs_wisp, null);
+  assert.equal(runs[0]?.cpu_us_per_req, null);
+  const table = formatFixedRateTable(runs);
+  assert.match(table, /^\| run +\| rate \|/);
+  assert.match(table, /\| wisp\+noop +\| +1000 \|.*\| +\+0\.15 \|/);
+  assert.equal(table.split('\n').length, 5);
 });
