@@ -163,21 +163,21 @@ export class HarnessSharedState extends SharedState {
   }
 
   // The host reads and writes through readData/writeData; getData/setData (peek, touch) don't.
-  override readData(key: Uint8Array): number {
-    const length = super.readData(key);
+  override readData(key: Uint8Array, keyAt: number, keyLen: number): number {
+    const length = super.readData(key, keyAt, keyLen);
     // After the read: a write here makes the filter's next set with this cas a CasMismatch.
     // readBuf and readCas are copied first: touch() reads through them too.
     if (this.onGet === null) return length;
     const value = length < 0 ? null : this.readBuf.slice(0, length);
     const cas = this.readCas;
-    this.onGet(Buffer.from(key).toString('utf8'));
+    this.onGet(Buffer.from(key.buffer, key.byteOffset + keyAt, keyLen).toString('utf8'));
     if (value !== null) this.readBuf.set(value);
     this.readCas = cas;
     return length;
   }
 
-  override writeData(key: Uint8Array, value: Uint8Array, cas: number): number {
-    const r = super.writeData(key, value, cas);
+  override writeData(key: Uint8Array, keyAt: number, keyLen: number, value: Uint8Array, valAt: number, valLen: number, cas: number): number {
+    const r = super.writeData(key, keyAt, keyLen, value, valAt, valLen, cas);
     if (r === WasmResult.CasMismatch) this.casMismatches++;
     return r;
   }

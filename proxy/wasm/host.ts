@@ -17,7 +17,7 @@ import {
 import type { FilterInstance } from './instance.js';
 import { mapValue, type StreamState } from './stream-state.js';
 import { ABSENT_CAS } from './shared-state.js';
-import { parseStatusSet } from './wire.js';
+import { isAscii, parseStatusSet } from './wire.js';
 
 const { Ok, NotFound, BadArgument, InvalidMemoryAccess, Empty, Unimplemented, SerializationFailure } = WasmResult;
 
@@ -70,12 +70,6 @@ function removeKey(list: string[], key: string): void {
     list[w++] = list[r + 1];
   }
   list.length = w;
-}
-
-function int64Bytes(v: number): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigInt64(0, BigInt(v), true);
-  return b;
 }
 
 /** Wisp's own root property: phases a filter has nothing to do in, set while it configures
@@ -136,74 +130,176 @@ function propertyPath(raw: string): string {
   return path;
 }
 
-/** Envoy attribute values for a property path (segments joined by '.'). */
-function propertyValue(inst: FilterInstance, path: string): Uint8Array | string | null {
-  const s = inst.stream;
-  switch (path) {
-    case 'plugin_name':
-      return inst.spec.name;
-    case 'plugin_root_id':
-      return inst.spec.rootId;
-    case 'plugin_vm_id':
-      return '';
-  }
-  if (s !== null) {
-    switch (path) {
-      case 'request.path':
-        return s.path;
-      case 'request.url_path': {
-        const q = s.path.indexOf('?');
-        return q < 0 ? s.path : s.path.slice(0, q);
-      }
-      case 'request.query': {
-        const q = s.path.indexOf('?');
-        return q < 0 ? '' : s.path.slice(q + 1);
-      }
-      case 'request.method':
-        return s.method;
-      case 'request.scheme':
-        return s.scheme;
-      case 'request.host':
-        return s.authority;
-      case 'request.id':
-        return s.requestId;
-      case 'request.headers':
-        return serializeHeaderMap(s.requestHeaders);
-      case 'response.code':
-        return s.responseStatus > 0 ? int64Bytes(s.responseStatus) : null;
-      case 'response.headers':
-        return s.responseStatus > 0 ? serializeHeaderMap(s.responseHeaders) : null;
-      case 'source.address':
-        return envoyAddress(s.clientAddress, s.clientPort);
-      case 'source.ip':
-        return s.clientAddress;
-      case 'source.port':
-        return int64Bytes(s.clientPort);
-      case 'destination.address':
-        return s.destinationAddress !== '' ? s.destinationAddress : null;
-      case 'destination.port': {
-        const a = s.destinationAddress;
-        const colon = a.lastIndexOf(':');
-        return colon > 0 ? int64Bytes(Number(a.slice(colon + 1))) : null;
-      }
-      case 'connection.id':
-        return s.connectionId > 0 ? int64Bytes(s.connectionId) : null;
-      case 'route_name':
-      case 'xds.route_name':
-        return s.routeName;
-      case 'cluster_name':
-      case 'xds.cluster_name':
-        return s.clusterName;
-      case 'listener_name':
-      case 'xds.listener_name':
-        return s.listenerName;
+/** The Envoy attributes Wisp answers itself; a path's id is its index here. Every other path
+ * (request.headers.<name>, properties set by filters) goes by its text (customProperty). */
+export const KNOWN_PROPERTIES: readonly string[] = [
+  'plugin_name', 'plugin_root_id', 'plugin_vm_id',
+  'request.path', 'request.url_path', 'request.query', 'request.method', 'request.scheme', 'request.host',
+  'request.id', 'request.headers', 'response.code', 'response.headers',
+  'source.address', 'source.ip', 'source.port', 'destination.address', 'destination.port', 'connection.id',
+  'route_name', 'xds.route_name', 'cluster_name', 'xds.cluster_name', 'listener_name', 'xds.listener_name',
+];
+const P_PLUGIN_NAME = 0;
+const P_PLUGIN_ROOT_ID = 1;
+const P_PLUGIN_VM_ID = 2;
+const P_REQUEST_PATH = 3;
+const P_REQUEST_URL_PATH = 4;
+const P_REQUEST_QUERY = 5;
+const P_REQUEST_METHOD = 6;
+const P_REQUEST_SCHEME = 7;
+const P_REQUEST_HOST = 8;
+const P_REQUEST_ID = 9;
+const P_REQUEST_HEADERS = 10;
+const P_RESPONSE_CODE = 11;
+const P_RESPONSE_HEADERS = 12;
+const P_SOURCE_ADDRESS = 13;
+const P_SOURCE_IP = 14;
+const P_SOURCE_PORT = 15;
+const P_DESTINATION_ADDRESS = 16;
+const P_DESTINATION_PORT = 17;
+const P_CONNECTION_ID = 18;
+const P_ROUTE_NAME = 19;
+const P_XDS_ROUTE_NAME = 20;
+const P_CLUSTER_NAME = 21;
+const P_XDS_CLUSTER_NAME = 22;
+const P_LISTENER_NAME = 23;
+const P_XDS_LISTENER_NAME = 24;
+
+/** Known property paths by byte length, each as its dotted ASCII bytes. */
+const KNOWN_BY_LENGTH: { ids: number[]; bytes: Uint8Array[] }[] = [];
+for (let id = 0; id < KNOWN_PROPERTIES.length; id++) {
+  const name = KNOWN_PROPERTIES[id];
+  while (KNOWN_BY_LENGTH.length <= name.length) KNOWN_BY_LENGTH.push({ ids: [], bytes: [] });
+  KNOWN_BY_LENGTH[name.length].ids.push(id);
+  KNOWN_BY_LENGTH[name.length].bytes.push(Buffer.from(name, 'latin1'));
+}
+
+/**
+ * The KNOWN_PROPERTIES id of the path in mem[ptr, ptr + len), or -1: compared byte by byte,
+ * with no string made. Same rules as propertyPath: one trailing NUL is dropped, and a NUL
+ * separates segments as a dot does ("request\0path", "request.path" and "request\0path\0"
+ * are all request.path).
+ */
+export function knownPropertyId(mem: Uint8Array, ptr: number, len: number): number {
+  if (len > 0 && mem[ptr + len - 1] === 0) len--;
+  if (len >= KNOWN_BY_LENGTH.length) return -1;
+  const bucket = KNOWN_BY_LENGTH[len];
+  const candidates = bucket.bytes;
+  for (let c = 0; c < candidates.length; c++) {
+    const name = candidates[c];
+    let i = 0;
+    for (; i < len; i++) {
+      const b = mem[ptr + i];
+      if ((b === 0 ? 46 : b) !== name[i]) break;
     }
-    if (path.startsWith('request.headers.')) return s.requestHeaderValue(lowerAscii(path.slice(16)));
-    if (path.startsWith('response.headers.') && s.responseStatus > 0) return s.responseHeaderValue(lowerAscii(path.slice(17)));
-    const custom = s.properties?.get(path);
-    if (custom !== undefined) return custom;
+    if (i === len) return bucket.ids[c];
   }
-  return null;
+  return -1;
+}
+
+/** A request path without its query. */
+function urlPath(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
+}
+
+/** A request path's query (after '?'), '' when it has none. */
+function urlQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? '' : path.slice(q + 1);
+}
+
+/** proxy_get_property's answer for a known attribute, written into the guest's allocation
+ * (NotFound when the attribute has no value here). */
+function returnKnownProperty(inst: FilterInstance, id: number, retPtrPtr: number, retSizePtr: number): number {
+  switch (id) {
+    case P_PLUGIN_NAME:
+      return inst.returnString(inst.spec.name, retPtrPtr, retSizePtr);
+    case P_PLUGIN_ROOT_ID:
+      return inst.returnString(inst.spec.rootId, retPtrPtr, retSizePtr);
+    case P_PLUGIN_VM_ID:
+      return inst.returnString('', retPtrPtr, retSizePtr);
+  }
+  const s = inst.stream;
+  if (s === null) return NotFound;
+  switch (id) {
+    case P_REQUEST_PATH:
+      return inst.returnString(s.path, retPtrPtr, retSizePtr);
+    case P_REQUEST_URL_PATH:
+      return inst.returnString(urlPath(s.path), retPtrPtr, retSizePtr);
+    case P_REQUEST_QUERY:
+      return inst.returnString(urlQuery(s.path), retPtrPtr, retSizePtr);
+    case P_REQUEST_METHOD:
+      return inst.returnString(s.method, retPtrPtr, retSizePtr);
+    case P_REQUEST_SCHEME:
+      return inst.returnString(s.scheme, retPtrPtr, retSizePtr);
+    case P_REQUEST_HOST:
+      return inst.returnString(s.authority, retPtrPtr, retSizePtr);
+    case P_REQUEST_ID:
+      return inst.returnString(s.requestId, retPtrPtr, retSizePtr);
+    case P_REQUEST_HEADERS:
+      return inst.returnBytes(serializeHeaderMap(s.requestHeaders), retPtrPtr, retSizePtr);
+    case P_RESPONSE_CODE:
+      return s.responseStatus > 0 ? inst.returnInt64(s.responseStatus, retPtrPtr, retSizePtr) : NotFound;
+    case P_RESPONSE_HEADERS:
+      return s.responseStatus > 0 ? inst.returnBytes(serializeHeaderMap(s.responseHeaders), retPtrPtr, retSizePtr) : NotFound;
+    case P_SOURCE_ADDRESS:
+      return returnAddress(inst, s.clientAddress, s.clientPort, retPtrPtr, retSizePtr);
+    case P_SOURCE_IP:
+      return inst.returnString(s.clientAddress, retPtrPtr, retSizePtr);
+    case P_SOURCE_PORT:
+      return inst.returnInt64(s.clientPort, retPtrPtr, retSizePtr);
+    case P_DESTINATION_ADDRESS:
+      return s.destinationAddress !== '' ? inst.returnString(s.destinationAddress, retPtrPtr, retSizePtr) : NotFound;
+    case P_DESTINATION_PORT: {
+      const a = s.destinationAddress;
+      const colon = a.lastIndexOf(':');
+      return colon > 0 ? inst.returnInt64(Number(a.slice(colon + 1)), retPtrPtr, retSizePtr) : NotFound;
+    }
+    case P_CONNECTION_ID:
+      return s.connectionId > 0 ? inst.returnInt64(s.connectionId, retPtrPtr, retSizePtr) : NotFound;
+    case P_ROUTE_NAME:
+    case P_XDS_ROUTE_NAME:
+      return inst.returnString(s.routeName, retPtrPtr, retSizePtr);
+    case P_CLUSTER_NAME:
+    case P_XDS_CLUSTER_NAME:
+      return inst.returnString(s.clusterName, retPtrPtr, retSizePtr);
+    case P_LISTENER_NAME:
+    case P_XDS_LISTENER_NAME:
+      return inst.returnString(s.listenerName, retPtrPtr, retSizePtr);
+  }
+  return NotFound;
+}
+
+/** Envoy's "ip:port" ("[v6]:port") written straight into the guest's allocation: no
+ * concatenated string to build and flatten per request. */
+function returnAddress(inst: FilterInstance, ip: string, port: number, retPtrPtr: number, retSizePtr: number): number {
+  if (port === 0 || port > 65535 || ip.length > 64 || !isAscii(ip)) return inst.returnString(envoyAddress(ip, port), retPtrPtr, retSizePtr);
+  const v6 = ip.indexOf(':') >= 0;
+  const digits = port < 10 ? 1 : port < 100 ? 2 : port < 1000 ? 3 : port < 10000 ? 4 : 5;
+  const ipStart = v6 ? 1 : 0;
+  const len = ipStart + ip.length + ipStart + 1 + digits;
+  const ptr = inst.reserveReturn(len, retPtrPtr, retSizePtr);
+  if (ptr < 0) return InvalidMemoryAccess;
+  const mem = inst.memoryAt(ptr, len)!;
+  if (v6) mem[ptr] = 91; // [
+  for (let i = 0; i < ip.length; i++) mem[ptr + ipStart + i] = ip.charCodeAt(i);
+  let at = ptr + ipStart + ip.length;
+  if (v6) mem[at++] = 93; // ]
+  mem[at] = 58; // :
+  for (let i = len - 1, p = port; i > at - ptr; i--, p = (p / 10) | 0) mem[ptr + i] = 48 + (p % 10);
+  return Ok;
+}
+
+/** A property that is not a known attribute, by its dotted path: a request or response
+ * header, or one a filter set on the stream. */
+function customProperty(inst: FilterInstance, path: string): Uint8Array | string | null {
+  const s = inst.stream;
+  if (s === null) return null;
+  if (path.startsWith('request.headers.')) return s.requestHeaderValue(lowerAscii(path.slice(16)));
+  if (path.startsWith('response.headers.') && s.responseStatus > 0) return s.responseHeaderValue(lowerAscii(path.slice(17)));
+  const custom = s.properties?.get(path);
+  return custom !== undefined ? custom : null;
 }
 
 export function wallClockNs(): bigint {
@@ -405,9 +501,13 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
 
     // --- properties ---------------------------------------------------------------------
     proxy_get_property(pathPtr: number, pathLen: number, retPtrPtr: number, retSizePtr: number): number {
+      const mem = inst.memoryAt(pathPtr, pathLen);
+      if (mem === null) return InvalidMemoryAccess;
+      const id = knownPropertyId(mem, pathPtr, pathLen);
+      if (id >= 0) return returnKnownProperty(inst, id, retPtrPtr, retSizePtr);
       const raw = inst.readString(pathPtr, pathLen);
       if (raw === null) return InvalidMemoryAccess;
-      const value = propertyValue(inst, propertyPath(raw));
+      const value = customProperty(inst, propertyPath(raw));
       if (value === null) return NotFound;
       if (typeof value === 'string') return inst.returnString(value, retPtrPtr, retSizePtr);
       return inst.returnBytes(value, retPtrPtr, retSizePtr);
@@ -494,9 +594,9 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
 
     // --- shared data and queues ---------------------------------------------------------
     proxy_get_shared_data(keyPtr: number, keyLen: number, retPtrPtr: number, retSizePtr: number, retCasPtr: number): number {
-      const key = inst.viewBytes(keyPtr, keyLen);
-      if (key === null) return InvalidMemoryAccess;
-      const length = shared.readData(key);
+      const mem = inst.memoryAt(keyPtr, keyLen);
+      if (mem === null) return InvalidMemoryAccess;
+      const length = shared.readData(mem, keyPtr, keyLen);
       if (length < 0) {
         // Hand out the create-if-absent CAS (see SharedState.writeData); SDKs that ignore the
         // cas of a NotFound behave as on Envoy.
@@ -509,10 +609,9 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       return inst.writeU32(retCasPtr, cas) ? Ok : InvalidMemoryAccess;
     },
     proxy_set_shared_data(keyPtr: number, keyLen: number, valPtr: number, valLen: number, cas: number): number {
-      const key = inst.viewBytes(keyPtr, keyLen);
-      const value = inst.viewBytes(valPtr, valLen);
-      if (key === null || value === null) return InvalidMemoryAccess;
-      const r = shared.writeData(key, value, cas >>> 0);
+      const mem = inst.memoryAt(keyPtr, keyLen);
+      if (mem === null || inst.memoryAt(valPtr, valLen) === null) return InvalidMemoryAccess;
+      const r = shared.writeData(mem, keyPtr, keyLen, mem, valPtr, valLen, cas >>> 0);
       if (shared.writeError !== null) inst.log(LogLevel.Warn, `proxy_set_shared_data: ${shared.writeError}`);
       return r;
     },

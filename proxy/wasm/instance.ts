@@ -277,8 +277,16 @@ export class FilterInstance {
   /** A view of guest bytes, valid only until the next guest call. */
   viewBytes(ptr: number, len: number): Uint8Array | null {
     if (!this.inBounds(ptr, len)) return null;
-    // A plain view: Buffer's subarray goes through its species constructor (a FastBuffer).
-    return new Uint8Array(this.memBuf.buffer, ptr, len);
+    // A plain view over the cached ArrayBuffer (inBounds leaves memAb current): Buffer's
+    // subarray goes through its species constructor, and memBuf.buffer is a call into C++.
+    return new Uint8Array(this.memAb!, ptr, len);
+  }
+
+  /** All of guest memory when [ptr, ptr + len) lies inside it, else null: host functions
+   * compare and copy guest bytes through it by index, with no view made per call. Valid
+   * until the next guest call (a call may grow memory, which detaches it). */
+  memoryAt(ptr: number, len: number): Uint8Array | null {
+    return this.inBounds(ptr, len) ? this.memBuf : null;
   }
 
   writeU32(ptr: number, v: number): boolean {
@@ -304,39 +312,58 @@ export class FilterInstance {
     return this.memView.getUint32(ptr, true);
   }
 
+  /** The first step of every proxy_get_* answer: `length` bytes allocated by the guest, their
+   * (ptr, size) written to the return slots. Returns the guest pointer (0 for length 0), or -1
+   * when a slot or the allocation is out of bounds. Write the bytes through memoryAt(ptr,
+   * length) right after (the allocation may have grown memory: views from before are stale). */
+  reserveReturn(length: number, retPtrPtr: number, retSizePtr: number): number {
+    if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) return -1;
+    let ptr = 0;
+    if (length > 0) {
+      ptr = this.allocFn(length) >>> 0;
+      // Refreshes the views when the allocation grew memory (the old buffer reads length 0).
+      if (ptr === 0 || !this.inBounds(ptr, length)) return -1;
+    }
+    this.memView.setUint32(retPtrPtr, ptr, true);
+    this.memView.setUint32(retSizePtr, length, true);
+    return ptr;
+  }
+
   /** Copy the first `length` bytes of `bytes` (all of them by default) into guest memory
    * allocated by the guest, and write (ptr, size) to the return slots, as every proxy_get_*
    * call does. */
   returnBytes(bytes: Uint8Array, retPtrPtr: number, retSizePtr: number, length = bytes.length): number {
-    if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) return WasmResult.InvalidMemoryAccess;
-    let ptr = 0;
-    if (length > 0) {
-      ptr = this.allocFn(length) >>> 0;
-      if (ptr === 0 || !this.inBounds(ptr, length)) return WasmResult.InvalidMemoryAccess;
-      if (length === bytes.length) this.memBuf.set(bytes, ptr);
-      else this.memBuf.set(bytes.subarray(0, length), ptr);
-    }
-    this.memView.setUint32(retPtrPtr, ptr, true);
-    this.memView.setUint32(retSizePtr, length, true);
+    const ptr = this.reserveReturn(length, retPtrPtr, retSizePtr);
+    if (ptr < 0) return WasmResult.InvalidMemoryAccess;
+    const mem = this.memBuf;
+    // Short values (a token bucket, a breaker record) by a loop: set() of a prefix needs a
+    // subarray, i.e. a new typed array per call.
+    if (length <= 64) for (let i = 0; i < length; i++) mem[ptr + i] = bytes[i];
+    else if (length === bytes.length) mem.set(bytes, ptr);
+    else mem.set(bytes.subarray(0, length), ptr);
     return WasmResult.Ok;
   }
 
   returnString(s: string, retPtrPtr: number, retSizePtr: number): number {
-    if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) return WasmResult.InvalidMemoryAccess;
     // Values are mostly short ASCII (addresses, paths, header values): sized and copied in JS
     // rather than through Buffer.byteLength and write, two calls into C++.
     const ascii = s.length <= 128 && isAscii(s);
     const len = ascii ? s.length : Buffer.byteLength(s, 'utf8');
-    let ptr = 0;
-    if (len > 0) {
-      ptr = this.allocFn(len) >>> 0;
-      if (ptr === 0 || !this.inBounds(ptr, len)) return WasmResult.InvalidMemoryAccess;
-      const mem = this.memBuf;
-      if (ascii) for (let i = 0; i < len; i++) mem[ptr + i] = s.charCodeAt(i);
-      else mem.write(s, ptr, len, 'utf8');
-    }
-    this.memView.setUint32(retPtrPtr, ptr, true);
-    this.memView.setUint32(retSizePtr, len, true);
+    const ptr = this.reserveReturn(len, retPtrPtr, retSizePtr);
+    if (ptr < 0) return WasmResult.InvalidMemoryAccess;
+    const mem = this.memBuf;
+    if (ascii) for (let i = 0; i < len; i++) mem[ptr + i] = s.charCodeAt(i);
+    else if (len > 0) mem.write(s, ptr, len, 'utf8');
+    return WasmResult.Ok;
+  }
+
+  /** An integer property (a status, a port) as the 8 little-endian bytes of an i64, written
+   * straight into the guest's allocation. `v` is a non-negative safe integer. */
+  returnInt64(v: number, retPtrPtr: number, retSizePtr: number): number {
+    const ptr = this.reserveReturn(8, retPtrPtr, retSizePtr);
+    if (ptr < 0) return WasmResult.InvalidMemoryAccess;
+    this.memView.setUint32(ptr, v >>> 0, true);
+    this.memView.setUint32(ptr + 4, Math.floor(v / 4294967296) >>> 0, true);
     return WasmResult.Ok;
   }
 }

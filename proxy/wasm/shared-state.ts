@@ -50,6 +50,13 @@ function align8(n: number): number {
   return (n + 7) & ~7;
 }
 
+/** from[at, at + len) to to[dest...]: short runs (keys, a token bucket) by a loop, longer
+ * ones by set() of a view. */
+function copyBytes(from: Uint8Array, at: number, len: number, to: Uint8Array, dest: number): void {
+  if (len <= 64) for (let i = 0; i < len; i++) to[dest + i] = from[at + i];
+  else to.set(from.subarray(at, at + len), dest);
+}
+
 /** The CAS a get of a missing key reports (an extension: Envoy leaves it unset, i.e. 0).
  * Never issued for a stored entry. */
 export const ABSENT_CAS = 0xffffffff;
@@ -142,27 +149,31 @@ export class SharedState {
 
   // --- shared data ----------------------------------------------------------------------
 
-  private hash(key: Uint8Array): number {
+  // Keys are given as (bytes, offset, length): the host passes guest memory itself, with no
+  // view made per call.
+
+  private hash(key: Uint8Array, at: number, len: number): number {
     let h = 0x811c9dc5;
-    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i], 0x01000193);
+    for (let i = 0; i < len; i++) h = Math.imul(h ^ key[at + i], 0x01000193);
     return h >>> 0;
   }
 
-  private keyEquals(slotOff: number, key: Uint8Array): boolean {
+  private keyEquals(slotOff: number, key: Uint8Array, at: number, len: number): boolean {
     const base = slotOff + KV_HDR;
-    for (let i = 0; i < key.length; i++) if (this.u8[base + i] !== key[i]) return false;
+    const u8 = this.u8;
+    for (let i = 0; i < len; i++) if (u8[base + i] !== key[at + i]) return false;
     return true;
   }
 
-  /** Slot index holding key, or -1. Caller holds the lock. */
-  private findSlot(key: Uint8Array): number {
+  /** Slot index holding the key, or -1. Caller holds the lock. */
+  private findSlot(key: Uint8Array, at: number, len: number): number {
     const cap = this.kvCap;
-    let idx = this.hash(key) % cap;
+    let idx = this.hash(key, at, len) % cap;
     for (let probe = 0; probe < cap; probe++) {
       const off = this.kvBase + idx * this.kvStride;
       const state = this.i32[off >> 2];
       if (state === SLOT_EMPTY) return -1;
-      if (state === SLOT_USED && this.i32[(off >> 2) + 2] === key.length && this.keyEquals(off, key)) return idx;
+      if (state === SLOT_USED && this.i32[(off >> 2) + 2] === len && this.keyEquals(off, key, at, len)) return idx;
       idx = idx + 1 === cap ? 0 : idx + 1;
     }
     return -1;
@@ -170,34 +181,36 @@ export class SharedState {
 
   /** A copy of a value and its cas, or null when the key is absent (tests, the harness). */
   getData(key: Uint8Array): { value: Uint8Array; cas: number } | null {
-    const n = this.read(key);
+    const n = this.read(key, 0, key.length);
     return n < 0 ? null : { value: this.readBuf.slice(0, n), cas: this.readCas };
   }
 
   /** writeData with its error message, if any, alongside (tests, the harness). */
   setData(key: Uint8Array, value: Uint8Array, cas: number): { result: number; error?: string } {
-    const result = this.write(key, value, cas);
+    const result = this.write(key, 0, key.length, value, 0, value.length, cas);
     return this.writeError === null ? { result } : { result, error: this.writeError };
   }
 
   // proxy_get/set_shared_data run once or twice per request in a rate limit or breaker: the
   // host reads through readBuf and gets plain numbers back, no allocation per call.
 
-  /** Copies the value into readBuf and its cas into readCas; returns its length, or -1 when
-   * the key is absent. readBuf is reused: copy out of it before the next read. */
-  readData(key: Uint8Array): number {
-    return this.read(key);
+  /** Copies the value of the key key[keyAt, keyAt + keyLen) into readBuf and its cas into
+   * readCas; returns its length, or -1 when the key is absent. readBuf is reused: copy out of
+   * it before the next read. */
+  readData(key: Uint8Array, keyAt: number, keyLen: number): number {
+    return this.read(key, keyAt, keyLen);
   }
 
-  /** A WasmResult; writeError says why when the result alone does not. */
-  writeData(key: Uint8Array, value: Uint8Array, cas: number): number {
-    return this.write(key, value, cas);
+  /** Stores value[valAt, valAt + valLen) under key[keyAt, keyAt + keyLen). A WasmResult;
+   * writeError says why when the result alone does not. */
+  writeData(key: Uint8Array, keyAt: number, keyLen: number, value: Uint8Array, valAt: number, valLen: number, cas: number): number {
+    return this.write(key, keyAt, keyLen, value, valAt, valLen, cas);
   }
 
-  private read(key: Uint8Array): number {
+  private read(key: Uint8Array, keyAt: number, keyLen: number): number {
     this.lock();
     try {
-      const idx = this.findSlot(key);
+      const idx = this.findSlot(key, keyAt, keyLen);
       if (idx < 0) return -1;
       const off = this.kvBase + idx * this.kvStride;
       const w = off >> 2;
@@ -221,14 +234,14 @@ export class SharedState {
   /** Envoy semantics: cas 0 writes unconditionally; otherwise it must match the entry's.
    * Wisp adds one case: ABSENT_CAS (what a get of a missing key reports) succeeds only while
    * the key is still missing, so two workers creating the same key cannot both win. */
-  private write(key: Uint8Array, value: Uint8Array, cas: number): number {
+  private write(key: Uint8Array, keyAt: number, keyLen: number, value: Uint8Array, valAt: number, valLen: number, cas: number): number {
     this.writeError = null;
-    if (key.length === 0) return this.refuse(WasmResult.BadArgument, 'empty shared data key');
-    if (key.length > this.keyMax) return this.refuse(WasmResult.BadArgument, `shared data key is ${key.length} bytes, limit ${this.keyMax}`);
-    if (value.length > this.valMax) return this.refuse(WasmResult.BadArgument, `shared data value is ${value.length} bytes, limit ${this.valMax}`);
+    if (keyLen === 0) return this.refuse(WasmResult.BadArgument, 'empty shared data key');
+    if (keyLen > this.keyMax) return this.refuse(WasmResult.BadArgument, `shared data key is ${keyLen} bytes, limit ${this.keyMax}`);
+    if (valLen > this.valMax) return this.refuse(WasmResult.BadArgument, `shared data value is ${valLen} bytes, limit ${this.valMax}`);
     this.lock();
     try {
-      let idx = this.findSlot(key);
+      let idx = this.findSlot(key, keyAt, keyLen);
       if (idx >= 0) {
         const w = (this.kvBase + idx * this.kvStride) >> 2;
         if (cas !== 0 && (cas === ABSENT_CAS || (this.i32[w + 1] >>> 0) !== cas)) return WasmResult.CasMismatch;
@@ -236,17 +249,17 @@ export class SharedState {
         if (this.i32[H_KV_USED] >= this.kvCap) {
           return this.refuse(WasmResult.InternalFailure, `shared data is full (${this.kvCap} keys); raise shared_data capacity`);
         }
-        idx = this.freeSlot(key);
+        idx = this.freeSlot(key, keyAt, keyLen);
         const off = this.kvBase + idx * this.kvStride;
-        this.u8.set(key, off + KV_HDR);
-        this.i32[(off >> 2) + 2] = key.length;
+        copyBytes(key, keyAt, keyLen, this.u8, off + KV_HDR);
+        this.i32[(off >> 2) + 2] = keyLen;
         this.i32[off >> 2] = SLOT_USED;
         this.i32[H_KV_USED]++;
       }
       const off = this.kvBase + idx * this.kvStride;
       const w = off >> 2;
-      this.u8.set(value, off + KV_HDR + this.keyMax);
-      this.i32[w + 3] = value.length;
+      copyBytes(value, valAt, valLen, this.u8, off + KV_HDR + this.keyMax);
+      this.i32[w + 3] = valLen;
       let next = (this.i32[H_CAS] + 1) | 0;
       if (next === 0 || next === (ABSENT_CAS | 0)) next = 1;
       this.i32[H_CAS] = next;
@@ -262,9 +275,9 @@ export class SharedState {
     return result;
   }
 
-  private freeSlot(key: Uint8Array): number {
+  private freeSlot(key: Uint8Array, at: number, len: number): number {
     const cap = this.kvCap;
-    let idx = this.hash(key) % cap;
+    let idx = this.hash(key, at, len) % cap;
     for (let probe = 0; probe < cap; probe++) {
       const state = this.i32[(this.kvBase + idx * this.kvStride) >> 2];
       if (state !== SLOT_USED) return idx;
