@@ -66,6 +66,8 @@ export interface FixedRateResult {
   non2xx: number;
   /** Requests due in the measured window never sent: every connection stayed busy to the end. */
   unsent: number;
+  /** This process's CPU time (user + system) per request sent, µs: what the generator costs. */
+  client_cpu_us_per_req: number;
 }
 
 // ---- response parsing -------------------------------------------------------------------
@@ -366,13 +368,15 @@ export class FixedRateRun {
 
   async run(): Promise<FixedRateResult> {
     await this.connectAll();
+    const cpu = process.cpuUsage();
     this.t0 = performance.now();
     await new Promise<void>((resolve) => {
       this.finish = resolve;
       this.onTick();
     });
     await this.closeAll();
-    return this.result();
+    const used = process.cpuUsage(cpu);
+    return this.result(used.user + used.system);
   }
 
   /** Open every connection before the clock starts, so connecting is not in any latency. */
@@ -526,7 +530,7 @@ export class FixedRateRun {
     await Promise.all(closing);
   }
 
-  private result(): FixedRateResult {
+  private result(cpuMicros: number): FixedRateResult {
     const ms = (h: RecordableHistogram, p: number) => (h.count > 0 ? round3(h.percentile(p) / NS_PER_MS) : 0);
     const measuredDue = this.total - this.warmupCount;
     const measuredSent = Math.max(0, this.next - this.warmupCount);
@@ -549,6 +553,7 @@ export class FixedRateRun {
       errors: this.errors,
       non2xx: this.non2xx,
       unsent: measuredDue - measuredSent,
+      client_cpu_us_per_req: this.next > 0 ? round2(cpuMicros / this.next) : 0,
     };
   }
 }
@@ -587,6 +592,9 @@ export interface FixedRateSummary {
   p99_ms: number;
   p999_ms: number;
   max_ms: number;
+  /** Latency from the due time, the generator's lateness included (wrk2's definition). */
+  intended_p50_ms: number;
+  intended_p99_ms: number;
   send_lag_p99_ms: number;
   cpu_us_per_req: number | null;
   /** Totals over rounds. */
@@ -640,6 +648,8 @@ export function summariseFixedRate(samples: FixedRateSample[]): FixedRateSummary
       p99_ms: med((s) => s.p99_ms),
       p999_ms: med((s) => s.p999_ms),
       max_ms: med((s) => s.max_ms),
+      intended_p50_ms: med((s) => s.intended_p50_ms),
+      intended_p99_ms: med((s) => s.intended_p99_ms),
       send_lag_p99_ms: med((s) => s.send_lag_p99_ms),
       cpu_us_per_req: cpu.length > 0 ? round2(median(cpu)) : null,
       errors: g.reduce((a, s) => a + s.errors, 0),
