@@ -213,7 +213,7 @@ export class WorkerHandle {
   /** Flush at the end of this event-loop turn, unless SLOTS batches are in flight (the
    * first answer flushes what piled up meanwhile). */
   private schedule(): void {
-    if (this.scheduled || this.flying.length >= SLOTS) return;
+    if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(this.flushBound);
   }
@@ -228,7 +228,9 @@ export class WorkerHandle {
 
   private flush(): void {
     this.scheduled = false;
-    if (this.flying.length >= SLOTS || this.closed) return;
+    if (this.closed) return;
+    this.takeReplies();
+    if (this.flying.length >= SLOTS) return;
     if (this.entries.length === 0 && this.ctl.length === 0 && !this.needsResync) return;
     // A second batch only to a worker that is still busy (it takes it without a wake-up);
     // one that went to sleep has its answer on the way, which flushes these calls.
@@ -329,12 +331,21 @@ export class WorkerHandle {
   private onWake(): void {
     const channel = this.channel;
     if (this.closed || channel === null) return;
-    while (channel.hasReply()) {
+    this.takeReplies();
+    if (this.entries.length > 0 || this.ctl.length > 0) this.flush();
+    if (this.flying.length > 0) channel.watchReplies();
+  }
+
+  /** Apply every answer that is in. Also run by each flush: under load the answer is often
+   * in before the waitAsync wake-up reaches this thread (a task posted to the event loop, run
+   * an iteration later), and the calls that were waiting on it leave in this same turn. */
+  private takeReplies(): void {
+    const channel = this.channel;
+    if (channel === null) return;
+    while (this.flying.length > 0 && channel.hasReply()) {
       this.failures = 0;
       this.answer(this.flying.shift()!, channel.takeReply());
     }
-    if (this.entries.length > 0 || this.ctl.length > 0) this.flush();
-    if (this.flying.length > 0) channel.watchReplies();
   }
 
   /** Apply a batch's answer: control results, then the calls' results, logs and faults. */
