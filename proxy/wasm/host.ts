@@ -425,17 +425,16 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       const s = inst.stream;
       if (s !== null && (mapType === MapType.RequestHeaders || (mapType === MapType.ResponseHeaders && s.responseStatus > 0))) {
         // Straight from the heads as the batch carried them: no decoding of the whole list.
-        const key = inst.readString(keyPtr, keyLen);
-        if (key === null) return InvalidMemoryAccess;
-        const lower = lowerAscii(key);
+        const lower = inst.headerName(keyPtr, keyLen);
+        if (lower === null) return InvalidMemoryAccess;
         const value = mapType === MapType.RequestHeaders ? s.requestHeaderValue(lower) : s.responseHeaderValue(lower);
         return value === null ? NotFound : inst.returnString(value, retPtrPtr, retSizePtr);
       }
       const list = headerList(inst, mapType);
       if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : BadArgument;
-      const key = inst.readString(keyPtr, keyLen);
+      const key = inst.headerName(keyPtr, keyLen);
       if (key === null) return InvalidMemoryAccess;
-      const value = mapValue(list, lowerAscii(key));
+      const value = mapValue(list, key);
       if (value === null) return NotFound;
       return inst.returnString(value, retPtrPtr, retSizePtr);
     },

@@ -4,7 +4,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { IdTable } from '../id-table.js';
-import { BufferType, detectAbi, type AbiVersion, LogLevel, WasmResult } from './abi.js';
+import { BufferType, detectAbi, type AbiVersion, LogLevel, lowerAscii, WasmResult } from './abi.js';
 import { createEnvImports } from './host.js';
 import type { SharedState } from './shared-state.js';
 import type { StreamState } from './stream-state.js';
@@ -76,6 +76,46 @@ export interface InstanceDeps {
 
 type ExportFn = (...args: number[]) => number;
 
+/** Header names a filter asked for, found again by their bytes: filters ask for the same few
+ * on every request, and comparing a few cached byte strings is cheaper than decoding a new
+ * string (a call into C++) and lower-casing it each time. A small ring: a filter asking for
+ * many names only costs the scan. */
+export class GuestNameCache {
+  private readonly bytes: Uint8Array[] = [];
+  private readonly names: string[] = [];
+  private next = 0;
+
+  constructor(private readonly capacity = 16) {}
+
+  /** The name cached for mem[ptr, ptr + len), or null. */
+  find(mem: Uint8Array, ptr: number, len: number): string | null {
+    const bytes = this.bytes;
+    for (let c = 0; c < bytes.length; c++) {
+      const b = bytes[c];
+      if (b.length !== len) continue;
+      let i = 0;
+      while (i < len && mem[ptr + i] === b[i]) i++;
+      if (i === len) return this.names[c];
+    }
+    return null;
+  }
+
+  add(mem: Uint8Array, ptr: number, len: number, name: string): void {
+    const copy = Uint8Array.prototype.slice.call(mem, ptr, ptr + len);
+    if (this.bytes.length < this.capacity) {
+      this.bytes.push(copy);
+      this.names.push(name);
+      return;
+    }
+    this.bytes[this.next] = copy;
+    this.names[this.next] = name;
+    this.next = this.next + 1 === this.capacity ? 0 : this.next + 1;
+  }
+}
+
+/** Longest header name GuestNameCache keeps. */
+const CACHED_NAME_MAX = 64;
+
 export const ROOT_CONTEXT_ID = 1;
 /** Instantiation, _initialize and configure may legitimately take longer than a request call. */
 const START_DEADLINE_FLOOR_MS = 2000;
@@ -136,6 +176,7 @@ export class FilterInstance {
   readonly contexts = new IdTable<number>();
   private nextContextId = ROOT_CONTEXT_ID + 1;
   private warnedOnce = new Set<string>();
+  private readonly headerNames = new GuestNameCache();
 
   constructor(spec: GenerationSpec, module: WebAssembly.Module, deps: InstanceDeps) {
     this.spec = spec;
@@ -266,6 +307,17 @@ export class FilterInstance {
   readString(ptr: number, len: number): string | null {
     if (!this.inBounds(ptr, len)) return null;
     return len === 0 ? '' : (this.memBuf as Utf8SliceBuffer).utf8Slice(ptr, ptr + len);
+  }
+
+  /** A header name a filter passed, lower-cased (the map keys are); null when out of bounds. */
+  headerName(ptr: number, len: number): string | null {
+    if (!this.inBounds(ptr, len)) return null;
+    const mem = this.memBuf;
+    const cached = this.headerNames.find(mem, ptr, len);
+    if (cached !== null) return cached;
+    const name = lowerAscii(len === 0 ? '' : (mem as Utf8SliceBuffer).utf8Slice(ptr, ptr + len));
+    if (len <= CACHED_NAME_MAX) this.headerNames.add(mem, ptr, len, name);
+    return name;
   }
 
   /** A copy of guest bytes (the guest may reuse the memory after the call). */
