@@ -164,7 +164,7 @@ test('summariseFixedRate: medians per target, added ms as the median of per-roun
     name, round, rate: 1000, connections: 16, duration_s: 10, requests: 10_000, achieved_rps: 1000,
     p50_ms: p50, p90_ms: p50 * 2, p99_ms: p99, p999_ms: p99 * 2, max_ms: p99 * 3, mean_ms: p50,
     intended_p50_ms: p50 + 0.5, intended_p99_ms: p99 + 1, send_lag_p50_ms: 0.5, send_lag_p99_ms: 1,
-    errors: 0, non2xx: round === 2 ? 1 : 0, unsent: 0, cpu_us_per_req: name === 'direct' ? null : 30,
+    errors: 0, non2xx: round === 2 ? 1 : 0, unsent: 0, client_cpu_us_per_req: 5, cpu_us_per_req: name === 'direct' ? null : 30,
   });
   const runs = summariseFixedRate([
     sample('direct', 1, 0.1, 0.4), sample('wisp', 1, 0.3, 1.0), sample('wisp+noop', 1, 0.5, 1.5),
