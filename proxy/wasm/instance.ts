@@ -31,9 +31,11 @@ export class WorkerLog {
   }
 
   clear(): void {
-    this.gens.length = 0;
-    this.levels.length = 0;
-    this.messages.length = 0;
+    if (this.messages.length !== 0) {
+      this.gens.length = 0;
+      this.levels.length = 0;
+      this.messages.length = 0;
+    }
     this.dropped = 0;
   }
 
@@ -271,8 +273,13 @@ export class FilterInstance {
     return ctx;
   }
 
+  /** Checked after every call (max_memory): through the cached ArrayBuffer, whose length reads
+   * 0 once growing memory detached it (memory.buffer is a call into C++). */
   get memoryBytes(): number {
-    return this.memory.buffer.byteLength;
+    const ab = this.memAb;
+    if (ab !== null && ab.byteLength > 0) return ab.byteLength;
+    this.refresh();
+    return this.memAb!.byteLength;
   }
 
   warnOnce(key: string, message: string): void {

@@ -478,7 +478,8 @@ export class FilterWorker implements HttpCallSink {
     const flags = r.u8();
     const ng = r.u8();
     const gens = this.callGens;
-    gens.length = ng;
+    // Setting an array's length is a call into the runtime: only when the chain length changes.
+    if (gens.length !== ng) gens.length = ng;
     for (let k = 0; k < ng; k++) gens[k] = r.u32();
     // Done carries the final status (Wisp's own 502/503/504 included) for on_log's response.code.
     const doneStatus = op === Op.Done ? r.u32() : 0;
@@ -829,7 +830,7 @@ export class FilterWorker implements HttpCallSink {
       ticks++;
     }
     out.patchU32(tickAt, ticks);
-    this.tickChanges.length = 0;
+    if (this.tickChanges.length !== 0) this.tickChanges.length = 0;
     out.u32(this.readyQueues.size);
     for (const id of this.readyQueues) out.u32(id);
     this.readyQueues.clear();
@@ -842,12 +843,15 @@ export class FilterWorker implements HttpCallSink {
       out.bytes(this.outBodies[i]);
       out.u32(this.outTimeouts[i]);
     }
-    this.outTokens.length = 0;
-    this.outStreams.length = 0;
-    this.outClusters.length = 0;
-    this.outHeaders.length = 0;
-    this.outBodies.length = 0;
-    this.outTimeouts.length = 0;
+    // Each array's length set only when there was something (a length store is a runtime call).
+    if (this.outTokens.length !== 0) {
+      this.outTokens.length = 0;
+      this.outStreams.length = 0;
+      this.outClusters.length = 0;
+      this.outHeaders.length = 0;
+      this.outBodies.length = 0;
+      this.outTimeouts.length = 0;
+    }
     const log = this.deps.log;
     const dropped = log.droppedCount;
     out.u32(log.messages.length + (dropped > 0 ? 1 : 0));
@@ -868,9 +872,11 @@ export class FilterWorker implements HttpCallSink {
       out.u8(this.faultKinds[i]);
       out.str(this.faultReasons[i]);
     }
-    this.faultGens.length = 0;
-    this.faultKinds.length = 0;
-    this.faultReasons.length = 0;
+    if (this.faultGens.length !== 0) {
+      this.faultGens.length = 0;
+      this.faultKinds.length = 0;
+      this.faultReasons.length = 0;
+    }
     this.collector.collectIfDue();
   }
 }

@@ -4,8 +4,10 @@
 // of it after the guest's memory grew between calls.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KNOWN_PROPERTIES, knownPropertyId } from '../../proxy/wasm/host.js';
-import { GuestNameCache } from '../../proxy/wasm/instance.js';
+import { readFileSync } from 'node:fs';
+import { createEnvImports, KNOWN_PROPERTIES, knownPropertyId } from '../../proxy/wasm/host.js';
+import { FilterInstance, GuestNameCache, WorkerLog } from '../../proxy/wasm/instance.js';
+import { type GenerationSpec, Watch } from '../../proxy/wasm/wire.js';
 import { SharedState } from '../../proxy/wasm/shared-state.js';
 import { WasmResult } from '../../proxy/wasm/abi.js';
 import { FilterHarness } from '../../proxy/testing/index.js';
@@ -144,4 +146,28 @@ test('shared data keys and values taken from inside a larger buffer (as from gue
   assert.match(shared.writeError ?? '', /empty shared data key/);
   assert.equal(shared.writeData(mem, 100, 33, mem, 300, 1, 0), WasmResult.BadArgument);
   assert.match(shared.writeError ?? '', /key is 33 bytes, limit 32/);
+});
+
+test('proxy_get_current_time_nanoseconds on the wall clock (no injected clock): Date.now() in ns, as a u64', async () => {
+  const module = new WebAssembly.Module(readFileSync(PROBE));
+  const spec: GenerationSpec = { id: 1, name: 'clock', rootId: '', config: 'C', vmConfig: '', failure: 'open', deadlineMs: 1000, maxMemoryBytes: 64 << 20, maxBodyBytes: 0 };
+  const watch = new Float64Array(new SharedArrayBuffer(Watch.Slots * 8));
+  const inst = new FilterInstance(spec, module, {
+    shared: SharedState.create({ kvCapacity: 16, kvMaxKeyBytes: 32, kvMaxValueBytes: 64, queues: 1, queueBytes: 1024, metrics: 8 }),
+    log: new WorkerLog(),
+    httpCalls: null,
+    onQueueRegistered: () => {},
+    onEnqueue: () => {},
+    onTickPeriod: () => {},
+    watch,
+  });
+  inst.start();
+  const env = createEnvImports(inst);
+  const before = BigInt(Date.now()) * 1_000_000n;
+  assert.equal(env.proxy_get_current_time_nanoseconds(64), WasmResult.Ok);
+  const after = BigInt(Date.now()) * 1_000_000n;
+  const ns = Buffer.from(inst.viewBytes(64, 8)!).readBigUInt64LE(0);
+  assert.ok(ns >= before && ns <= after, `${ns} not within [${before}, ${after}]`);
+  assert.equal(ns % 1_000_000n, 0n, 'whole milliseconds, as Date.now() gives');
+  assert.equal(env.proxy_get_current_time_nanoseconds(inst.memoryBytes - 4), WasmResult.InvalidMemoryAccess);
 });
