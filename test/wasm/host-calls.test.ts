@@ -171,3 +171,24 @@ test('proxy_get_current_time_nanoseconds on the wall clock (no injected clock): 
   assert.equal(ns % 1_000_000n, 0n, 'whole milliseconds, as Date.now() gives');
   assert.equal(env.proxy_get_current_time_nanoseconds(inst.memoryBytes - 4), WasmResult.InvalidMemoryAccess);
 });
+
+test('shared data filled to capacity: every key of every length found again, then refused', () => {
+  const cap = 61; // not a power of two
+  const shared = SharedState.create({ kvCapacity: cap, kvMaxKeyBytes: 48, kvMaxValueBytes: 8, queues: 1, queueBytes: 1024, metrics: 4 });
+  // Lengths 1..48 and keys that differ only in one byte, early or late.
+  const keys: Buffer[] = [];
+  for (let i = 0; i < cap; i++) {
+    const k = Buffer.alloc(1 + (i % 48), 0x6b);
+    k[i % k.length] = 0x30 + (i % 10);
+    if (keys.some((o) => o.equals(k))) k[0] = 0x41 + i;
+    keys.push(k);
+  }
+  for (let i = 0; i < cap; i++) assert.equal(shared.writeData(keys[i], 0, keys[i].length, Buffer.from([i]), 0, 1, 0), WasmResult.Ok, `key ${i}`);
+  for (let i = 0; i < cap; i++) {
+    assert.equal(shared.readData(keys[i], 0, keys[i].length), 1, `key ${i} found`);
+    assert.equal(shared.readBuf[0], i, `key ${i} has its own value`);
+  }
+  const extra = Buffer.from('one-too-many');
+  assert.equal(shared.writeData(extra, 0, extra.length, extra, 0, 1, 0), WasmResult.InternalFailure);
+  assert.match(shared.writeError ?? '', /shared data is full \(61 keys\)/);
+});
