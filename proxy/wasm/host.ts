@@ -15,9 +15,9 @@ import {
   WasmResult,
 } from './abi.js';
 import type { FilterInstance } from './instance.js';
-import { mapValue, type StreamState } from './stream-state.js';
+import { Info, mapValue, type StreamState } from './stream-state.js';
 import { ABSENT_CAS } from './shared-state.js';
-import { isAscii, parseStatusSet } from './wire.js';
+import { packedLength, parseStatusSet } from './wire.js';
 
 const { Ok, NotFound, BadArgument, InvalidMemoryAccess, Empty, Unimplemented, SerializationFailure } = WasmResult;
 
@@ -224,19 +224,19 @@ function returnKnownProperty(inst: FilterInstance, id: number, retPtrPtr: number
   if (s === null) return NotFound;
   switch (id) {
     case P_REQUEST_PATH:
-      return inst.returnString(s.path, retPtrPtr, retSizePtr);
+      return returnInfo(inst, s, Info.Path, retPtrPtr, retSizePtr);
     case P_REQUEST_URL_PATH:
       return inst.returnString(urlPath(s.path), retPtrPtr, retSizePtr);
     case P_REQUEST_QUERY:
       return inst.returnString(urlQuery(s.path), retPtrPtr, retSizePtr);
     case P_REQUEST_METHOD:
-      return inst.returnString(s.method, retPtrPtr, retSizePtr);
+      return returnInfo(inst, s, Info.Method, retPtrPtr, retSizePtr);
     case P_REQUEST_SCHEME:
-      return inst.returnString(s.scheme, retPtrPtr, retSizePtr);
+      return returnInfo(inst, s, Info.Scheme, retPtrPtr, retSizePtr);
     case P_REQUEST_HOST:
-      return inst.returnString(s.authority, retPtrPtr, retSizePtr);
+      return returnInfo(inst, s, Info.Authority, retPtrPtr, retSizePtr);
     case P_REQUEST_ID:
-      return inst.returnString(s.requestId, retPtrPtr, retSizePtr);
+      return returnInfo(inst, s, Info.RequestId, retPtrPtr, retSizePtr);
     case P_REQUEST_HEADERS:
       return inst.returnBytes(serializeHeaderMap(s.requestHeaders), retPtrPtr, retSizePtr);
     case P_RESPONSE_CODE:
@@ -244,9 +244,9 @@ function returnKnownProperty(inst: FilterInstance, id: number, retPtrPtr: number
     case P_RESPONSE_HEADERS:
       return s.responseStatus > 0 ? inst.returnBytes(serializeHeaderMap(s.responseHeaders), retPtrPtr, retSizePtr) : NotFound;
     case P_SOURCE_ADDRESS:
-      return returnAddress(inst, s.clientAddress, s.clientPort, retPtrPtr, retSizePtr);
+      return returnAddress(inst, s, retPtrPtr, retSizePtr);
     case P_SOURCE_IP:
-      return inst.returnString(s.clientAddress, retPtrPtr, retSizePtr);
+      return returnInfo(inst, s, Info.ClientAddress, retPtrPtr, retSizePtr);
     case P_SOURCE_PORT:
       return inst.returnInt64(s.clientPort, retPtrPtr, retSizePtr);
     case P_DESTINATION_ADDRESS:
@@ -260,34 +260,64 @@ function returnKnownProperty(inst: FilterInstance, id: number, retPtrPtr: number
       return s.connectionId > 0 ? inst.returnInt64(s.connectionId, retPtrPtr, retSizePtr) : NotFound;
     case P_ROUTE_NAME:
     case P_XDS_ROUTE_NAME:
-      return inst.returnString(s.routeName, retPtrPtr, retSizePtr);
+      return returnInfo(inst, s, Info.Route, retPtrPtr, retSizePtr);
     case P_CLUSTER_NAME:
     case P_XDS_CLUSTER_NAME:
-      return inst.returnString(s.clusterName, retPtrPtr, retSizePtr);
+      return returnInfo(inst, s, Info.Cluster, retPtrPtr, retSizePtr);
     case P_LISTENER_NAME:
     case P_XDS_LISTENER_NAME:
-      return inst.returnString(s.listenerName, retPtrPtr, retSizePtr);
+      return returnInfo(inst, s, Info.Listener, retPtrPtr, retSizePtr);
   }
   return NotFound;
 }
 
-/** Envoy's "ip:port" ("[v6]:port") written straight into the guest's allocation: no
- * concatenated string to build and flatten per request. */
-function returnAddress(inst: FilterInstance, ip: string, port: number, retPtrPtr: number, retSizePtr: number): number {
-  if (port === 0 || port > 65535 || ip.length > 64 || !isAscii(ip)) return inst.returnString(envoyAddress(ip, port), retPtrPtr, retSizePtr);
-  const v6 = ip.indexOf(':') >= 0;
+/** Stream info string `i` (Info) into the guest's allocation: its bytes straight from the
+ * batch while the stream still has them packed, else the decoded (or since set) string. */
+function returnInfo(inst: FilterInstance, s: StreamState, i: number, retPtrPtr: number, retSizePtr: number): number {
+  const at = s.packedInfoOffset(i);
+  if (at < 0) return inst.returnString(s.infoAt(i), retPtrPtr, retSizePtr);
+  const packed = s.packedInfoText;
+  return inst.returnLatin1(packed, at, packedLength(packed, at - 4), retPtrPtr, retSizePtr);
+}
+
+/** Envoy's "ip:port" ("[v6]:port") written straight into the guest's allocation, the ip's
+ * bytes from the batch when still packed: no string decoded, concatenated and flattened per
+ * request. */
+function returnAddress(inst: FilterInstance, s: StreamState, retPtrPtr: number, retSizePtr: number): number {
+  const port = s.clientPort;
+  let text: string;
+  let start: number;
+  let ipLength: number;
+  const at = s.packedInfoOffset(Info.ClientAddress);
+  if (at >= 0) {
+    text = s.packedInfoText;
+    start = at;
+    ipLength = packedLength(text, at - 4);
+  } else {
+    text = s.clientAddress;
+    start = 0;
+    ipLength = text.length;
+  }
+  let v6 = false;
+  let ascii = ipLength <= 64;
+  for (let i = 0; i < ipLength && ascii; i++) {
+    const c = text.charCodeAt(start + i);
+    if (c === 58) v6 = true;
+    else if (c >= 0x80) ascii = false;
+  }
+  if (port === 0 || port > 65535 || !ascii) return inst.returnString(envoyAddress(s.clientAddress, port), retPtrPtr, retSizePtr);
   const digits = port < 10 ? 1 : port < 100 ? 2 : port < 1000 ? 3 : port < 10000 ? 4 : 5;
-  const ipStart = v6 ? 1 : 0;
-  const len = ipStart + ip.length + ipStart + 1 + digits;
+  const bracket = v6 ? 1 : 0;
+  const len = bracket + ipLength + bracket + 1 + digits;
   const ptr = inst.reserveReturn(len, retPtrPtr, retSizePtr);
   if (ptr < 0) return InvalidMemoryAccess;
   const mem = inst.memoryAt(ptr, len)!;
   if (v6) mem[ptr] = 91; // [
-  for (let i = 0; i < ip.length; i++) mem[ptr + ipStart + i] = ip.charCodeAt(i);
-  let at = ptr + ipStart + ip.length;
-  if (v6) mem[at++] = 93; // ]
-  mem[at] = 58; // :
-  for (let i = len - 1, p = port; i > at - ptr; i--, p = (p / 10) | 0) mem[ptr + i] = 48 + (p % 10);
+  for (let i = 0; i < ipLength; i++) mem[ptr + bracket + i] = text.charCodeAt(start + i);
+  let end = ptr + bracket + ipLength;
+  if (v6) mem[end++] = 93; // ]
+  mem[end] = 58; // :
+  for (let i = ptr + len - 1, p = port; i > end; i--, p = (p / 10) | 0) mem[i] = 48 + (p % 10);
   return Ok;
 }
 
@@ -442,6 +472,10 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
         // Straight from the heads as the batch carried them: no decoding of the whole list.
         const lower = inst.headerName(keyPtr, keyLen);
         if (lower === null) return InvalidMemoryAccess;
+        if (mapType === MapType.RequestHeaders) {
+          const info = s.packedRequestPseudoInfo(lower);
+          if (info >= 0) return returnInfo(inst, s, info, retPtrPtr, retSizePtr);
+        }
         const value = mapType === MapType.RequestHeaders ? s.requestHeaderValue(lower) : s.responseHeaderValue(lower);
         return value === null ? NotFound : inst.returnString(value, retPtrPtr, retSizePtr);
       }

@@ -416,6 +416,17 @@ export class FilterInstance {
     return WasmResult.Ok;
   }
 
+  /** `len` bytes carried as a latin1 string (one char per byte: BinReader.packed), from
+   * `start`, into the guest's allocation: a value goes from the batch to the guest with no
+   * string decoded in between. */
+  returnLatin1(text: string, start: number, len: number, retPtrPtr: number, retSizePtr: number): number {
+    const ptr = this.reserveReturn(len, retPtrPtr, retSizePtr);
+    if (ptr < 0) return WasmResult.InvalidMemoryAccess;
+    const mem = this.memBuf;
+    for (let i = 0; i < len; i++) mem[ptr + i] = text.charCodeAt(start + i);
+    return WasmResult.Ok;
+  }
+
   /** An integer property (a status, a port) as the 8 little-endian bytes of an i64, written
    * straight into the guest's allocation. `v` is a non-negative safe integer. */
   returnInt64(v: number, retPtrPtr: number, retSizePtr: number): number {

@@ -49,6 +49,20 @@ export function mapValue(list: string[], key: string): string | null {
   return out;
 }
 
+/** Index of each stream info string (wire.ts STREAM_INFO_STRINGS order). */
+export const Info = {
+  Method: 0,
+  Scheme: 1,
+  Authority: 2,
+  Path: 3,
+  ClientAddress: 4,
+  Listener: 5,
+  Route: 6,
+  Cluster: 7,
+  RequestId: 8,
+  Destination: 9,
+} as const;
+
 export class StreamState {
   readonly id: number;
   clientPort = 0;
@@ -60,6 +74,8 @@ export class StreamState {
   private packedInfo: string | null = null;
   /** Bit i: info[i] holds its decoded (or since set) value. */
   private infoDecoded = 0;
+  /** Bit i: info[i] was set after the packed info came (its packed bytes are stale). */
+  private infoSet = 0;
   private packedRequest: string | null = null;
   private packedRequestCount = 0;
   private packedResponse: string | null = null;
@@ -227,10 +243,39 @@ export class StreamState {
   setPackedInfo(packed: string): void {
     this.packedInfo = packed;
     this.infoDecoded = 0;
+    this.infoSet = 0;
   }
 
-  /** Info strings are decoded one at a time (a filter that reads :path needs no request id). */
-  private infoAt(i: number): string {
+  /** The packed info text (see packedInfoOffset); '' when there is none. */
+  get packedInfoText(): string {
+    return this.packedInfo ?? '';
+  }
+
+  /** Where info string i's UTF-8 bytes start in packedInfoText (one char per byte, the length
+   * in the u32 before them), or -1 when they are not there (not packed, or set since): read
+   * infoAt(i) then. The host copies a value from there into guest memory without decoding it
+   * into a string first. */
+  packedInfoOffset(i: number): number {
+    const packed = this.packedInfo;
+    if (packed === null || (this.infoSet & (1 << i)) !== 0) return -1;
+    let p = 0;
+    for (let k = 0; k < i; k++) p += 4 + packedLength(packed, p);
+    return p + 4;
+  }
+
+  /** The Info index a request pseudo-header reads while the request heads are still packed
+   * (then the info strings are its values), else -1: decoded heads may have been changed. */
+  packedRequestPseudoInfo(key: string): number {
+    if (this.packedRequest === null || key.charCodeAt(0) !== 58 /* : */) return -1;
+    if (key === ':path') return Info.Path;
+    if (key === ':authority') return Info.Authority;
+    if (key === ':method') return Info.Method;
+    if (key === ':scheme') return Info.Scheme;
+    return -1;
+  }
+
+  /** Info string i (Info), decoded on first read: a filter that reads :path needs no request id. */
+  infoAt(i: number): string {
     const packed = this.packedInfo;
     if (packed !== null && (this.infoDecoded & (1 << i)) === 0) {
       let p = 0;
@@ -244,6 +289,7 @@ export class StreamState {
   private setInfoAt(i: number, v: string): void {
     this.info[i] = v;
     this.infoDecoded |= 1 << i;
+    this.infoSet |= 1 << i;
   }
 
   setRequestHeaders(raw: string[]): void {

@@ -11,7 +11,8 @@ import { type GenerationSpec, Watch } from '../../proxy/wasm/wire.js';
 import { SharedState } from '../../proxy/wasm/shared-state.js';
 import { WasmResult } from '../../proxy/wasm/abi.js';
 import { FilterHarness } from '../../proxy/testing/index.js';
-import { fixture } from './helpers.js';
+import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
+import { filterConfig, fixture, TestStream } from './helpers.js';
 
 const PROBE = fixture('probe.wasm');
 
@@ -191,4 +192,42 @@ test('shared data filled to capacity: every key of every length found again, the
   const extra = Buffer.from('one-too-many');
   assert.equal(shared.writeData(extra, 0, extra.length, extra, 0, 1, 0), WasmResult.InternalFailure);
   assert.match(shared.writeError ?? '', /shared data is full \(61 keys\)/);
+});
+
+test('through real worker threads: info values copied from the batch, and after a filter changed :path', async () => {
+  const rt = new WasmFilterRuntime({ workers: 1, log: () => {} });
+  try {
+    await rt.load(filterConfig('probe-w', PROBE, { config: 'W' }));
+    const chain = rt.chain(['probe-w']);
+    const ask = async (path: string, setup: (s: TestStream) => void = () => {}): Promise<string | undefined> => {
+      const s = new TestStream(['x-action', 'prop', 'x-prop', path]);
+      setup(s);
+      chain.requestHeaders(s);
+      await s.next();
+      chain.done(s);
+      return s.header('x-prop-value');
+    };
+    assert.equal(await ask('request.path'), '/hello');
+    assert.equal(await ask('request.path', (s) => (s.path = '/häus?q=☃')), '/häus?q=☃');
+    assert.equal(await ask('request.method'), 'GET');
+    assert.equal(await ask('request.scheme'), 'http');
+    assert.equal(await ask('request.host'), 'example.test');
+    assert.equal(await ask('route_name'), 'route-a');
+    assert.equal(await ask('xds.cluster_name'), 'cluster-a');
+    assert.equal(await ask('listener_name'), 'public');
+    assert.match((await ask('request.id')) ?? '', /^req-\d+$/);
+    assert.equal(await ask('source.ip'), '127.0.0.1');
+    assert.equal(await ask('source.address'), '127.0.0.1:40000');
+    assert.equal(await ask('source.address', (s) => ((s.clientAddress = '::1'), (s.clientPort = 8443))), '[::1]:8443');
+    assert.equal(await ask('request.headers.x-action'), 'prop');
+    // A filter rewriting :path still works with the heads packed (the list is decoded then).
+    const two = rt.chain(['probe-w']);
+    const s = new TestStream(['x-action', 'path']);
+    two.requestHeaders(s);
+    await s.next();
+    assert.equal(s.path, '/rewritten');
+    two.done(s);
+  } finally {
+    await rt.close();
+  }
 });
