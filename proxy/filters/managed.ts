@@ -27,6 +27,9 @@ export interface ManagedFilterRuntime extends FilterRuntime {
 
 export async function createFilterRuntime(config: WispConfig, log: Logger, clusters: ClusterManager): Promise<ManagedFilterRuntime> {
   const level = log.enabled('debug') ? 'debug' : log.enabled('info') ? 'info' : 'warn';
+  if (config.workers === 0 && config.filters.length > 0) {
+    log.log('warn', 'workers: 0: filters run on the event loop thread; deadline is not enforced (a filter that loops hangs the proxy)');
+  }
   return new WasmFilterRuntime({
     workers: config.workers,
     // proxy_http_call goes to the same clusters (LB, health, pools) as proxied requests.

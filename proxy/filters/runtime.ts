@@ -99,7 +99,9 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
   private readonly streams = new IdTable<StreamEntry>();
   private readonly shared: SharedState;
   private readonly log: FilterLogFn;
-  private readonly watchdog: NodeJS.Timeout;
+  /** null with `workers: 0`: nothing can be stopped on the thread it blocks. */
+  private readonly watchdog: NodeJS.Timeout | null;
+  private readonly inline: boolean;
   private nextPick = 0;
   private trivialStreams: FilterStream[] = [];
   private trivialOps: number[] = [];
@@ -114,20 +116,24 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
   private lastWatchdogTick = Date.now();
 
   constructor(opts: WasmRuntimeOptions = {}) {
-    const workers = Math.max(1, opts.workers ?? Math.max(1, os.availableParallelism() - 1));
+    // 0: no worker threads, the filters run on the event loop (wasm/inline-channel.ts).
+    const inline = opts.workers === 0;
+    this.inline = inline;
+    const workers = inline ? 1 : Math.max(1, opts.workers ?? Math.max(1, os.availableParallelism() - 1));
     const level = LOG_LEVEL_NAMES.indexOf(opts.logLevel ?? 'info');
     this.log = opts.log ?? defaultLog;
     this.httpCall = opts.httpCall ?? null;
     this.shared = SharedState.create({ ...DEFAULT_SHARED_STATE, ...opts.sharedState });
     this.handles = [];
-    for (let i = 0; i < workers; i++) this.handles.push(new WorkerHandle(i, this, this.shared.sab, level < 0 ? 2 : level, this.httpCall !== null));
+    for (let i = 0; i < workers; i++) this.handles.push(new WorkerHandle(i, this, this.shared.sab, level < 0 ? 2 : level, this.httpCall !== null, inline));
     this.watchdogIntervalMs = opts.watchdogIntervalMs ?? 5;
-    this.watchdog = setInterval(() => this.checkDeadlines(), this.watchdogIntervalMs);
-    this.watchdog.unref();
+    this.watchdog = inline ? null : setInterval(() => this.checkDeadlines(), this.watchdogIntervalMs);
+    this.watchdog?.unref();
   }
 
+  /** Worker threads (0: the filters run on the event loop). */
   get workerCount(): number {
-    return this.handles.length;
+    return this.inline ? 0 : this.handles.length;
   }
 
   /** Workers whose thread is serving batches now; idle ones have ended their serve task
@@ -633,7 +639,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.watchdog);
+    if (this.watchdog !== null) clearInterval(this.watchdog);
     await Promise.all(this.handles.map((h) => h.close()));
   }
 

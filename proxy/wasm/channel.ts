@@ -71,6 +71,24 @@ export interface ChannelReply {
   len: number;
 }
 
+/** What the pool (pool.ts) needs from the way its batches reach a FilterWorker: a worker
+ * thread (BatchChannel) or, with `workers: 0`, the event-loop thread itself (InlineChannel). */
+export interface FilterChannel {
+  /** Batches sent whose answer has not been read. */
+  readonly unanswered: number;
+  /** The number the next batch will get when sent. */
+  readonly nextBatch: number;
+  /** A second batch can go without a wake-up. */
+  readonly workerBusy: boolean;
+  startBatch(): BinWriter;
+  send(ctl: ControlOp[] | null, stop: boolean): void;
+  watchReplies(): void;
+  hasReply(): boolean;
+  takeReply(): ChannelReply;
+  startedCount(): number;
+  close(): void;
+}
+
 /** The private buffer a writer moved to when the batch did not fit in `region`; null if it fits. */
 function outgrown(w: BinWriter, region: SharedArrayBuffer): ArrayBuffer | null {
   const ab = w.arrayBuffer;
@@ -84,7 +102,7 @@ function slotCell(slot: number, cell: number): number {
 /** Main-thread end. Batches are numbered in the order they are sent; every counter is an
  * int32 that wraps (a busy proxy sends 2^31 batches in a few days), so they are compared by
  * difference, and a slot is `count & (SLOTS - 1)`. */
-export class BatchChannel {
+export class BatchChannel implements FilterChannel {
   readonly init: ChannelInit;
   /** One writer per slot, straight into its shared request region (it grows into a private
    * buffer when a batch does not fit, which then travels by port). */

@@ -10,7 +10,8 @@
 import { Piscina } from 'piscina';
 import type { FilterStream } from '../filters/types.js';
 import type { Generation } from './module-registry.js';
-import { BatchChannel, type ChannelReply, type ServeTask, SLOTS } from './channel.js';
+import { BatchChannel, type ChannelReply, type FilterChannel, type ServeTask, SLOTS } from './channel.js';
+import { InlineChannel } from './inline-channel.js';
 import { type BinWriter, type ControlOp, type ControlResult, type CallPayload, Op, Watch } from './wire.js';
 import type { WorkerBootData } from './worker.js';
 
@@ -114,7 +115,8 @@ export class WorkerHandle {
    * the watchdog first saw it. */
   timedCall = 0;
   timedSince = 0;
-  private readonly piscina: Piscina;
+  /** null with `workers: 0` (inline: the batches run on this thread). */
+  private readonly piscina: Piscina | null;
   /** Batches sent whose answer is not read yet, oldest first (at most SLOTS). */
   private readonly flying: InFlightBatch[] = [];
   private readonly spare: InFlightBatch[] = [];
@@ -122,7 +124,7 @@ export class WorkerHandle {
   private closed = false;
   private needsResync = false;
   /** The channel to the current thread; a replaced thread gets a new one. */
-  private channel: BatchChannel | null = null;
+  private channel: FilterChannel | null = null;
   /** The channel's init (its port) has been handed to a thread. */
   private channelGiven = false;
   /** A serve task is running (or queued) that will take the next batch. */
@@ -131,7 +133,8 @@ export class WorkerHandle {
   private serveGen = 0;
   private batches = 0;
   private batchesAtLastCheck = 0;
-  private readonly idleCheck: NodeJS.Timeout;
+  private readonly idleCheck: NodeJS.Timeout | null;
+  private readonly boot: WorkerBootData;
   /** Calls and control ops waiting for the next batch. */
   private entries: StreamEntry[] = [];
   private ops: number[] = [];
@@ -155,12 +158,20 @@ export class WorkerHandle {
     shared: SharedArrayBuffer,
     logLevel: number,
     httpCalls: boolean,
+    /** Run the batches on this thread (`workers: 0`, see inline-channel.ts). */
+    readonly inline = false,
   ) {
     const watchSab = new SharedArrayBuffer(Watch.Slots * 8);
     this.watch = new Float64Array(watchSab);
     this.rootEntry = new StreamEntry(NO_STREAM, this, []);
     this.rootEntry.done = true;
     const boot: WorkerBootData = { shared, watch: watchSab, logLevel, httpCalls };
+    this.boot = boot;
+    if (inline) {
+      this.piscina = null;
+      this.idleCheck = null;
+      return;
+    }
     this.piscina = new Piscina({
       filename: WORKER_URL,
       minThreads: 1,
@@ -220,7 +231,7 @@ export class WorkerHandle {
 
   /** Called by the runtime's watchdog: the current call ran past its deadline. */
   abort(genId: number, reason: string): void {
-    if (this.flying.length === 0 || this.abortGen !== 0) return;
+    if (this.inline || this.flying.length === 0 || this.abortGen !== 0) return;
     this.abortGen = genId;
     this.abortReason = reason;
     this.controller.abort();
@@ -264,15 +275,15 @@ export class WorkerHandle {
     b.ctl = this.ctl;
     this.ctl = ctl;
 
-    const channel = this.channel ?? (this.channel = new BatchChannel(this.onWakeBound));
+    const channel = this.channel ?? (this.channel = this.inline ? new InlineChannel(this.onWakeBound, this.boot) : new BatchChannel(this.onWakeBound));
     this.batches++;
-    this.startServing(channel);
+    if (!this.inline) this.startServing(channel as BatchChannel);
     this.dispatch(channel, b, ctlOps, false);
   }
 
   /** Encode the batch's calls (none for a stop) after the quarantined generation ids, and
    * hand them to the worker; `stop` ends its serve task after this batch. */
-  private dispatch(channel: BatchChannel, b: InFlightBatch, ctlOps: ControlOp[] | null, stop: boolean): void {
+  private dispatch(channel: FilterChannel, b: InFlightBatch, ctlOps: ControlOp[] | null, stop: boolean): void {
     const w = channel.startBatch();
     const ids = this.sink.quarantined();
     w.u32(ids.length);
@@ -281,7 +292,21 @@ export class WorkerHandle {
     else w.u32(0);
     b.seq = channel.nextBatch;
     this.flying.push(b);
-    channel.send(ctlOps, stop);
+    if (this.inline) {
+      try {
+        channel.send(ctlOps, stop);
+      } catch (err) {
+        // A host bug, not a filter fault (those are caught per call): as when a thread dies,
+        // the batch gets the failure handling and a fresh FilterWorker takes the next one.
+        process.emitWarning(`inline filters: batch failed, starting over: ${err instanceof Error ? err.stack : String(err)}`);
+        this.channel = null;
+        channel.close();
+        this.onError(err, channel);
+        return;
+      }
+    } else {
+      channel.send(ctlOps, stop);
+    }
     channel.watchReplies();
   }
 
@@ -294,7 +319,7 @@ export class WorkerHandle {
     this.channelGiven = true;
     const task: ServeTask = { init: first ? channel.init : null };
     const gen = ++this.serveGen;
-    this.piscina
+    this.piscina!
       .run(task, { transferList: first ? [channel.init.port] : undefined, signal: this.controller.signal })
       .then(
         () => this.onServeEnd(gen),
@@ -373,7 +398,7 @@ export class WorkerHandle {
   /** The thread is gone. Answers it finished are applied; the batch it was running gets the
    * failure handling (policies, quarantine accounting); batches it never started go again, as
    * they were, to the replacement thread. */
-  private onError(err: unknown, channel: BatchChannel | null): void {
+  private onError(err: unknown, channel: FilterChannel | null): void {
     if (channel !== null && !this.closed) {
       while (channel.hasReply()) this.answer(this.flying.shift()!, channel.takeReply());
     }
@@ -456,12 +481,12 @@ export class WorkerHandle {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.idleCheck);
+    if (this.idleCheck !== null) clearInterval(this.idleCheck);
     for (const t of this.ticks.values()) clearInterval(t);
     this.ticks.clear();
     for (const c of this.ctl) c.resolve?.({ ok: false, error: 'filter runtime closed' });
     this.ctl.length = 0;
-    await this.piscina.destroy();
+    if (this.piscina !== null) await this.piscina.destroy();
     this.channel?.close();
   }
 }
