@@ -49,6 +49,9 @@ export const TARGETS: Target[] = [
   // The same chain in two filter workers: the memory a second worker costs (issue 4's
   // "3 filters × 2 workers" case).
   wispTarget('wisp+chain-2w', CHAIN, { workers: 2, path: CHAIN_PATH }),
+  // `workers: 0`: the same filters on the event loop thread, no crossing to a worker.
+  wispTarget('wisp+noop-inline', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }], { workers: 0 }),
+  wispTarget('wisp+chain-inline', CHAIN, { workers: 0, path: CHAIN_PATH }),
   // The noop filter hot-reloaded through the admin API every second under load.
   wispTarget('wisp+hotload', [{ name: 'noop', wasm: 'filters/build/noop.wasm' }], { hotload: { filter: 'noop', everyMs: 1000 } }),
   // The same HTTP load through an L4 (protocol: tcp) listener whose first bytes are sniffed
