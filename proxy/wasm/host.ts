@@ -285,6 +285,8 @@ function returnInfo(inst: FilterInstance, s: StreamState, i: number, retPtrPtr: 
  * request. */
 function returnAddress(inst: FilterInstance, s: StreamState, retPtrPtr: number, retSizePtr: number): number {
   const port = s.clientPort;
+  // No port known (Wisp's HTTP listeners): the bare ip, as envoyAddress gives it.
+  if (port === 0) return returnInfo(inst, s, Info.ClientAddress, retPtrPtr, retSizePtr);
   let text: string;
   let start: number;
   let ipLength: number;
@@ -305,7 +307,7 @@ function returnAddress(inst: FilterInstance, s: StreamState, retPtrPtr: number, 
     if (c === 58) v6 = true;
     else if (c >= 0x80) ascii = false;
   }
-  if (port === 0 || port > 65535 || !ascii) return inst.returnString(envoyAddress(s.clientAddress, port), retPtrPtr, retSizePtr);
+  if (port > 65535 || !ascii) return inst.returnString(envoyAddress(s.clientAddress, port), retPtrPtr, retSizePtr);
   const digits = port < 10 ? 1 : port < 100 ? 2 : port < 1000 ? 3 : port < 10000 ? 4 : 5;
   const bracket = v6 ? 1 : 0;
   const len = bracket + ipLength + bracket + 1 + digits;

@@ -218,6 +218,7 @@ test('through real worker threads: info values copied from the batch, and after 
     assert.match((await ask('request.id')) ?? '', /^req-\d+$/);
     assert.equal(await ask('source.ip'), '127.0.0.1');
     assert.equal(await ask('source.address'), '127.0.0.1:40000');
+    assert.equal(await ask('source.address', (s) => (s.clientPort = 0)), '127.0.0.1', 'no port (as on HTTP listeners): the bare ip');
     assert.equal(await ask('source.address', (s) => ((s.clientAddress = '::1'), (s.clientPort = 8443))), '[::1]:8443');
     assert.equal(await ask('request.headers.x-action'), 'prop');
     // A filter rewriting :path still works with the heads packed (the list is decoded then).
