@@ -3,49 +3,43 @@
 // trigger is out of reach, so only the window can open the circuit.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { normalizeConfig } from '../../proxy/config/load.js';
-import { Wisp } from '../../proxy/server.js';
-import { filterMetric, httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
+import type { Wisp } from '../../proxy/server.js';
+import { filterMetric, httpGet, type TestUpstream, waitFor } from '../helpers/net.js';
+import { startWispWithFilters } from '../helpers/wisp.js';
 import { wasmPath } from './harness.js';
 
 const MIN_REQUESTS = 10;
 let up: TestUpstream;
 let wisp: Wisp;
 let port: number;
+let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
   let n = 0;
-  up = await startUpstream((_req, res) => {
-    n++;
-    const status = n % 2 === 0 ? 503 : 200;
-    res.writeHead(status, { 'content-type': 'text/plain' });
-    res.end(`upstream ${status}\n`);
-  });
-  wisp = await Wisp.start(
-    normalizeConfig(
+  ({ wisp, port, upstream: up, stop } = await startWispWithFilters({
+    file: 'breaker-wisp.test',
+    workers: 2,
+    upstream: (_req, res) => {
+      n++;
+      const status = n % 2 === 0 ? 503 : 200;
+      res.writeHead(status, { 'content-type': 'text/plain' });
+      res.end(`upstream ${status}\n`);
+    },
+    chain: ['breaker'],
+    // Outlier detection would eject the endpoint on its own schedule: out of the way.
+    cluster: { name: 'app', outlier: { consecutive_5xx: 1000 } },
+    filters: [
       {
-        admin: { address: '127.0.0.1:0' },
-        workers: 2,
-        listeners: [{ name: 'l', address: '127.0.0.1:0', routes: [{ match: { prefix: '/' }, cluster: 'app', filters: ['breaker'] }] }],
-        // Outlier detection would eject the endpoint on its own schedule: out of the way.
-        clusters: [{ name: 'app', endpoints: [`127.0.0.1:${up.port}`], outlier: { consecutive_5xx: 1000 } }],
-        filters: [
-          {
-            name: 'breaker',
-            wasm: wasmPath('breaker'),
-            config: JSON.stringify({ consecutive_failures: 1000, failure_ratio: 0.5, min_requests: MIN_REQUESTS, window: '60s', cooldown: '60s' }),
-          },
-        ],
+        name: 'breaker',
+        wasm: wasmPath('breaker'),
+        config: JSON.stringify({ consecutive_failures: 1000, failure_ratio: 0.5, min_requests: MIN_REQUESTS, window: '60s', cooldown: '60s' }),
       },
-      'breaker-wisp.test',
-    ),
-  );
-  port = wisp.listenerPort('l');
+    ],
+  }));
 });
 
 after(async () => {
-  await wisp?.stop(0);
-  await up?.close();
+  await stop?.();
 });
 
 function metric(name: string): Promise<number | undefined> {

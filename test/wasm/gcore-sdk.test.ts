@@ -9,9 +9,9 @@ import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { normalizeConfig } from '../../proxy/config/load.js';
-import { Wisp } from '../../proxy/server.js';
+import type { Wisp } from '../../proxy/server.js';
 import { filterMetric, filterMetricIn, httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
+import { startWispWithFilters } from '../helpers/wisp.js';
 import { fixture } from './helpers.js';
 
 interface BuiltModule {
@@ -29,6 +29,7 @@ let up: TestUpstream;
 let geo: TestUpstream;
 let wisp: Wisp;
 let port: number;
+let stop: (() => Promise<void>) | undefined;
 
 /** What the origin answers on /pages/*: text that names its internal address, in pieces. */
 function servePage(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -56,68 +57,52 @@ before(async () => {
     return m.wasm;
   };
 
-  up = await startUpstream((req, res, body) => {
-    if (req.url?.startsWith('/pages/')) return servePage(req, res);
-    if (req.url?.startsWith('/tally/status/')) {
-      const code = Number(req.url.slice('/tally/status/'.length));
-      res.writeHead(code, { 'content-type': 'text/plain', ...(code === 302 ? { location: '/tally/elsewhere' } : {}) });
-      res.end(`status ${code}`);
-      return;
-    }
-    const out = JSON.stringify({ url: req.url, bytes: body.length });
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
-    res.end(out);
-  });
   geo = await startUpstream((req, res) => {
     const ip = new URL(req.url ?? '/', 'http://geo').searchParams.get('ip');
     const country = ip === '203.0.113.7' ? 'nl' : ip === '198.51.100.9' ? 'KP' : null;
     res.writeHead(country !== null ? 200 : 404, { 'content-type': 'text/plain' });
     res.end(country ?? 'unknown ip');
   });
-  const route = (prefix: string, filter: string) => ({ match: { prefix }, cluster: 'app', filters: [filter] });
-  wisp = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        // Two workers, two VMs per filter: the quota's shared data is what they agree on.
-        workers: 2,
-        listeners: [
-          {
-            name: 'l',
-            address: '127.0.0.1:0',
-            routes: [
-              route('/v1', 'gcore-request-rewrite'),
-              route('/guard', 'gcore-path-guard'),
-              route('/quota', 'gcore-client-quota'),
-              route('/pages', 'gcore-body-rewrite'),
-              route('/geo', 'gcore-geo-gate'),
-              route('/tally', 'gcore-status-tally'),
-            ],
-          },
-        ],
-        clusters: [
-          { name: 'app', endpoints: [`127.0.0.1:${up.port}`] },
-          { name: 'geo', endpoints: [`127.0.0.1:${geo.port}`] },
-        ],
-        // The SDK keeps one root context per VM whatever its id, so no root_id is needed.
-        filters: [
-          { name: 'gcore-request-rewrite', wasm: wasm('request-rewrite'), config: 'set x-tenant: acme\nremove x-debug-token\nprefix /v1/ /api/v1/\n' },
-          { name: 'gcore-path-guard', wasm: wasm('path-guard'), config: '/guard/admin, /guard/internal/' },
-          { name: 'gcore-client-quota', wasm: wasm('client-quota'), config: '3' },
-          { name: 'gcore-body-rewrite', wasm: wasm('body-rewrite'), config: `${INTERNAL} => ${PUBLIC}` },
-          { name: 'gcore-geo-gate', wasm: wasm('geo-gate'), config: 'geo KP IR' },
-          { name: 'gcore-status-tally', wasm: wasm('status-tally'), config: 'edge' },
-        ],
-      },
-      'gcore-sdk.test',
-    ),
-  );
-  port = wisp.listenerPort('l');
+  const route = (prefix: string, filter: string) => ({ match: { prefix }, filters: [filter] });
+  ({ wisp, port, upstream: up, stop } = await startWispWithFilters({
+    file: 'gcore-sdk.test',
+    // Two workers, two VMs per filter: the quota's shared data is what they agree on.
+    workers: 2,
+    upstream: (req, res, body) => {
+      if (req.url?.startsWith('/pages/')) return servePage(req, res);
+      if (req.url?.startsWith('/tally/status/')) {
+        const code = Number(req.url.slice('/tally/status/'.length));
+        res.writeHead(code, { 'content-type': 'text/plain', ...(code === 302 ? { location: '/tally/elsewhere' } : {}) });
+        res.end(`status ${code}`);
+        return;
+      }
+      const out = JSON.stringify({ url: req.url, bytes: body.length });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
+      res.end(out);
+    },
+    routes: [
+      route('/v1', 'gcore-request-rewrite'),
+      route('/guard', 'gcore-path-guard'),
+      route('/quota', 'gcore-client-quota'),
+      route('/pages', 'gcore-body-rewrite'),
+      route('/geo', 'gcore-geo-gate'),
+      route('/tally', 'gcore-status-tally'),
+    ],
+    clusters: { geo: geo.port },
+    // The SDK keeps one root context per VM whatever its id, so no root_id is needed.
+    filters: [
+      { name: 'gcore-request-rewrite', wasm: wasm('request-rewrite'), config: 'set x-tenant: acme\nremove x-debug-token\nprefix /v1/ /api/v1/\n' },
+      { name: 'gcore-path-guard', wasm: wasm('path-guard'), config: '/guard/admin, /guard/internal/' },
+      { name: 'gcore-client-quota', wasm: wasm('client-quota'), config: '3' },
+      { name: 'gcore-body-rewrite', wasm: wasm('body-rewrite'), config: `${INTERNAL} => ${PUBLIC}` },
+      { name: 'gcore-geo-gate', wasm: wasm('geo-gate'), config: 'geo KP IR' },
+      { name: 'gcore-status-tally', wasm: wasm('status-tally'), config: 'edge' },
+    ],
+  }));
 });
 
 after(async () => {
-  await wisp?.stop(0);
-  await up?.close();
+  await stop?.();
   await geo?.close();
 });
 

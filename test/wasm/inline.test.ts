@@ -5,10 +5,9 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { normalizeConfig } from '../../proxy/config/load.js';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
-import { Wisp } from '../../proxy/server.js';
-import { httpGet, startUpstream } from '../helpers/net.js';
+import { httpGet } from '../helpers/net.js';
+import { startWispWithFilters } from '../helpers/wisp.js';
 import { filterConfig, fixture, header, TestStream } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -103,24 +102,16 @@ test('memory past max_memory_bytes recycles the instance', async () => {
 });
 
 test('a running Wisp with workers: 0 forwards through its filters', async () => {
-  const up = await startUpstream();
-  const wisp = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        workers: 0,
-        listeners: [{ name: 'l', address: '127.0.0.1:0', routes: [{ match: { prefix: '/' }, cluster: 'up', filters: ['tag', 'auth'] }] }],
-        clusters: [{ name: 'up', endpoints: [`127.0.0.1:${up.port}`] }],
-        filters: [
-          { name: 'tag', wasm: path.join(ROOT, 'filters', 'build', 'add-header.wasm'), config: 'inline-1' },
-          { name: 'auth', wasm: path.join(ROOT, 'filters', 'build', 'auth.wasm'), config: { keys: ['k1'], query_param: 'api_key' } },
-        ],
-      },
-      'inline.test',
-    ),
-  );
+  const { upstream: up, port, stop } = await startWispWithFilters({
+    file: 'inline.test',
+    workers: 0,
+    chain: ['tag', 'auth'],
+    filters: [
+      { name: 'tag', wasm: path.join(ROOT, 'filters', 'build', 'add-header.wasm'), config: 'inline-1' },
+      { name: 'auth', wasm: path.join(ROOT, 'filters', 'build', 'auth.wasm'), config: { keys: ['k1'], query_param: 'api_key' } },
+    ],
+  });
   try {
-    const port = wisp.listenerPort('l');
     const ok = await httpGet(port, '/x?api_key=k1');
     assert.equal(ok.status, 200);
     assert.equal(up.requests.length, 1);
@@ -129,7 +120,6 @@ test('a running Wisp with workers: 0 forwards through its filters', async () => 
     assert.equal(denied.status, 401);
     assert.equal(up.requests.length, 1, 'the refused request never reached the upstream');
   } finally {
-    await wisp.stop(0);
-    await up.close();
+    await stop();
   }
 });

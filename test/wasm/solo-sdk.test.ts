@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { normalizeConfig } from '../../proxy/config/load.js';
-import { Wisp } from '../../proxy/server.js';
+import type { Wisp } from '../../proxy/server.js';
 import { filterMetric, filterMetricIn, httpGet, startUpstream, type TestUpstream, waitFor } from '../helpers/net.js';
+import { startWispWithFilters } from '../helpers/wisp.js';
 import { fixture } from './helpers.js';
 
 interface BuiltModule {
@@ -23,6 +23,7 @@ let up: TestUpstream;
 let authz: TestUpstream;
 let wisp: Wisp;
 let port: number;
+let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
   // Compiled here, from the npm-installed SDK and compiler (cached across runs by a stamp).
@@ -34,59 +35,42 @@ before(async () => {
     return m.wasm;
   };
 
-  up = await startUpstream((req, res, body) => {
-    // Sends its own x-served-by, which the response-header filter must replace.
-    const out = JSON.stringify({ url: req.url, bytes: body.length });
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out), 'x-served-by': 'upstream' });
-    res.end(out);
-  });
   authz = await startUpstream((req, res) => {
     const user = req.headers.authorization === 'Bearer alice-token' ? 'alice' : null;
     res.writeHead(user !== null ? 200 : 403, { 'content-type': 'text/plain' });
     res.end(user ?? 'no');
   });
-  const route = (prefix: string, filter: string) => ({ match: { prefix }, cluster: 'app', filters: [filter] });
-  // root_id is the name each module registers its root context under (registerRootContext):
-  // the SDK looks its factory up by the plugin_root_id property.
-  wisp = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        workers: 1,
-        listeners: [
-          {
-            name: 'l',
-            address: '127.0.0.1:0',
-            routes: [
-              route('/header', 'solo-response-header'),
-              route('/key', 'solo-api-key'),
-              route('/meter', 'solo-body-meter'),
-              route('/authz', 'solo-authz-call'),
-              route('/tick', 'solo-heartbeat'),
-            ],
-          },
-        ],
-        clusters: [
-          { name: 'app', endpoints: [`127.0.0.1:${up.port}`] },
-          { name: 'authz', endpoints: [`127.0.0.1:${authz.port}`] },
-        ],
-        filters: [
-          { name: 'solo-response-header', wasm: wasm('response-header'), root_id: 'response-header', config: 'x-served-by: wisp-edge-7' },
-          { name: 'solo-api-key', wasm: wasm('api-key'), root_id: 'api-key', config: 'k-3f9a' },
-          { name: 'solo-body-meter', wasm: wasm('body-meter'), root_id: 'body-meter', config: 'uploads' },
-          { name: 'solo-authz-call', wasm: wasm('authz-call'), root_id: 'authz-call', config: 'authz' },
-          { name: 'solo-heartbeat', wasm: wasm('heartbeat'), root_id: 'heartbeat', config: '20' },
-        ],
-      },
-      'solo-sdk.test',
-    ),
-  );
-  port = wisp.listenerPort('l');
+  const route = (prefix: string, filter: string) => ({ match: { prefix }, filters: [filter] });
+  ({ wisp, port, upstream: up, stop } = await startWispWithFilters({
+    file: 'solo-sdk.test',
+    upstream: (req, res, body) => {
+      // Sends its own x-served-by, which the response-header filter must replace.
+      const out = JSON.stringify({ url: req.url, bytes: body.length });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out), 'x-served-by': 'upstream' });
+      res.end(out);
+    },
+    routes: [
+      route('/header', 'solo-response-header'),
+      route('/key', 'solo-api-key'),
+      route('/meter', 'solo-body-meter'),
+      route('/authz', 'solo-authz-call'),
+      route('/tick', 'solo-heartbeat'),
+    ],
+    clusters: { authz: authz.port },
+    // root_id is the name each module registers its root context under (registerRootContext):
+    // the SDK looks its factory up by the plugin_root_id property.
+    filters: [
+      { name: 'solo-response-header', wasm: wasm('response-header'), root_id: 'response-header', config: 'x-served-by: wisp-edge-7' },
+      { name: 'solo-api-key', wasm: wasm('api-key'), root_id: 'api-key', config: 'k-3f9a' },
+      { name: 'solo-body-meter', wasm: wasm('body-meter'), root_id: 'body-meter', config: 'uploads' },
+      { name: 'solo-authz-call', wasm: wasm('authz-call'), root_id: 'authz-call', config: 'authz' },
+      { name: 'solo-heartbeat', wasm: wasm('heartbeat'), root_id: 'heartbeat', config: '20' },
+    ],
+  }));
 });
 
 after(async () => {
-  await wisp?.stop(0);
-  await up?.close();
+  await stop?.();
   await authz?.close();
 });
 

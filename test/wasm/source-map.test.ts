@@ -5,10 +5,9 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
-import { normalizeConfig } from '../../proxy/config/load.js';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
-import { Wisp } from '../../proxy/server.js';
-import { httpGet, startUpstream, waitFor } from '../helpers/net.js';
+import { httpGet, waitFor } from '../helpers/net.js';
+import { startWispWithFilters } from '../helpers/wisp.js';
 import { filterConfig, fixture, TestStream } from './helpers.js';
 
 const logs: string[] = [];
@@ -58,34 +57,25 @@ test('uploaded bytes do not borrow the source map of the configured file', async
 });
 
 test('through a running Wisp: the request gets the failure policy, GET /filters shows the mapped stack', async () => {
-  const up = await startUpstream();
-  const wisp = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        workers: 1,
-        listeners: [{ name: 'l', address: '127.0.0.1:0', routes: [{ match: { prefix: '/' }, cluster: 'up', filters: ['trap'] }] }],
-        clusters: [{ name: 'up', endpoints: [`127.0.0.1:${up.port}`] }],
-        filters: [{ name: 'trap', wasm: fixture('trap.wasm'), failure: 'open' }],
-      },
-      'source-map.test',
-    ),
-  );
+  const { port, adminPort, stop } = await startWispWithFilters({
+    file: 'source-map.test',
+    chain: ['trap'],
+    filters: [{ name: 'trap', wasm: fixture('trap.wasm'), failure: 'open' }],
+  });
   try {
-    const res = await httpGet(wisp.listenerPort('l'), '/x');
+    const res = await httpGet(port, '/x');
     assert.equal(res.status, 200, 'failure open: forwarded');
     // Each request traps again; the map is read while the workers instantiate the module, so
     // at the latest the fault of a later request carries the source line.
     const fault = await waitFor(async () => {
-      const list = JSON.parse((await httpGet(wisp.adminPort(), '/filters')).body) as { name: string; last_fault?: string }[];
+      const list = JSON.parse((await httpGet(adminPort, '/filters')).body) as { name: string; last_fault?: string }[];
       const last = list.find((f) => f.name === 'trap')?.last_fault ?? '';
       if (last.includes('trap.ts')) return last;
-      await httpGet(wisp.listenerPort('l'), '/again');
+      await httpGet(port, '/again');
       return '';
     }, 5000, 'fault with a source line listed');
     assert.match(fault, /unreachable \[wasm stack: trap\/proxy_on_request_headers trap\.ts:11:\d+ \(wasm-function/);
   } finally {
-    await wisp.stop(0);
-    await up.close();
+    await stop();
   }
 });
