@@ -7,9 +7,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Wisp } from '../../proxy/server.js';
-import { normalizeConfig } from '../../proxy/config/load.js';
 import { startUpstream, httpGet, rawRequest, waitFor, type TestUpstream } from '../helpers/net.js';
+import { startWispWithFilters } from '../helpers/wisp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const fixture = (name: string) => path.join(ROOT, 'test', 'fixtures', `${name}.wasm`);
@@ -74,64 +73,47 @@ async function startBigUpstream(): Promise<BigUpstream> {
 let up: TestUpstream;
 let authz: TestUpstream;
 let big: BigUpstream;
-let wisp: Wisp;
 let port: number;
+let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
-  up = await startUpstream((req, res, body) => {
-    if (req.url?.includes('secret')) return void res.end('the SECRET is out');
-    if (req.url?.includes('callout')) res.setHeader('x-callout', 'yes');
-    res.setHeader('content-type', 'text/plain');
-    res.end(`got ${body.length}: ${body.toString()}`);
-  });
   big = await startBigUpstream();
   authz = await startUpstream((_req, res) => res.end('authz-said-ok'));
-  wisp = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        workers: 2,
-        listeners: [
-          {
-            name: 'main',
-            address: '127.0.0.1:0',
-            routes: [
-              { match: { prefix: '/upper/' }, cluster: 'up', filters: ['upper'] },
-              { match: { prefix: '/append/' }, cluster: 'up', filters: ['append'] },
-              { match: { prefix: '/guard/' }, cluster: 'up', filters: ['guard'] },
-              { match: { prefix: '/headers-only/' }, cluster: 'up', filters: ['headers-only'] },
-              { match: { prefix: '/big-append/' }, cluster: 'big', filters: ['append'] },
-              { match: { prefix: '/big-upper/' }, cluster: 'big', filters: ['upper'] },
-              { match: { prefix: '/big-response' }, cluster: 'big', filters: ['append'] },
-              { match: { prefix: '/big-headers-only/' }, cluster: 'big', filters: ['headers-only'] },
-              { match: { prefix: '/plain/' }, cluster: 'big' },
-            ],
-          },
-        ],
-        clusters: [
-          { name: 'up', endpoints: [`127.0.0.1:${up.port}`] },
-          { name: 'big', endpoints: [`127.0.0.1:${big.port}`] },
-          { name: 'authz', endpoints: [`127.0.0.1:${authz.port}`] },
-        ],
-        filters: [
-          { name: 'upper', wasm: fixture('body-upper') },
-          { name: 'append', wasm: fixture('body-append'), config: '+tail' },
-          { name: 'guard', wasm: fixture('body-guard'), max_body: '64KiB' },
-          // Exports no body callbacks (the sdk-as filters export them all, used or not).
-          { name: 'headers-only', wasm: fixture('probe'), config: 'p' },
-        ],
-      },
-      'filter-bodies.test',
-    ),
-  );
-  port = wisp.listenerPort('main');
+  ({ port, upstream: up, stop } = await startWispWithFilters({
+    file: 'filter-bodies.test',
+    workers: 2,
+    upstream: (req, res, body) => {
+      if (req.url?.includes('secret')) return void res.end('the SECRET is out');
+      if (req.url?.includes('callout')) res.setHeader('x-callout', 'yes');
+      res.setHeader('content-type', 'text/plain');
+      res.end(`got ${body.length}: ${body.toString()}`);
+    },
+    routes: [
+      { match: { prefix: '/upper/' }, filters: ['upper'] },
+      { match: { prefix: '/append/' }, filters: ['append'] },
+      { match: { prefix: '/guard/' }, filters: ['guard'] },
+      { match: { prefix: '/headers-only/' }, filters: ['headers-only'] },
+      { match: { prefix: '/big-append/' }, cluster: 'big', filters: ['append'] },
+      { match: { prefix: '/big-upper/' }, cluster: 'big', filters: ['upper'] },
+      { match: { prefix: '/big-response' }, cluster: 'big', filters: ['append'] },
+      { match: { prefix: '/big-headers-only/' }, cluster: 'big', filters: ['headers-only'] },
+      { match: { prefix: '/plain/' }, cluster: 'big' },
+    ],
+    clusters: { big: big.port, authz: authz.port },
+    filters: [
+      { name: 'upper', wasm: fixture('body-upper') },
+      { name: 'append', wasm: fixture('body-append'), config: '+tail' },
+      { name: 'guard', wasm: fixture('body-guard'), max_body: '64KiB' },
+      // Exports no body callbacks (the sdk-as filters export them all, used or not).
+      { name: 'headers-only', wasm: fixture('probe'), config: 'p' },
+    ],
+  }));
 });
 
 after(async () => {
-  await wisp.stop(0);
-  await up.close();
-  await big.close();
-  await authz.close();
+  await stop?.();
+  await big?.close();
+  await authz?.close();
 });
 
 /** POST a body written in pieces, waiting for `between` before each piece after the first. */

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Wisp } from '../../proxy/server.js';
 import { normalizeConfig } from '../../proxy/config/load.js';
 import { startUpstream, httpGet, freePort, waitFor, type TestUpstream } from '../helpers/net.js';
+import { startWispWithFilters } from '../helpers/wisp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const wasm = (name: string) => path.join(ROOT, 'filters', 'build', `${name}.wasm`);
@@ -19,9 +20,9 @@ let up: TestUpstream;
 let authz: TestUpstream;
 let wisp: Wisp;
 let port: number;
+let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
-  up = await startUpstream();
   authz = await startUpstream((req, res) => {
     if (req.url === '/check') res.end('ok-by-authz');
     else {
@@ -29,52 +30,36 @@ before(async () => {
       res.end('no');
     }
   });
-  wisp = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        workers: 2,
-        listeners: [
-          {
-            name: 'main',
-            address: '127.0.0.1:0',
-            routes: [
-              { match: { prefix: '/noop/' }, cluster: 'up', filters: ['noop'] },
-              { match: { prefix: '/tag/' }, cluster: 'up', filters: ['tag'] },
-              { match: { prefix: '/secure/' }, cluster: 'up', filters: ['auth', 'limit', 'tag'] },
-              { match: { prefix: '/plain/' }, cluster: 'up' },
-              { match: { prefix: '/probe-closed/' }, cluster: 'up', filters: ['probe-closed'] },
-              { match: { prefix: '/probe-open/' }, cluster: 'up', filters: ['probe-open'] },
-              { match: { prefix: '/skip/' }, cluster: 'up', filters: ['probe-skip', 'probe-skip-2'] },
-              { match: { prefix: '/skip-mixed/' }, cluster: 'up', filters: ['probe-skip', 'probe-open'] },
-            ],
-          },
-        ],
-        clusters: [
-          { name: 'up', endpoints: [`127.0.0.1:${up.port}`] },
-          { name: 'authz', endpoints: [`127.0.0.1:${authz.port}`] },
-        ],
-        filters: [
-          { name: 'noop', wasm: wasm('noop') },
-          { name: 'tag', wasm: wasm('add-header'), config: 'tagged' },
-          { name: 'auth', wasm: wasm('auth'), config: { keys: ['sesame'] } },
-          { name: 'limit', wasm: wasm('ratelimit'), config: { rate: 1, per: '1h', burst: 5, key: 'header:x-api-key' } },
-          { name: 'probe-closed', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'closed', failure: 'closed', deadline: '200ms' },
-          { name: 'probe-open', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'open', failure: 'open', deadline: '200ms' },
-          { name: 'probe-skip', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'skip-response-1' },
-          { name: 'probe-skip-2', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'skip-response-2' },
-        ],
-      },
-      'filters.test',
-    ),
-  );
-  port = wisp.listenerPort('main');
+  ({ wisp, port, upstream: up, stop } = await startWispWithFilters({
+    file: 'filters.test',
+    workers: 2,
+    routes: [
+      { match: { prefix: '/noop/' }, filters: ['noop'] },
+      { match: { prefix: '/tag/' }, filters: ['tag'] },
+      { match: { prefix: '/secure/' }, filters: ['auth', 'limit', 'tag'] },
+      { match: { prefix: '/plain/' } },
+      { match: { prefix: '/probe-closed/' }, filters: ['probe-closed'] },
+      { match: { prefix: '/probe-open/' }, filters: ['probe-open'] },
+      { match: { prefix: '/skip/' }, filters: ['probe-skip', 'probe-skip-2'] },
+      { match: { prefix: '/skip-mixed/' }, filters: ['probe-skip', 'probe-open'] },
+    ],
+    clusters: { authz: authz.port },
+    filters: [
+      { name: 'noop', wasm: wasm('noop') },
+      { name: 'tag', wasm: wasm('add-header'), config: 'tagged' },
+      { name: 'auth', wasm: wasm('auth'), config: { keys: ['sesame'] } },
+      { name: 'limit', wasm: wasm('ratelimit'), config: { rate: 1, per: '1h', burst: 5, key: 'header:x-api-key' } },
+      { name: 'probe-closed', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'closed', failure: 'closed', deadline: '200ms' },
+      { name: 'probe-open', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'open', failure: 'open', deadline: '200ms' },
+      { name: 'probe-skip', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'skip-response-1' },
+      { name: 'probe-skip-2', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'skip-response-2' },
+    ],
+  }));
 });
 
 after(async () => {
-  await wisp.stop(0);
-  await up.close();
-  await authz.close();
+  await stop?.();
+  await authz?.close();
 });
 
 test('noop filter: the request passes untouched', async () => {
@@ -236,23 +221,17 @@ test('breaker opens on Wisp\'s own 502s (connect failures reach on_log as respon
 
 test('breaker: opens on upstream 5xx, fails fast, then a half-open probe closes it again', async () => {
   let failing = true;
-  const flaky = await startUpstream((_req, res) => {
-    res.writeHead(failing ? 500 : 200);
-    res.end(failing ? 'down' : 'up');
+  const { upstream: flaky, port: p, stop: stopFlaky } = await startWispWithFilters({
+    file: 'breaker-recovery.test',
+    upstream: (_req, res) => {
+      res.writeHead(failing ? 500 : 200);
+      res.end(failing ? 'down' : 'up');
+    },
+    chain: ['breaker'],
+    cluster: { name: 'flaky', outlier: { consecutive_5xx: 0 } },
+    filters: [{ name: 'breaker', wasm: wasm('breaker'), config: { consecutive_failures: 3, cooldown: '300ms', half_open_requests: 1 } }],
   });
-  const w = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        listeners: [{ name: 'b', address: '127.0.0.1:0', routes: [{ match: { prefix: '/' }, cluster: 'flaky', filters: ['breaker'] }] }],
-        clusters: [{ name: 'flaky', endpoints: [`127.0.0.1:${flaky.port}`], outlier: { consecutive_5xx: 0 } }],
-        filters: [{ name: 'breaker', wasm: wasm('breaker'), config: { consecutive_failures: 3, cooldown: '300ms', half_open_requests: 1 } }],
-      },
-      'breaker-recovery.test',
-    ),
-  );
   try {
-    const p = w.listenerPort('b');
     for (let i = 0; i < 3; i++) assert.equal((await httpGet(p, `/f${i}`)).status, 500);
     // Open: answered by the filter at once, the upstream is not asked.
     const open = await waitFor(async () => {
@@ -268,8 +247,7 @@ test('breaker: opens on upstream 5xx, fails fast, then a half-open probe closes 
     await waitFor(async () => (await httpGet(p, '/probe')).status === 200, 5000, 'half-open probe succeeds');
     for (let i = 0; i < 5; i++) assert.equal((await httpGet(p, `/closed${i}`)).status, 200);
   } finally {
-    await w.stop(0);
-    await flaky.close();
+    await stopFlaky();
   }
 });
 
@@ -281,19 +259,13 @@ function jwt(claims: Record<string, unknown>, secret: string): string {
 
 test('auth JWT through a running Wisp: valid, expired, bad signature, wrong audience', async () => {
   const secret = 'test-only-secret-0123456789';
-  const w = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        listeners: [{ name: 'j', address: '127.0.0.1:0', routes: [{ match: { prefix: '/' }, cluster: 'up', filters: ['jwt'] }] }],
-        clusters: [{ name: 'up', endpoints: [`127.0.0.1:${up.port}`] }],
-        filters: [{ name: 'jwt', wasm: wasm('auth'), config: { jwt: { secret, issuer: 'wisp-test', audiences: ['api'], forward_claims: { sub: 'x-user' } } } }],
-      },
-      'jwt.test',
-    ),
-  );
+  const { port: p, adminPort, stop: stopJwt } = await startWispWithFilters({
+    file: 'jwt.test',
+    upstream: up,
+    chain: ['jwt'],
+    filters: [{ name: 'jwt', wasm: wasm('auth'), config: { jwt: { secret, issuer: 'wisp-test', audiences: ['api'], forward_claims: { sub: 'x-user' } } } }],
+  });
   try {
-    const p = w.listenerPort('j');
     const now = Math.floor(Date.now() / 1000);
     const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
     const before = up.requests.length;
@@ -309,8 +281,8 @@ test('auth JWT through a running Wisp: valid, expired, bad signature, wrong audi
     assert.equal(wrongAud.status, 403);
     assert.equal(up.requests.length, before + 1, 'only the valid token reached the upstream');
     // The JWT secret never shows in /config.
-    assert.ok(!(await httpGet(w.adminPort(), '/config')).body.includes(secret));
+    assert.ok(!(await httpGet(adminPort, '/config')).body.includes(secret));
   } finally {
-    await w.stop(0);
+    await stopJwt();
   }
 });

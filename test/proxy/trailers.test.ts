@@ -8,89 +8,68 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Wisp } from '../../proxy/server.js';
-import { normalizeConfig } from '../../proxy/config/load.js';
+import type { Wisp } from '../../proxy/server.js';
 import { filterMetric, httpGet, waitFor } from '../helpers/net.js';
+import { startWispWithFilters } from '../helpers/wisp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const fixture = (name: string) => path.join(ROOT, 'test', 'fixtures', `${name}.wasm`);
 
 const BODY = 'first part, second part';
 
-let upstream: http.Server;
-let upPort = 0;
 /** The trailers-phase http call target: it answers only when the test releases it. */
 let authz: http.Server;
 const authzHeld: http.ServerResponse[] = [];
 let wisp: Wisp;
 let port = 0;
+let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
-  // /with-trailers/<sum>: chunked body in two writes, then the trailer x-checksum: <sum>.
-  // /chunked/...: chunked without trailers. Anything else: a Content-Length body.
-  upstream = http.createServer((req, res) => {
-    const url = req.url ?? '/';
-    if (url.includes('/with-trailers/')) {
-      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
-      res.write('first part, ');
-      res.addTrailers({ 'x-checksum': url.slice(url.lastIndexOf('/') + 1) });
-      res.end('second part');
-      return;
-    }
-    if (url.includes('/chunked/')) {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.write('first part, ');
-      res.end('second part');
-      return;
-    }
-    res.end(BODY);
-  });
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-  upPort = (upstream.address() as AddressInfo).port;
   authz = http.createServer((_req, res) => void authzHeld.push(res));
   await new Promise<void>((r) => authz.listen(0, '127.0.0.1', r));
-  wisp = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        workers: 1,
-        listeners: [
-          {
-            name: 'main',
-            address: '127.0.0.1:0',
-            routes: [
-              { match: { prefix: '/meter/' }, cluster: 'up', filters: ['meter'] },
-              { match: { prefix: '/body-meter/' }, cluster: 'up', filters: ['append', 'meter'] },
-              { match: { prefix: '/answer/' }, cluster: 'up', filters: ['meter-answer'] },
-              { match: { prefix: '/callout/' }, cluster: 'up', filters: ['meter-callout'] },
-              // A filter without proxy_on_response_trailers: the end does not wait for the chain.
-              { match: { prefix: '/probe/' }, cluster: 'up', filters: ['probe'] },
-              { match: { prefix: '/direct/' }, cluster: 'up' },
-            ],
-          },
-        ],
-        clusters: [
-          { name: 'up', endpoints: [`127.0.0.1:${upPort}`] },
-          { name: 'authz', endpoints: [`127.0.0.1:${(authz.address() as AddressInfo).port}`] },
-        ],
-        filters: [
-          { name: 'meter', wasm: fixture('trailer-meter') },
-          { name: 'meter-answer', wasm: fixture('trailer-meter'), config: 'answer' },
-          { name: 'meter-callout', wasm: fixture('trailer-meter'), config: 'callout' },
-          { name: 'append', wasm: fixture('body-append'), config: '+tail' },
-          { name: 'probe', wasm: fixture('probe'), config: 'p' },
-        ],
-      },
-      'trailers.test',
-    ),
-  );
-  port = wisp.listenerPort('main');
+  ({ wisp, port, stop } = await startWispWithFilters({
+    file: 'trailers.test',
+    // /with-trailers/<sum>: chunked body in two writes, then the trailer x-checksum: <sum>.
+    // /chunked/...: chunked without trailers. Anything else: a Content-Length body.
+    upstream: (req, res) => {
+      const url = req.url ?? '/';
+      if (url.includes('/with-trailers/')) {
+        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+        res.write('first part, ');
+        res.addTrailers({ 'x-checksum': url.slice(url.lastIndexOf('/') + 1) });
+        res.end('second part');
+        return;
+      }
+      if (url.includes('/chunked/')) {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first part, ');
+        res.end('second part');
+        return;
+      }
+      res.end(BODY);
+    },
+    routes: [
+      { match: { prefix: '/meter/' }, filters: ['meter'] },
+      { match: { prefix: '/body-meter/' }, filters: ['append', 'meter'] },
+      { match: { prefix: '/answer/' }, filters: ['meter-answer'] },
+      { match: { prefix: '/callout/' }, filters: ['meter-callout'] },
+      // A filter without proxy_on_response_trailers: the end does not wait for the chain.
+      { match: { prefix: '/probe/' }, filters: ['probe'] },
+      { match: { prefix: '/direct/' } },
+    ],
+    clusters: { authz: (authz.address() as AddressInfo).port },
+    filters: [
+      { name: 'meter', wasm: fixture('trailer-meter') },
+      { name: 'meter-answer', wasm: fixture('trailer-meter'), config: 'answer' },
+      { name: 'meter-callout', wasm: fixture('trailer-meter'), config: 'callout' },
+      { name: 'append', wasm: fixture('body-append'), config: '+tail' },
+      { name: 'probe', wasm: fixture('probe'), config: 'p' },
+    ],
+  }));
 });
 
 after(async () => {
-  await wisp.stop(0);
-  upstream.closeAllConnections();
-  await new Promise<void>((r) => upstream.close(() => r()));
+  await stop?.();
   for (const res of authzHeld.splice(0)) res.destroy();
   authz.closeAllConnections();
   await new Promise<void>((r) => authz.close(() => r()));

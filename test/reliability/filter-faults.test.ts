@@ -5,9 +5,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Wisp } from '../../proxy/server.js';
-import { normalizeConfig } from '../../proxy/config/load.js';
-import { httpGet, startUpstream, type TestUpstream } from '../helpers/net.js';
+import type { Wisp } from '../../proxy/server.js';
+import { httpGet, type TestUpstream } from '../helpers/net.js';
+import { type FilterSpec, type RouteSpec, startWispWithFilters } from '../helpers/wisp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const PROBE = path.join(ROOT, 'test', 'fixtures', 'probe.wasm');
@@ -18,40 +18,27 @@ const PER_GROUP = 40;
 let up: TestUpstream;
 let wisp: Wisp;
 let port: number;
+let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
-  up = await startUpstream();
-  const filters: unknown[] = [{ name: 'other', wasm: PROBE, config: 'other', failure: 'closed' }];
-  const routes: unknown[] = [
-    { match: { prefix: '/plain/' }, cluster: 'up' },
-    { match: { prefix: '/other/' }, cluster: 'up', filters: ['other'] },
+  const filters: FilterSpec[] = [{ name: 'other', wasm: PROBE, config: 'other', failure: 'closed' }];
+  const routes: RouteSpec[] = [
+    { match: { prefix: '/plain/' } },
+    { match: { prefix: '/other/' }, filters: ['other'] },
   ];
   // One filter instance per action and policy, so one action's quarantine never colours the next.
   for (const action of [...FAULTS, 'misuse']) {
     for (const policy of ['closed', 'open']) {
       const name = `${policy}-${action}`;
       filters.push({ name, wasm: PROBE, config: name, failure: policy, deadline: '100ms', max_memory: '8MiB' });
-      routes.push({ match: { prefix: `/${name}/` }, cluster: 'up', filters: [name] });
+      routes.push({ match: { prefix: `/${name}/` }, filters: [name] });
     }
   }
-  wisp = await Wisp.start(
-    normalizeConfig(
-      {
-        admin: { address: '127.0.0.1:0' },
-        workers: 2,
-        listeners: [{ name: 'l', address: '127.0.0.1:0', routes }],
-        clusters: [{ name: 'up', endpoints: [`127.0.0.1:${up.port}`] }],
-        filters,
-      },
-      'filter-faults.test',
-    ),
-  );
-  port = wisp.listenerPort('l');
+  ({ wisp, port, upstream: up, stop } = await startWispWithFilters({ file: 'filter-faults.test', workers: 2, routes, filters }));
 });
 
 after(async () => {
-  await wisp.stop(0);
-  await up.close();
+  await stop?.();
 });
 
 type Group = 'faulting-closed' | 'faulting-open' | 'clean-same-filter' | 'plain' | 'other-filter';
