@@ -38,7 +38,17 @@ export interface FixedRateOptions {
   timeoutMs?: number;
 }
 
-export interface FixedRateResult {
+/** Latency percentiles, ms: from when the request was due (or, when a connection was idle
+ * then, from when it was sent) to the last byte of the response. */
+export interface LatencyPercentiles {
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  p999_ms: number;
+  max_ms: number;
+}
+
+export interface FixedRateResult extends LatencyPercentiles {
   rate: number;
   connections: number;
   duration_s: number;
@@ -46,13 +56,6 @@ export interface FixedRateResult {
   requests: number;
   /** Recorded responses per second of measured window. */
   achieved_rps: number;
-  /** Latency from when the request was due (or, when a connection was idle then, from when it
-   * was sent), to the last byte of the response. */
-  p50_ms: number;
-  p90_ms: number;
-  p99_ms: number;
-  p999_ms: number;
-  max_ms: number;
   mean_ms: number;
   /** wrk2's definition: from the due time, the generator's own lateness included. */
   intended_p50_ms: number;
@@ -581,17 +584,12 @@ export interface AddedLatency {
   p99_ms: number;
 }
 
-export interface FixedRateSummary {
+/** Percentiles and rates are medians over rounds. */
+export interface FixedRateSummary extends LatencyPercentiles {
   name: string;
   rate: number;
   connections: number;
-  /** Medians over rounds. */
   achieved_rps: number;
-  p50_ms: number;
-  p90_ms: number;
-  p99_ms: number;
-  p999_ms: number;
-  max_ms: number;
   /** Latency from the due time, the generator's lateness included (wrk2's definition). */
   intended_p50_ms: number;
   intended_p99_ms: number;

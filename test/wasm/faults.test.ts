@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
-import { filterConfig, fixture, TestStream } from './helpers.js';
+import { filterConfig, fixture, requestThrough, TestStream } from './helpers.js';
 
 const logs: string[] = [];
 let rt: WasmFilterRuntime;
@@ -20,14 +20,7 @@ after(async () => {
   await rt.close();
 });
 
-async function run(names: string[], headers: string[]): Promise<TestStream> {
-  const chain = rt.chain(names);
-  const s = new TestStream(headers);
-  chain.requestHeaders(s);
-  await s.next();
-  chain.done(s);
-  return s;
-}
+const run = (names: string[], headers: string[] = []): Promise<TestStream> => requestThrough(rt, names, headers);
 
 function faults(name: string): number {
   return rt.list().find((f) => f.name === name)!.faults;

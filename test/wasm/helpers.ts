@@ -1,6 +1,8 @@
-// A FilterStream for tests: records what the chain answers and lets a test await it.
+// A FilterStream for tests: records what the chain answers and lets a test await it; fixtures
+// and filter configs; one request through a chain.
 import { fileURLToPath } from 'node:url';
 import type { FilterConfig } from '../../proxy/config/types.js';
+import type { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import type { FilterPhase, FilterStream } from '../../proxy/filters/types.js';
 
 let nextStreamId = 1;
@@ -101,4 +103,14 @@ export function headerValues(list: string[], name: string): string[] {
   const out: string[] = [];
   for (let i = 0; i < list.length; i += 2) if (list[i] === name) out.push(list[i + 1]);
   return out;
+}
+
+/** One request through a chain: request headers, its answer, then done. */
+export async function requestThrough(rt: WasmFilterRuntime, names: string[], headers: string[] = []): Promise<TestStream> {
+  const chain = rt.chain(names);
+  const s = new TestStream(headers);
+  chain.requestHeaders(s);
+  await s.next();
+  chain.done(s);
+  return s;
 }

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import { httpGet } from '../helpers/net.js';
 import { startWispWithFilters } from '../helpers/wisp.js';
-import { filterConfig, fixture, header, TestStream } from './helpers.js';
+import { filterConfig, fixture, requestThrough, header, TestStream } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const logs: string[] = [];
@@ -26,14 +26,7 @@ after(async () => {
   await rt.close();
 });
 
-async function run(names: string[], headers: string[] = []): Promise<TestStream> {
-  const chain = rt.chain(names);
-  const s = new TestStream(headers);
-  chain.requestHeaders(s);
-  await s.next();
-  chain.done(s);
-  return s;
-}
+const run = (names: string[], headers: string[] = []): Promise<TestStream> => requestThrough(rt, names, headers);
 
 test('workers: 0 starts no thread and runs the chain in order, request and response', async () => {
   assert.equal(rt.workerCount, 0);
