@@ -94,8 +94,8 @@ test('memory past max_memory_bytes recycles the instance', async () => {
   assert.equal((await run(['small'])).header('x-probe'), 'S');
 });
 
-test('a running Wisp with workers: 0 forwards through its filters', async () => {
-  const { upstream: up, port, stop } = await startWispWithFilters({
+test('a running Wisp with workers: 0 forwards through its filters and hot-reloads them', async () => {
+  const { upstream: up, port, adminPort, stop } = await startWispWithFilters({
     file: 'inline.test',
     workers: 0,
     chain: ['tag', 'auth'],
@@ -112,6 +112,17 @@ test('a running Wisp with workers: 0 forwards through its filters', async () => 
     const denied = await httpGet(port, '/x');
     assert.equal(denied.status, 401);
     assert.equal(up.requests.length, 1, 'the refused request never reached the upstream');
+    // A hot reload instantiates the new generation on this thread too; requests go on.
+    const generation = async (): Promise<number> => {
+      const list = JSON.parse((await httpGet(adminPort, '/filters')).body) as Array<{ name: string; generation: number }>;
+      return list.find((f) => f.name === 'tag')!.generation;
+    };
+    const before = await generation();
+    const reload = await httpGet(adminPort, '/filters/tag/reload', { method: 'POST' });
+    assert.equal(reload.status, 200, reload.body);
+    assert.ok((await generation()) > before);
+    assert.equal((await httpGet(port, '/y?api_key=k1')).status, 200);
+    assert.ok(JSON.stringify(up.requests[1].headers).includes('inline-1'));
   } finally {
     await stop();
   }
