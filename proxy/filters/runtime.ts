@@ -61,6 +61,9 @@ export interface WasmRuntimeOptions {
   sharedState?: Partial<SharedStateOptions>;
   /** How often the deadline watchdog looks at running calls, ms. Default 5. */
   watchdogIntervalMs?: number;
+  /** How long a stream's done call (on_done, on_log, on_delete) waits for other calls to go
+   * with when nothing else is waiting, ms. Default 10. */
+  doneDelayMs?: number;
 }
 
 export interface ApplyResult {
@@ -125,7 +128,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     this.httpCall = opts.httpCall ?? null;
     this.shared = SharedState.create({ ...DEFAULT_SHARED_STATE, ...opts.sharedState });
     this.handles = [];
-    for (let i = 0; i < workers; i++) this.handles.push(new WorkerHandle(i, this, this.shared.sab, level < 0 ? 2 : level, this.httpCall !== null, inline));
+    for (let i = 0; i < workers; i++) this.handles.push(new WorkerHandle(i, this, this.shared.sab, level < 0 ? 2 : level, this.httpCall !== null, inline, opts.doneDelayMs));
     this.watchdogIntervalMs = opts.watchdogIntervalMs ?? 5;
     this.watchdog = inline ? null : setInterval(() => this.checkDeadlines(), this.watchdogIntervalMs);
     this.watchdog?.unref();
@@ -141,6 +144,13 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
   get servingWorkers(): number {
     let n = 0;
     for (const h of this.handles) if (h.isServing) n++;
+    return n;
+  }
+
+  /** Batches sent to the workers so far (diagnostics and tests). */
+  get batchesSent(): number {
+    let n = 0;
+    for (const h of this.handles) n += h.batches;
     return n;
   }
 
