@@ -222,7 +222,7 @@ export class WorkerHandle {
       // Nothing waits on a done call (on_done, on_log, on_delete): it goes with the next batch.
       // Under load that is this turn's anyway; at a low rate a batch of its own was a third
       // worker wake-up per request (~1/3 of what a filter cost at 1,000 requests/s). An idle
-      // proxy sends it after DONE_DELAY_MS.
+      // proxy sends it after doneDelayMs.
       this.armDoneTimer();
       return;
     }
@@ -250,8 +250,8 @@ export class WorkerHandle {
     this.schedule();
   }
 
-  /** Flush at the end of this event-loop turn, unless SLOTS batches are in flight (the
-   * first answer flushes what piled up meanwhile). */
+  /** Flush at the end of this event-loop turn (with SLOTS batches in flight, the first answer
+   * flushes what piled up meanwhile). */
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
@@ -366,7 +366,7 @@ export class WorkerHandle {
     const quiet = this.batches === this.batchesAtLastCheck;
     this.batchesAtLastCheck = this.batches;
     if (!quiet || !this.serving || this.flying.length > 0 || this.scheduled || this.doneTimer !== null || this.closed || this.channel === null) return;
-    // Nothing is pending (else a flush would be scheduled): the stop batch carries no calls.
+    // Nothing is pending (else a flush or the done timer would be): the stop batch carries no calls.
     this.serving = false;
     this.dispatch(this.channel, this.spare.pop() ?? new InFlightBatch(), null, true);
   }
