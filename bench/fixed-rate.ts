@@ -19,6 +19,7 @@ import net from 'node:net';
 import { createHistogram, performance } from 'node:perf_hooks';
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { PARSE_COMPLETE, PARSE_NEED_MORE, ResponseParser as HttpResponseParser, type ResponseSink } from '../proxy/upstream/response-parser.js';
 import { median, round2, round3 } from './peers/report.js';
 
 export interface FixedRateOptions {
@@ -79,192 +80,45 @@ const NEED_MORE = 0;
 const DONE = 1;
 const MALFORMED = -1;
 
-const HEAD = 0;
-const FIXED_BODY = 1;
-const CHUNK_SIZE = 2;
-const CHUNK_DATA = 3;
-const CHUNK_DATA_END = 4;
-const TRAILERS = 5;
-const UNTIL_CLOSE = 6;
-
-const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
-const MAX_HEAD_BYTES = 64 * 1024;
-const MAX_LINE_BYTES = 4096;
-
-/** One HTTP/1.1 response at a time (the generator never pipelines): status line, headers,
- * then a Content-Length body, a chunked body, or a body that ends when the connection does. */
-export class ResponseParser {
+/** One HTTP/1.1 response at a time (the generator never pipelines), read with Wisp's own
+ * upstream parser (proxy/upstream/response-parser.ts: content-length, chunked, 1xx,
+ * close-delimited, strict framing); only the status and where the response ends matter here. */
+export class ResponseReader implements ResponseSink {
   status = 0;
-  /** False once the response says Connection: close (or has no length): reconnect after it. */
-  keepAlive = true;
-  private state = HEAD;
-  private remaining = 0;
-  /** Head bytes of a head split across reads (rare: a small head comes in one read). */
-  private pendingHead: Buffer | null = null;
-  /** A chunk-size or trailer line split across reads. */
-  private line = '';
+  private readonly parser = new HttpResponseParser(this, 64 * 1024);
 
   reset(): void {
     this.status = 0;
-    this.keepAlive = true;
-    this.state = HEAD;
-    this.remaining = 0;
-    this.pendingHead = null;
-    this.line = '';
+    this.parser.reset(false);
   }
 
   /** NEED_MORE, DONE (the response ended exactly at the end of `data`) or MALFORMED (bytes
    * that are not a response, or bytes after it: this client sent only one request). */
   feed(data: Buffer): number {
-    let buf = data;
-    let i = 0;
-    while (i < buf.length) {
-      switch (this.state) {
-        case HEAD: {
-          if (this.pendingHead !== null) {
-            buf = Buffer.concat([this.pendingHead, buf.subarray(i)]);
-            this.pendingHead = null;
-            i = 0;
-          }
-          const end = buf.indexOf(CRLFCRLF, i);
-          if (end < 0) {
-            if (buf.length - i > MAX_HEAD_BYTES) return MALFORMED;
-            this.pendingHead = Buffer.from(buf.subarray(i));
-            return NEED_MORE;
-          }
-          if (!this.parseHead(buf.toString('latin1', i, end))) return MALFORMED;
-          i = end + 4;
-          if (this.state === HEAD) continue; // a 1xx: the real response follows
-          if (this.state === FIXED_BODY && this.remaining === 0) return i === buf.length ? DONE : MALFORMED;
-          break;
-        }
-        case FIXED_BODY: {
-          const take = Math.min(this.remaining, buf.length - i);
-          this.remaining -= take;
-          i += take;
-          if (this.remaining === 0) return i === buf.length ? DONE : MALFORMED;
-          break;
-        }
-        case UNTIL_CLOSE:
-          return NEED_MORE;
-        case CHUNK_DATA: {
-          const take = Math.min(this.remaining, buf.length - i);
-          this.remaining -= take;
-          i += take;
-          if (this.remaining === 0) {
-            this.state = CHUNK_DATA_END;
-            this.remaining = 2;
-          }
-          break;
-        }
-        case CHUNK_DATA_END: {
-          // The CRLF after a chunk's data.
-          const expect = this.remaining === 2 ? 13 : 10;
-          if (buf[i] !== expect) return MALFORMED;
-          i++;
-          if (--this.remaining === 0) this.state = CHUNK_SIZE;
-          break;
-        }
-        default: {
-          // CHUNK_SIZE or TRAILERS: line based.
-          const lf = buf.indexOf(10, i);
-          const stop = lf < 0 ? buf.length : lf;
-          this.line += buf.toString('latin1', i, stop);
-          if (this.line.length > MAX_LINE_BYTES) return MALFORMED;
-          if (lf < 0) return NEED_MORE;
-          i = lf + 1;
-          const text = this.line.endsWith('\r') ? this.line.slice(0, -1) : this.line;
-          this.line = '';
-          if (this.state === CHUNK_SIZE) {
-            const size = parseChunkSize(text);
-            if (size < 0) return MALFORMED;
-            if (size === 0) this.state = TRAILERS;
-            else {
-              this.state = CHUNK_DATA;
-              this.remaining = size;
-            }
-          } else if (text.length === 0) {
-            return i === buf.length ? DONE : MALFORMED;
-          }
-        }
-      }
-    }
-    return NEED_MORE;
+    const r = this.parser.execute(data, 0);
+    if (r === PARSE_NEED_MORE) return NEED_MORE;
+    if (r === PARSE_COMPLETE) return this.parser.offset === data.length ? DONE : MALFORMED;
+    return MALFORMED;
   }
 
-  /** The connection closed: true when that ends the response (a body without a length). */
+  /** False once the response says Connection: close (or has no length): reconnect after it. */
+  get keepAlive(): boolean {
+    return this.parser.keepAlive;
+  }
+
+  /** The connection closed: true when that ends the response (a close-delimited body). */
   endsOnClose(): boolean {
-    return this.state === UNTIL_CLOSE;
+    return this.parser.finishEof() === PARSE_COMPLETE;
   }
 
-  /** Status line and the headers that frame the body; false when the head is not HTTP/1.x. */
-  private parseHead(head: string): boolean {
-    // "HTTP/1.1 200 OK": the status is bytes 9–11, followed by a space or the line's end.
-    if (!head.startsWith('HTTP/1.') || head.length < 12 || head.charCodeAt(8) !== 32) return false;
-    if (head.length > 12 && head.charCodeAt(12) !== 32 && head.charCodeAt(12) !== 13) return false;
-    const status = Number(head.slice(9, 12));
-    if (!Number.isInteger(status) || status < 100) return false;
+  onParsedHead(status: number): boolean {
     this.status = status;
-    if (head.startsWith('HTTP/1.0')) this.keepAlive = false;
-    let contentLength = -1;
-    let chunked = false;
-    let pos = head.indexOf('\r\n');
-    while (pos >= 0) {
-      const next = head.indexOf('\r\n', pos + 2);
-      const lineEnd = next < 0 ? head.length : next;
-      const colon = head.indexOf(':', pos + 2);
-      if (colon > 0 && colon < lineEnd) {
-        const name = head.slice(pos + 2, colon).toLowerCase();
-        const value = head.slice(colon + 1, lineEnd).trim().toLowerCase();
-        if (name === 'content-length') {
-          const n = Number(value);
-          if (!Number.isInteger(n) || n < 0 || (contentLength >= 0 && n !== contentLength)) return false;
-          contentLength = n;
-        } else if (name === 'transfer-encoding') {
-          chunked = value.endsWith('chunked');
-        } else if (name === 'connection') {
-          if (value.includes('close')) this.keepAlive = false;
-          else if (value.includes('keep-alive')) this.keepAlive = true;
-        }
-      }
-      pos = next;
-    }
-    if (status < 200 && status !== 101) {
-      this.keepAlive = true;
-      this.state = HEAD;
-    } else if (status === 204 || status === 304) {
-      this.state = FIXED_BODY;
-      this.remaining = 0;
-    } else if (chunked) {
-      this.state = CHUNK_SIZE;
-    } else if (contentLength >= 0) {
-      this.state = FIXED_BODY;
-      this.remaining = contentLength;
-    } else {
-      this.state = UNTIL_CLOSE;
-      this.keepAlive = false;
-    }
     return true;
   }
-}
 
-/** "1a;ext=1" → 26; -1 when it is not hexadecimal. */
-function parseChunkSize(text: string): number {
-  let n = 0;
-  let digits = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    let d: number;
-    if (c >= 48 && c <= 57) d = c - 48;
-    else if (c >= 97 && c <= 102) d = c - 87;
-    else if (c >= 65 && c <= 70) d = c - 55;
-    else if (c === 59 || c === 32 || c === 9) break; // chunk extension or padding
-    else return -1;
-    n = n * 16 + d;
-    digits++;
-    if (n > Number.MAX_SAFE_INTEGER / 16) return -1;
+  onParsedBody(): boolean {
+    return true;
   }
-  return digits > 0 ? n : -1;
 }
 
 // ---- the generator ----------------------------------------------------------------------
@@ -285,7 +139,7 @@ class LoadConnection {
   measured = false;
   /** No reconnect before this time after a failed connect. */
   retryAtMs = 0;
-  readonly parser = new ResponseParser();
+  readonly parser = new ResponseReader();
 
   constructor(readonly id: number) {}
 }

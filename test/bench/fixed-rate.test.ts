@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { ResponseParser, formatFixedRateTable, runFixedRate, summariseFixedRate } from '../../bench/fixed-rate.js';
+import { ResponseReader, formatFixedRateTable, runFixedRate, summariseFixedRate } from '../../bench/fixed-rate.js';
 import type { FixedRateResult, FixedRateSample } from '../../bench/fixed-rate.js';
 import { parseArgs } from '../../bench/run.js';
 import { startBenchUpstream } from '../../bench/upstream.js';
@@ -110,8 +110,8 @@ test('nothing listening: the run rejects before its schedule starts', async () =
   await assert.rejects(runFixedRate({ port, rate: 10, connections: 2, durationS: 0.1 }), /cannot connect/);
 });
 
-test('ResponseParser: content-length, chunked split at every byte, 1xx, close-delimited, garbage', () => {
-  const p = new ResponseParser();
+test('ResponseReader: content-length, chunked split at every byte, 1xx, close-delimited, garbage', () => {
+  const p = new ResponseReader();
   const feedAll = (text: string, step: number): number[] => {
     p.reset();
     const b = Buffer.from(text, 'latin1');
