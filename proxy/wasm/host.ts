@@ -334,10 +334,6 @@ function customProperty(inst: FilterInstance, path: string): Uint8Array | string
   return custom !== undefined ? custom : null;
 }
 
-export function wallClockNs(): bigint {
-  return BigInt(Date.now()) * 1_000_000n;
-}
-
 /** Date.now() in nanoseconds written as a little-endian u64, without BigInts (an allocation
  * each, and ratelimit and breaker ask every request). ms * 1e6 is past 2^53, so the product
  * is split: ms = a * 2^16 + b, ns = (a * 1e6) * 2^16 + b * 1e6, every part exact in a double. */

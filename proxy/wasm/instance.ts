@@ -9,7 +9,7 @@ import { createEnvImports } from './host.js';
 import type { SharedState } from './shared-state.js';
 import type { StreamState } from './stream-state.js';
 import { createWasiImports, ProcExit } from './wasi.js';
-import { isAscii, startCall, Watch, type GenerationSpec, type Utf8SliceBuffer } from './wire.js';
+import { copyBytes, isAscii, startCall, Watch, type GenerationSpec, type Utf8SliceBuffer } from './wire.js';
 
 /** Log lines and faults gathered during a batch, returned to the main thread with it. */
 export class WorkerLog {
@@ -394,31 +394,24 @@ export class FilterInstance {
   returnBytes(bytes: Uint8Array, retPtrPtr: number, retSizePtr: number, length = bytes.length): number {
     const ptr = this.reserveReturn(length, retPtrPtr, retSizePtr);
     if (ptr < 0) return WasmResult.InvalidMemoryAccess;
-    const mem = this.memBuf;
-    // Short values (a token bucket, a breaker record) by a loop: set() of a prefix needs a
-    // subarray, i.e. a new typed array per call.
-    if (length <= 64) for (let i = 0; i < length; i++) mem[ptr + i] = bytes[i];
-    else if (length === bytes.length) mem.set(bytes, ptr);
-    else mem.set(bytes.subarray(0, length), ptr);
+    copyBytes(bytes, 0, length, this.memBuf, ptr);
     return WasmResult.Ok;
   }
 
   returnString(s: string, retPtrPtr: number, retSizePtr: number): number {
     // Values are mostly short ASCII (addresses, paths, header values): sized and copied in JS
     // rather than through Buffer.byteLength and write, two calls into C++.
-    const ascii = s.length <= 128 && isAscii(s);
-    const len = ascii ? s.length : Buffer.byteLength(s, 'utf8');
+    if (s.length <= 128 && isAscii(s)) return this.returnLatin1(s, 0, s.length, retPtrPtr, retSizePtr);
+    const len = Buffer.byteLength(s, 'utf8');
     const ptr = this.reserveReturn(len, retPtrPtr, retSizePtr);
     if (ptr < 0) return WasmResult.InvalidMemoryAccess;
-    const mem = this.memBuf;
-    if (ascii) for (let i = 0; i < len; i++) mem[ptr + i] = s.charCodeAt(i);
-    else if (len > 0) mem.write(s, ptr, len, 'utf8');
+    if (len > 0) this.memBuf.write(s, ptr, len, 'utf8');
     return WasmResult.Ok;
   }
 
-  /** `len` bytes carried as a latin1 string (one char per byte: BinReader.packed), from
-   * `start`, into the guest's allocation: a value goes from the batch to the guest with no
-   * string decoded in between. */
+  /** `len` bytes carried as a latin1 string (one char per byte: BinReader.packed, or any
+   * ASCII string), from `start`, into the guest's allocation: a value goes from the batch to
+   * the guest with no string decoded in between. */
   returnLatin1(text: string, start: number, len: number, retPtrPtr: number, retSizePtr: number): number {
     const ptr = this.reserveReturn(len, retPtrPtr, retSizePtr);
     if (ptr < 0) return WasmResult.InvalidMemoryAccess;

@@ -4,6 +4,7 @@
 // main thread without the lock for export.
 
 import { MetricType, METRIC_TYPE_NAMES, type MetricTypeName, WasmResult } from './abi.js';
+import { copyBytes } from './wire.js';
 
 export interface SharedStateOptions {
   /** Shared data entries (keys) across all filters. */
@@ -48,13 +49,6 @@ const M_NAME = 192;
 
 function align8(n: number): number {
   return (n + 7) & ~7;
-}
-
-/** from[at, at + len) to to[dest...]: short runs (keys, a token bucket) by a loop, longer
- * ones by set() of a view. */
-function copyBytes(from: Uint8Array, at: number, len: number, to: Uint8Array, dest: number): void {
-  if (len <= 64) for (let i = 0; i < len; i++) to[dest + i] = from[at + i];
-  else to.set(from.subarray(at, at + len), dest);
 }
 
 /** The CAS a get of a missing key reports (an extension: Envoy leaves it unset, i.e. 0).
@@ -229,14 +223,7 @@ export class SharedState {
       const w = off >> 2;
       const valLen = this.i32[w + 3];
       const start = off + KV_HDR + this.keyMax;
-      // Values are a few bytes (a token bucket, a breaker's state): a loop, not a view + set.
-      if (valLen <= 64) {
-        const from = this.u8;
-        const to = this.readBuf;
-        for (let i = 0; i < valLen; i++) to[i] = from[start + i];
-      } else {
-        this.readBuf.set(this.u8.subarray(start, start + valLen));
-      }
+      copyBytes(this.u8, start, valLen, this.readBuf, 0);
       this.readCas = this.i32[w + 1] >>> 0;
       return valLen;
     } finally {

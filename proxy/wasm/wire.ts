@@ -294,6 +294,15 @@ export function statusWanted(set: Uint8Array | null, status: number): boolean {
   return set === null || set[status] === 1;
 }
 
+/** from[at, at + len) to to[dest...]. Host values and shared-data keys are a few bytes (a
+ * token bucket, a breaker record): those go by a loop, since set() of a part needs a
+ * subarray, a new typed array per call. */
+export function copyBytes(from: Uint8Array, at: number, len: number, to: Uint8Array, dest: number): void {
+  if (len <= 64) for (let i = 0; i < len; i++) to[dest + i] = from[at + i];
+  else if (at === 0 && len === from.length) to.set(from, dest);
+  else to.set(from.subarray(at, at + len), dest);
+}
+
 /** Every char below 0x80 (then UTF-8 and latin1 bytes are the chars themselves). */
 export function isAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
