@@ -2,7 +2,6 @@
 // go to the filter log, clocks and randomness work, the environment and arguments are
 // empty, files do not exist, and proc_exit ends the call like a trap.
 
-import { randomFillSync } from 'node:crypto';
 import { LogLevel } from './abi.js';
 import type { FilterInstance } from './instance.js';
 
@@ -61,7 +60,9 @@ export function createWasiImports(inst: FilterInstance): Record<string, (...args
       if (len > 65536) return ERRNO_INVAL;
       const view = inst.viewBytes(ptr, len);
       if (view === null) return ERRNO_FAULT;
-      randomFillSync(view);
+      // Web Crypto's getter loads node:crypto on first use: a worker whose filters never ask
+      // for randomness does not carry it (~0.3 MB per worker thread).
+      globalThis.crypto.getRandomValues(view);
       return ERRNO_SUCCESS;
     },
     environ_sizes_get(countPtr: number, sizePtr: number): number {
