@@ -154,6 +154,18 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     return n;
   }
 
+  /** waitAsync wake-ups the workers' channels armed so far (diagnostics and tests). */
+  get wakeupsArmed(): number {
+    let n = 0;
+    for (const h of this.handles) n += h.wakeupsArmed;
+    return n;
+  }
+
+  /** Some worker's answer is in and not applied yet (diagnostics and tests). */
+  get answerWaiting(): boolean {
+    return this.handles.some((h) => h.answerWaiting);
+  }
+
   /** Which worker a stream's contexts live in (diagnostics and tests); undefined if none. */
   workerOf(streamId: number): number | undefined {
     return this.streams.get(streamId)?.worker.index;

@@ -115,6 +115,8 @@ export class BatchChannel implements FilterChannel {
   private readonly reply: ChannelReply = { ctl: null, buf: new ArrayBuffer(0), len: 0 };
   private waiting = false;
   private closed = false;
+  /** waitAsync wake-ups armed so far (diagnostics and tests). */
+  wakeupsArmed = 0;
   private readonly woken = (): void => {
     this.waiting = false;
     // A channel whose thread died can still be woken: its owner has moved on.
@@ -182,6 +184,7 @@ export class BatchChannel implements FilterChannel {
   watchReplies(): void {
     if (this.waiting || this.closed) return;
     this.waiting = true;
+    this.wakeupsArmed++;
     const r = Atomics.waitAsync(this.cells, Cell.ReplySeq, this.read);
     if (r.async) r.value.then(this.woken);
     else queueMicrotask(this.woken);

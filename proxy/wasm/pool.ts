@@ -89,6 +89,9 @@ class InFlightBatch {
 const WORKER_CJS = fileURLToPath(new URL('../../worker/proxy/wasm/worker.js', import.meta.url));
 export const WORKER_FILE = existsSync(WORKER_CJS) ? WORKER_CJS : new URL('./worker.js', import.meta.url).href;
 
+/** Event-loop turns that look for a batch's answer before the waitAsync wake-up is armed. */
+const POLL_TURNS = 2;
+
 /** Default of WorkerHandle's doneDelayMs. */
 export const DONE_DELAY_MS = 10;
 
@@ -170,6 +173,10 @@ export class WorkerHandle {
     if (!this.scheduled) this.flush();
   };
   private readonly onWakeBound = (): void => this.onWake();
+  /** A look for answers is queued (setImmediate), and how many turns it may still take. */
+  private polling = false;
+  private pollTurnsLeft = 0;
+  private readonly pollBound = (): void => this.poll();
 
   constructor(
     readonly index: number,
@@ -209,6 +216,16 @@ export class WorkerHandle {
     this.piscina.on('error', () => {});
     this.idleCheck = setInterval(() => this.stopIfIdle(), IDLE_STOP_MS / 2);
     this.idleCheck.unref();
+  }
+
+  /** waitAsync wake-ups armed by this worker's current channel (diagnostics and tests). */
+  get wakeupsArmed(): number {
+    return this.channel instanceof BatchChannel ? this.channel.wakeupsArmed : 0;
+  }
+
+  /** An answer is in that this thread has not applied yet (diagnostics and tests). */
+  get answerWaiting(): boolean {
+    return this.flying.length > 0 && this.channel !== null && this.channel.hasReply();
   }
 
   get inFlight(): boolean {
@@ -348,7 +365,23 @@ export class WorkerHandle {
     } else {
       channel.send(ctlOps, stop);
     }
-    channel.watchReplies();
+    this.awaitAnswer(channel);
+  }
+
+  /** Have the answer picked up. Under load it is in before the next turn ends (the worker
+   * takes tens of µs, a busy turn hundreds), and a setImmediate that looks for it costs the
+   * event loop less than the waitAsync wake-up: a task posted from the worker, an eventfd
+   * write and read, a promise. So the next POLL_TURNS turns look, and only then is the
+   * wake-up armed, which an event loop with nothing else to do needs. */
+  private awaitAnswer(channel: FilterChannel): void {
+    if (this.inline) {
+      channel.watchReplies();
+      return;
+    }
+    this.pollTurnsLeft = POLL_TURNS;
+    if (this.polling) return;
+    this.polling = true;
+    setImmediate(this.pollBound);
   }
 
   /** Make sure a serve task will take the batch about to be sent (piscina queues a new task
@@ -395,12 +428,30 @@ export class WorkerHandle {
   }
 
   private onWake(): void {
-    const channel = this.channel;
-    if (this.closed || channel === null) return;
+    if (!this.applyAnswers()) return;
+    // A batch this sent is being looked for already (awaitAnswer).
+    if (this.flying.length > 0 && !this.polling) this.channel?.watchReplies();
+  }
+
+  private poll(): void {
+    this.polling = false;
+    if (!this.applyAnswers() || this.flying.length === 0 || this.polling) return;
+    if (--this.pollTurnsLeft > 0) {
+      this.polling = true;
+      setImmediate(this.pollBound);
+    } else {
+      this.channel?.watchReplies();
+    }
+  }
+
+  /** Apply the answers that are in and send what waited for them; false when there is no
+   * channel to look at (closed, or its thread is gone). */
+  private applyAnswers(): boolean {
+    if (this.closed || this.channel === null) return false;
     this.takeReplies();
     if (this.urgent > 0 || this.ctl.length > 0 || this.needsResync) this.flush();
     else if (this.entries.length > 0) this.armDoneTimer();
-    if (this.flying.length > 0) channel.watchReplies();
+    return true;
   }
 
   /** Apply every answer that is in. Also run by each flush: under load the answer is often
