@@ -17,6 +17,7 @@ import { HttpHandoffs } from './listener/handoff.js';
 import { InlineSniffer } from './listener/inline-sniff.js';
 import { WasmFilterRuntime } from './filters/runtime.js';
 import type { NetworkFilterChain } from './filters/types.js';
+import type { FilterInfo } from './wasm/module-registry.js';
 
 export interface WispOptions {
   /** Watch the config file and reload on change (default: true when started from a file). */
@@ -215,7 +216,7 @@ export class Wisp {
       metrics: () => this.metrics.render(),
       config: () => redactConfig(this.config),
       clusters: () => this.clusters.all().map((c) => c.stats()),
-      filters: () => (this.filters === null ? [] : this.filters.list()),
+      filters: () => this.filterList(),
       reloadConfig: () => this.reload(),
       // Only configured filters: a PUT of a new name would load a filter no route uses and
       // the next config reload drops.
@@ -230,6 +231,10 @@ export class Wisp {
       throw new HttpError(404, `no filter named "${name}" is configured`);
     }
     return this.filters;
+  }
+
+  private filterList(): FilterInfo[] {
+    return this.filters === null ? [] : this.filters.list();
   }
 
   private registerMetrics(): void {
@@ -257,6 +262,17 @@ export class Wisp {
     );
     m.register('wisp_inflight_requests', 'Requests in flight', 'gauge', () => [{ labels: {}, value: inflight.count }]);
     m.register('wisp_websockets_open', 'Proxied WebSocket connections open', 'gauge', () => [{ labels: {}, value: openWebSocketCount() }]);
+    // What /filters shows per filter, for alerting: faults (traps, deadline kills, instances
+    // recycled past max_memory), quarantine, streams using it.
+    m.register('wisp_filter_faults_total', 'Faults of each wasm filter since it was first loaded', 'counter', () =>
+      this.filterList().map((f) => ({ labels: { filter: f.name }, value: f.faults })),
+    );
+    m.register('wisp_filter_quarantined', 'Whether a filter is quarantined (its failure policy applied without calling it)', 'gauge', () =>
+      this.filterList().map((f) => ({ labels: { filter: f.name }, value: f.quarantined ? 1 : 0 })),
+    );
+    m.register('wisp_filter_streams', 'Streams using any generation of a filter', 'gauge', () =>
+      this.filterList().map((f) => ({ labels: { filter: f.name }, value: f.streams })),
+    );
     m.register('wisp_filter_metric', 'Metrics defined by wasm filters (proxy_define_metric)', 'gauge', () =>
       this.filters === null ? [] : this.filters.metricsSnapshot().map((s) => ({ labels: { filter: s.filter, name: s.name, type: s.type }, value: s.value })),
     );

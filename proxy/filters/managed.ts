@@ -4,6 +4,7 @@
 import type { FilterConfig, WispConfig } from '../config/types.js';
 import type { FilterRuntime } from './types.js';
 import type { Logger } from '../log.js';
+import type { FilterInfo } from '../wasm/module-registry.js';
 import { WasmFilterRuntime } from './runtime.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 import { bufferedCall } from '../upstream/buffered-call.js';
@@ -20,7 +21,7 @@ export interface ManagedFilterRuntime extends FilterRuntime {
   apply(filters: FilterConfig[]): Promise<unknown>;
   loadBytes(name: string, wasm: Uint8Array): Promise<unknown>;
   reload(name: string): Promise<unknown>;
-  list(): unknown[];
+  list(): FilterInfo[];
   metricsSnapshot(): FilterMetricSample[];
   close(): Promise<void>;
 }

@@ -135,15 +135,20 @@ export function httpGet(port: number, path: string, init: { method?: string; hea
   });
 }
 
+/** The value of the first `metric{...}` line in a /metrics page whose labels include all of
+ * `labels`, or undefined when there is none. */
+export function metricIn(page: string, metric: string, labels: Record<string, string>): number | undefined {
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of page.split('\n')) {
+    if (line.startsWith(`${metric}{`) && wanted.every((w) => line.includes(w))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
+}
+
 /** A filter-defined metric's value in a /metrics page (`wisp_filter_metric{filter,name}`),
  * or undefined when the filter has not defined it. */
 export function filterMetricIn(page: string, filter: string, name: string): number | undefined {
-  for (const line of page.split('\n')) {
-    if (line.startsWith('wisp_filter_metric{') && line.includes(`filter="${filter}"`) && line.includes(`name="${name}"`)) {
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return undefined;
+  return metricIn(page, 'wisp_filter_metric', { filter, name });
 }
 
 /** filterMetricIn on the /metrics page of the admin API at adminPort. */

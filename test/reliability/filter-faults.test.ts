@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Wisp } from '../../proxy/server.js';
-import { httpGet, type TestUpstream } from '../helpers/net.js';
+import { httpGet, metricIn, type TestUpstream } from '../helpers/net.js';
 import { type FilterSpec, type RouteSpec, startWispWithFilters } from '../helpers/wisp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -91,8 +91,20 @@ for (const action of FAULTS) {
       for (const s of r['clean-same-filter'].keys()) assert.ok(s === 200 || s === 503, `clean request got ${s}`);
       if (action !== 'loop') assert.deepEqual([...r['other-filter']], [[200, PER_GROUP]], 'route with a different filter');
       else if (faulting < 5) lightLoopOther = [...r['other-filter']];
-      const info = JSON.parse((await httpGet(wisp.adminPort(), '/filters')).body) as Array<{ name: string; faults: number }>;
-      assert.ok(info.find((f) => f.name === `closed-${action}`)!.faults >= 1);
+      const info = JSON.parse((await httpGet(wisp.adminPort(), '/filters')).body) as Array<{ name: string; faults: number; quarantined: boolean }>;
+      const closed = info.find((f) => f.name === `closed-${action}`)!;
+      assert.ok(closed.faults >= 1);
+      // /metrics reports what /filters does, for alerting.
+      const page = (await httpGet(wisp.adminPort(), '/metrics')).body;
+      const faults = metricIn(page, 'wisp_filter_faults_total', { filter: `closed-${action}` });
+      assert.ok(faults !== undefined && faults >= closed.faults, `wisp_filter_faults_total ${faults}, /filters ${closed.faults}`);
+      const quarantined = metricIn(page, 'wisp_filter_quarantined', { filter: `closed-${action}` });
+      assert.equal(quarantined, closed.quarantined ? 1 : 0);
+      // 40 traps in one burst: far past 5 faults in 10 s.
+      if (action === 'trap' && faulting === PER_GROUP) assert.equal(quarantined, 1);
+      assert.equal(metricIn(page, 'wisp_filter_quarantined', { filter: 'other' }), 0, 'a healthy filter is not quarantined');
+      assert.equal(metricIn(page, 'wisp_filter_faults_total', { filter: 'other' }), 0);
+      assert.ok(metricIn(page, 'wisp_filter_streams', { filter: 'other' }) !== undefined);
     });
   }
 }
