@@ -121,6 +121,23 @@ const CACHED_NAME_MAX = 64;
 export const ROOT_CONTEXT_ID = 1;
 /** Instantiation, _initialize and configure may legitimately take longer than a request call. */
 const START_DEADLINE_FLOOR_MS = 2000;
+/** The step of FilterInstance.start before any export runs: linking, and the module's own
+ * start section (which runs inside new WebAssembly.Instance). */
+const STEP_INSTANTIATE = 'instantiation (start section)';
+
+/** A step of FilterInstance.start threw: its message names the step ("trapped in
+ * proxy_on_configure: ..." for a wasm trap, "failed in _start: ..." for anything else, such
+ * as an AssemblyScript abort or a non-zero proc_exit) before the reason describeError gives,
+ * wasm stack included (the main thread maps it to source lines when it can). */
+export class StartStepError extends Error {
+  constructor(
+    readonly step: string,
+    reason: unknown,
+  ) {
+    super(`${reason instanceof WebAssembly.RuntimeError ? 'trapped' : 'failed'} in ${step}: ${describeError(reason)}`, { cause: reason });
+    this.name = 'StartStepError';
+  }
+}
 
 export class FilterInstance {
   readonly spec: GenerationSpec;
@@ -193,12 +210,61 @@ export class FilterInstance {
   private readonly module: WebAssembly.Module;
 
   /** Instantiate, run the module's start function, create the root context, vm_start and
-   * configure. Throws with the reason when any step fails. */
+   * configure. Throws with the reason when any step fails; a step that traps or throws is
+   * named in the message ("trapped in proxy_on_vm_start: unreachable [wasm stack: ...]"):
+   * the same trap text is otherwise all a hot load's 400 says, whichever step it came from. */
   start(): void {
     const wasi = createWasiImports(this);
     const imports: WebAssembly.Imports = { env: createEnvImports(this), wasi_snapshot_preview1: wasi, wasi_unstable: wasi };
-    const instance = new WebAssembly.Instance(this.module, imports);
-    const ex = instance.exports as Record<string, unknown>;
+    const watch = this.deps.watch;
+    // Armed before instantiating: a start section runs inside new WebAssembly.Instance, and a
+    // loop there is under the deadline like any other step.
+    startCall(watch, Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs), this.spec.id);
+    let step = STEP_INSTANTIATE;
+    let refusal: string | null = null;
+    try {
+      const instance = new WebAssembly.Instance(this.module, imports);
+      const ex = instance.exports as Record<string, unknown>;
+      this.bindExports(ex);
+      if (typeof ex._initialize === 'function') {
+        step = '_initialize';
+        (ex._initialize as () => void)();
+        step = 'main';
+        if (typeof ex.main === 'function') (ex.main as ExportFn)(0, 0);
+      } else if (typeof ex._start === 'function') {
+        step = '_start';
+        try {
+          (ex._start as () => void)();
+        } catch (err) {
+          if (!(err instanceof ProcExit && err.code === 0)) throw err;
+        }
+      }
+      this.stream = null;
+      this.contextId = ROOT_CONTEXT_ID;
+      step = 'proxy_on_context_create';
+      this.onContextCreate(ROOT_CONTEXT_ID, 0);
+      const vmStart = ex.proxy_on_vm_start as ExportFn | undefined;
+      this.configuring = true;
+      this.configPhase = BufferType.VmConfiguration;
+      step = 'proxy_on_vm_start';
+      if (vmStart && vmStart(ROOT_CONTEXT_ID, this.vmConfig.length) === 0) {
+        refusal = 'proxy_on_vm_start returned false';
+      } else {
+        const configure = ex.proxy_on_configure as ExportFn | undefined;
+        this.configPhase = BufferType.PluginConfiguration;
+        step = 'proxy_on_configure';
+        if (configure && configure(ROOT_CONTEXT_ID, this.pluginConfig.length) === 0) refusal = 'proxy_on_configure returned false';
+      }
+    } catch (err) {
+      throw new StartStepError(step, err);
+    } finally {
+      this.configuring = false;
+      watch[Watch.Call] = 0;
+    }
+    if (refusal !== null) throw new Error(refusal);
+  }
+
+  private bindExports(ex: Record<string, unknown>): void {
     this.memory = ex.memory as WebAssembly.Memory;
     this.allocFn = (ex.proxy_on_memory_allocate ?? ex.malloc) as ExportFn;
     this.onContextCreate = (ex.proxy_on_context_create as ExportFn) ?? (() => 0);
@@ -219,34 +285,6 @@ export class FilterInstance {
     this.onUpstreamData = (ex.proxy_on_upstream_data as ExportFn) ?? null;
     this.onDownstreamConnectionClose = (ex.proxy_on_downstream_connection_close as ExportFn) ?? null;
     this.onUpstreamConnectionClose = (ex.proxy_on_upstream_connection_close as ExportFn) ?? null;
-
-    const watch = this.deps.watch;
-    startCall(watch, Math.max(START_DEADLINE_FLOOR_MS, this.spec.deadlineMs), this.spec.id);
-    try {
-      if (typeof ex._initialize === 'function') {
-        (ex._initialize as () => void)();
-        if (typeof ex.main === 'function') (ex.main as ExportFn)(0, 0);
-      } else if (typeof ex._start === 'function') {
-        try {
-          (ex._start as () => void)();
-        } catch (err) {
-          if (!(err instanceof ProcExit && err.code === 0)) throw err;
-        }
-      }
-      this.stream = null;
-      this.contextId = ROOT_CONTEXT_ID;
-      this.onContextCreate(ROOT_CONTEXT_ID, 0);
-      const vmStart = ex.proxy_on_vm_start as ExportFn | undefined;
-      this.configuring = true;
-      this.configPhase = BufferType.VmConfiguration;
-      if (vmStart && vmStart(ROOT_CONTEXT_ID, this.vmConfig.length) === 0) throw new Error('proxy_on_vm_start returned false');
-      const configure = ex.proxy_on_configure as ExportFn | undefined;
-      this.configPhase = BufferType.PluginConfiguration;
-      if (configure && configure(ROOT_CONTEXT_ID, this.pluginConfig.length) === 0) throw new Error('proxy_on_configure returned false');
-    } finally {
-      this.configuring = false;
-      watch[Watch.Call] = 0;
-    }
   }
 
   /** A chain may skip this filter's response headers phase: the module does not export the
