@@ -160,6 +160,28 @@ test('properties: destination.address / destination.port are the listener\'s; co
   assert.equal(await prop('connection.id', true), '(none)');
 });
 
+test('properties: the request, the filter, the route, the cluster and the listener as Envoy names them', async () => {
+  const prop = async (name: string, extra: Record<string, string> = {}): Promise<string | undefined> => {
+    const before = up.requests.length;
+    const r = await httpGet(port, '/probe-open/prop?q=1', { headers: { 'x-action': 'prop', 'x-prop': name, ...extra } });
+    assert.equal(r.status, 200);
+    return up.requests[before]!.headers['x-prop-value'] as string | undefined;
+  };
+  assert.equal(await prop('request.path'), '/probe-open/prop?q=1');
+  assert.equal(await prop('request.url_path'), '/probe-open/prop');
+  assert.equal(await prop('request.query'), 'q=1');
+  assert.equal(await prop('request.method'), 'GET');
+  assert.equal(await prop('request.scheme'), 'http');
+  assert.equal(await prop('request.host'), `127.0.0.1:${port}`);
+  assert.equal(await prop('request.id', { 'x-request-id': 'req-42' }), 'req-42');
+  assert.equal(await prop('request.headers.x-marker', { 'x-marker': 'm-1' }), 'm-1');
+  assert.equal(await prop('plugin_name'), 'probe-open');
+  assert.equal(await prop('route_name'), 'l#5');
+  assert.equal(await prop('cluster_name'), 'up');
+  assert.equal(await prop('listener_name'), 'l');
+  assert.equal(await prop('no.such.property'), '(none)');
+});
+
 test('wisp.skip_phases: a chain whose filters all skip the response headers phase answers without it', async () => {
   const before = up.requests.length;
   const r = await httpGet(port, '/skip/a');
