@@ -74,12 +74,16 @@ test('local response stops the chain at the first filter that answers', async ()
 test('many streams in one turn are batched and each gets its own answer', async () => {
   const chain = rt.chain(['probe-a']);
   const streams: TestStream[] = [];
+  const sent = rt.batchesSent;
   for (let i = 0; i < 300; i++) {
     const s = new TestStream(i % 3 === 0 ? ['x-action', 'deny'] : ['n', String(i)]);
     streams.push(s);
     chain.requestHeaders(s);
   }
   const outcomes = await Promise.all(streams.map((s) => s.next()));
+  // 300 calls made in one turn: one batch per worker, not one per call.
+  const batches = rt.batchesSent - sent;
+  assert.ok(batches >= 1 && batches <= rt.workerCount, `${batches} batches for 300 calls on ${rt.workerCount} workers`);
   for (let i = 0; i < streams.length; i++) {
     if (i % 3 === 0) assert.equal(outcomes[i].kind, 'local');
     else {
