@@ -68,6 +68,7 @@ function brokenConfigs(listenPort: number, busyPort: number): Array<[string, str
     ['missing certificate', good.replace(`    routes:`, `    tls: { cert: ${dir}/nope.crt, key: ${dir}/nope.key }\n    routes:`), /nope\.(crt|key)/],
     ['missing wasm', good.replace(TAG_WASM, `${dir}/missing.wasm`), /missing\.wasm/],
     ['corrupt wasm', good.replace(TAG_WASM, `${dir}/corrupt.wasm`), /corrupt\.wasm|compile|wasm/i],
+    ['unknown filter name', good.replace('filters: [tag]', 'filters: [tag, tagg]'), /unknown filter \\?"tagg\\?" \(defined: tag\)/],
   ];
 }
 
@@ -119,7 +120,7 @@ test('at reload: every broken config is refused (admin 400 with the reason) and 
       assert.equal(served.body, 'A', what);
     }
     const m = await httpGet(wisp.adminPort(), '/metrics');
-    assert.match(m.body, /wisp_config_reloads_total\{result="failed"\} 7/);
+    assert.match(m.body, /wisp_config_reloads_total\{result="failed"\} 8/);
   } finally {
     await wisp.stop(0);
     busy.close();
