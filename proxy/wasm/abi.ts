@@ -2,6 +2,8 @@
 // format shared by the host and filters: u32 count, then (u32 key_len, u32 value_len) per
 // pair, then each key and value followed by a NUL byte. All integers little-endian.
 
+import type { FunctionSignature, ValueType } from './wasm-binary.js';
+
 export const WasmResult = {
   Ok: 0,
   NotFound: 1,
@@ -60,35 +62,129 @@ export function detectAbi(exportNames: ReadonlySet<string>): AbiVersion | null {
   return null;
 }
 
-/** Host functions a filter may import from module "env" (every ABI version we speak). The
- * AssemblyScript runtime helpers (abort, trace, seed) are accepted so AS filters built with
- * default options load too. */
-export const KNOWN_ENV_IMPORTS: ReadonlySet<string> = new Set([
-  'proxy_log', 'proxy_get_log_level', 'proxy_get_current_time_nanoseconds',
-  'proxy_set_tick_period_milliseconds', 'proxy_get_buffer_bytes', 'proxy_set_buffer_bytes',
-  'proxy_get_buffer_status', 'proxy_get_header_map_pairs', 'proxy_set_header_map_pairs',
-  'proxy_get_header_map_value', 'proxy_add_header_map_value', 'proxy_replace_header_map_value',
-  'proxy_remove_header_map_value', 'proxy_get_header_map_size', 'proxy_get_property',
-  'proxy_set_property', 'proxy_send_local_response', 'proxy_continue_stream',
-  'proxy_close_stream', 'proxy_get_shared_data', 'proxy_set_shared_data',
-  'proxy_register_shared_queue', 'proxy_resolve_shared_queue', 'proxy_enqueue_shared_queue',
-  'proxy_dequeue_shared_queue', 'proxy_http_call', 'proxy_grpc_call', 'proxy_grpc_stream',
-  'proxy_grpc_send', 'proxy_grpc_cancel', 'proxy_grpc_close', 'proxy_define_metric',
-  'proxy_increment_metric', 'proxy_record_metric', 'proxy_get_metric',
-  'proxy_set_effective_context', 'proxy_done', 'proxy_call_foreign_function',
-  // 0.1.0 names
-  'proxy_continue_request', 'proxy_continue_response', 'proxy_get_configuration',
-  'proxy_clear_route_cache', 'proxy_get_status',
-  // AssemblyScript runtime
-  'abort', 'trace', 'seed',
+/** Shorthand for the table below: `n` i32 parameters returning one i32 — the shape of nearly
+ * every proxy-wasm host function (pointers, sizes, enums, u32s, bools are all i32 on wasm32,
+ * and each returns proxy_status_t) and of most WASI preview1 functions (returning errno). */
+function i32s(n: number, results: readonly ValueType[] = ['i32']): FunctionSignature {
+  return { params: new Array<ValueType>(n).fill('i32'), results };
+}
+function sig(params: readonly ValueType[], results: readonly ValueType[]): FunctionSignature {
+  return { params, results };
+}
+
+/**
+ * The wasm signature of every host function a filter may import from module "env", for every
+ * ABI version we speak (0.2.1, 0.2.0 and the 0.1.0 names), as the proxy-wasm spec
+ * (abi-versions/v0.2.1 and v0.1.0) and the SDKs declare them. A JS host function accepts any
+ * signature, so checkModule compares each import against this list: a module asking for
+ * env.proxy_log as (i64, f64) -> f32 is refused instead of handing the host garbage. Where
+ * real SDKs declare a function in a different shape that still works against our host (the
+ * extra or missing arguments are ones the host ignores), every such shape is listed.
+ * The AssemblyScript runtime helpers (abort, trace, seed) are here so AS filters built with
+ * default options load too.
+ */
+export const ENV_IMPORT_SIGNATURES: ReadonlyMap<string, readonly FunctionSignature[]> = new Map<string, readonly FunctionSignature[]>([
+  // logging, time
+  ['proxy_log', [i32s(3)]],
+  ['proxy_get_log_level', [i32s(1)]],
+  ['proxy_get_current_time_nanoseconds', [i32s(1)]], // writes a u64 through the pointer
+  ['proxy_set_tick_period_milliseconds', [i32s(1)]],
+  // buffers
+  ['proxy_get_buffer_bytes', [i32s(5)]],
+  ['proxy_set_buffer_bytes', [i32s(5)]],
+  ['proxy_get_buffer_status', [i32s(3)]],
+  // header maps
+  ['proxy_get_header_map_pairs', [i32s(3)]],
+  ['proxy_set_header_map_pairs', [i32s(3)]],
+  ['proxy_get_header_map_value', [i32s(5)]],
+  ['proxy_add_header_map_value', [i32s(5)]],
+  ['proxy_replace_header_map_value', [i32s(5)]],
+  ['proxy_remove_header_map_value', [i32s(3)]],
+  ['proxy_get_header_map_size', [i32s(2)]],
+  // properties
+  ['proxy_get_property', [i32s(4)]],
+  ['proxy_set_property', [i32s(4)]],
+  // stream control: continue/close take the stream type in 0.2.x
+  ['proxy_send_local_response', [i32s(8)]],
+  ['proxy_continue_stream', [i32s(1)]],
+  ['proxy_close_stream', [i32s(1)]],
+  // shared data and queues
+  ['proxy_get_shared_data', [i32s(5)]],
+  ['proxy_set_shared_data', [i32s(5)]],
+  ['proxy_register_shared_queue', [i32s(3)]],
+  ['proxy_resolve_shared_queue', [i32s(5)]],
+  ['proxy_enqueue_shared_queue', [i32s(3)]],
+  ['proxy_dequeue_shared_queue', [i32s(3)]],
+  // callouts. gRPC: the spec and the Rust/C++ SDKs pass initial metadata (12 and 9 params);
+  // Solo's and G-Core's AssemblyScript SDKs leave it out (10 and 7). Wisp answers both with
+  // Unimplemented without reading an argument, so both shapes are accepted.
+  ['proxy_http_call', [i32s(10)]],
+  ['proxy_grpc_call', [i32s(12), i32s(10)]],
+  ['proxy_grpc_stream', [i32s(9), i32s(7)]],
+  ['proxy_grpc_send', [i32s(4)]],
+  ['proxy_grpc_cancel', [i32s(1)]],
+  ['proxy_grpc_close', [i32s(1)]],
+  // metrics: the value of increment/record is a 64-bit integer (host.ts takes a bigint)
+  ['proxy_define_metric', [i32s(4)]],
+  ['proxy_increment_metric', [sig(['i32', 'i64'], ['i32'])]],
+  ['proxy_record_metric', [sig(['i32', 'i64'], ['i32'])]],
+  ['proxy_get_metric', [i32s(2)]],
+  // contexts, foreign functions
+  ['proxy_set_effective_context', [i32s(1)]],
+  ['proxy_done', [i32s(0)]],
+  ['proxy_call_foreign_function', [i32s(6)]],
+  // 0.1.0 names. The v0.1.0 spec gives continue_request/continue_response no result, while
+  // the Go SDK of that ABI declares them returning a status; the
+  // host returns a status either way, which a void import drops. clear_route_cache is not in
+  // the spec; the C++, Go and AssemblyScript SDKs declare it () -> status.
+  ['proxy_continue_request', [i32s(0), i32s(0, [])]],
+  ['proxy_continue_response', [i32s(0), i32s(0, [])]],
+  ['proxy_get_configuration', [i32s(2)]],
+  ['proxy_clear_route_cache', [i32s(0)]],
+  ['proxy_get_status', [i32s(3)]],
+  // AssemblyScript runtime (std/assembly/builtins.ts, the same in AS 0.14 and 0.28)
+  ['abort', [i32s(4, [])]],
+  ['trace', [sig(['i32', 'i32', 'f64', 'f64', 'f64', 'f64', 'f64'], [])]],
+  ['seed', [sig([], ['f64'])]],
 ]);
 
-export const KNOWN_WASI_MODULES: ReadonlySet<string> = new Set(['wasi_snapshot_preview1', 'wasi_unstable']);
-export const KNOWN_WASI_IMPORTS: ReadonlySet<string> = new Set([
-  'fd_write', 'fd_read', 'fd_close', 'fd_seek', 'fd_fdstat_get', 'fd_prestat_get',
-  'fd_prestat_dir_name', 'clock_time_get', 'clock_res_get', 'random_get', 'environ_sizes_get',
-  'environ_get', 'args_sizes_get', 'args_get', 'proc_exit', 'sched_yield', 'poll_oneoff',
+/** WASI preview1 functions a filter may import, as wasi_snapshot_preview1.witx lowers them to
+ * wasm (the first result is the errno; further results become out-pointers; 64-bit integers
+ * such as timestamps and file offsets stay i64). wasi_unstable (snapshot 0) declares these
+ * seventeen with the same wasm shapes. */
+export const WASI_IMPORT_SIGNATURES: ReadonlyMap<string, readonly FunctionSignature[]> = new Map<string, readonly FunctionSignature[]>([
+  ['fd_write', [i32s(4)]],
+  ['fd_read', [i32s(4)]],
+  ['fd_close', [i32s(1)]],
+  ['fd_seek', [sig(['i32', 'i64', 'i32', 'i32'], ['i32'])]],
+  ['fd_fdstat_get', [i32s(2)]],
+  ['fd_prestat_get', [i32s(2)]],
+  ['fd_prestat_dir_name', [i32s(3)]],
+  ['clock_time_get', [sig(['i32', 'i64', 'i32'], ['i32'])]],
+  ['clock_res_get', [i32s(2)]],
+  ['random_get', [i32s(2)]],
+  ['environ_sizes_get', [i32s(2)]],
+  ['environ_get', [i32s(2)]],
+  ['args_sizes_get', [i32s(2)]],
+  ['args_get', [i32s(2)]],
+  ['proc_exit', [i32s(1, [])]],
+  ['sched_yield', [i32s(0)]],
+  ['poll_oneoff', [i32s(4)]],
 ]);
+
+/** Host functions a filter may import from module "env" (the names of ENV_IMPORT_SIGNATURES). */
+export const KNOWN_ENV_IMPORTS: ReadonlySet<string> = new Set(ENV_IMPORT_SIGNATURES.keys());
+
+export const KNOWN_WASI_MODULES: ReadonlySet<string> = new Set(['wasi_snapshot_preview1', 'wasi_unstable']);
+/** The names of WASI_IMPORT_SIGNATURES. */
+export const KNOWN_WASI_IMPORTS: ReadonlySet<string> = new Set(WASI_IMPORT_SIGNATURES.keys());
+
+/** The signatures Wisp accepts for a function import, or null when it provides no such function. */
+export function hostFunctionSignatures(module: string, name: string): readonly FunctionSignature[] | null {
+  if (module === 'env') return ENV_IMPORT_SIGNATURES.get(name) ?? null;
+  if (KNOWN_WASI_MODULES.has(module)) return WASI_IMPORT_SIGNATURES.get(name) ?? null;
+  return null;
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8');

@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { SourceMap } from 'node:module';
 import path from 'node:path';
 import type { FailurePolicy, FilterConfig } from '../config/types.js';
-import { type AbiVersion, detectAbi, KNOWN_ENV_IMPORTS, KNOWN_WASI_IMPORTS, KNOWN_WASI_MODULES } from './abi.js';
+import { type AbiVersion, detectAbi, hostFunctionSignatures } from './abi.js';
+import { formatSignature, type FunctionImport, readFunctionImports, sameSignature, WasmBinaryError } from './wasm-binary.js';
 import type { GenerationSpec } from './wire.js';
 import { BodyPhase } from '../filters/types.js';
 
@@ -65,13 +66,28 @@ export async function checkModule(name: string, bytes: Uint8Array): Promise<Chec
   }
   const unknown: string[] = [];
   for (const imp of WebAssembly.Module.imports(module)) {
-    const known =
-      imp.kind === 'function' &&
-      ((imp.module === 'env' && KNOWN_ENV_IMPORTS.has(imp.name)) ||
-        (KNOWN_WASI_MODULES.has(imp.module) && KNOWN_WASI_IMPORTS.has(imp.name)));
+    const known = imp.kind === 'function' && hostFunctionSignatures(imp.module, imp.name) !== null;
     if (!known) unknown.push(`${imp.module}.${imp.name}${imp.kind === 'function' ? '' : ` (${imp.kind})`}`);
   }
   if (unknown.length > 0) throw new FilterLoadError(name, `unknown import${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}`);
+  // A JS host function accepts any signature, so a wrong-typed import would instantiate and
+  // then pass the host garbage: compare each declared signature with what Wisp provides.
+  let functionImports: FunctionImport[];
+  try {
+    functionImports = readFunctionImports(bytes);
+  } catch (err) {
+    if (!(err instanceof WasmBinaryError)) throw err;
+    throw new FilterLoadError(name, `cannot read the import signatures: ${err.message}`);
+  }
+  const mismatched: string[] = [];
+  for (const imp of functionImports) {
+    const provided = hostFunctionSignatures(imp.module, imp.name);
+    if (provided === null || provided.some((p) => sameSignature(p, imp.signature))) continue;
+    mismatched.push(
+      `import ${imp.module}.${imp.name} has type ${formatSignature(imp.signature)}; Wisp provides ${provided.map(formatSignature).join(' or ')}`,
+    );
+  }
+  if (mismatched.length > 0) throw new FilterLoadError(name, mismatched.join('; '));
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   return { module, abi, sha256 };
 }
