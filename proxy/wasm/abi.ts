@@ -62,7 +62,7 @@ export function detectAbi(exportNames: ReadonlySet<string>): AbiVersion | null {
   return null;
 }
 
-/** Shorthand for the table below: `n` i32 parameters returning one i32 — the shape of nearly
+/** Shorthand for the table below: `n` i32 parameters returning one i32 (or `results`) — the shape of nearly
  * every proxy-wasm host function (pointers, sizes, enums, u32s, bools are all i32 on wasm32,
  * and each returns proxy_status_t) and of most WASI preview1 functions (returning errno). */
 function i32s(n: number, results: readonly ValueType[] = ['i32']): FunctionSignature {
@@ -78,8 +78,8 @@ function sig(params: readonly ValueType[], results: readonly ValueType[]): Funct
  * (abi-versions/v0.2.1 and v0.1.0) and the SDKs declare them. A JS host function accepts any
  * signature, so checkModule compares each import against this list: a module asking for
  * env.proxy_log as (i64, f64) -> f32 is refused instead of handing the host garbage. Where
- * real SDKs declare a function in a different shape that still works against our host (the
- * extra or missing arguments are ones the host ignores), every such shape is listed.
+ * the spec and real SDKs disagree on a function's shape and every shape works against this
+ * host (the arguments or result that differ are ones it does not use), each is listed.
  * The AssemblyScript runtime helpers (abort, trace, seed) are here so AS filters built with
  * default options load too.
  */
