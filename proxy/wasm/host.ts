@@ -1,6 +1,7 @@
 // The proxy-wasm host functions (module "env") for one filter instance. Each import reads
 // the instance's current call state (stream, context) and answers with a WasmResult; guest
-// mistakes are refused with BadArgument and logged with the reason, never thrown.
+// mistakes are refused with a status, never thrown, and logged (refuse) as
+// "<call> -> <status name> (<number>): <reason>".
 
 import {
   BufferType,
@@ -19,7 +20,55 @@ import { Info, mapValue, type StreamState } from './stream-state.js';
 import { ABSENT_CAS } from './shared-state.js';
 import { packedLength, parseStatusSet } from './wire.js';
 
-const { Ok, NotFound, BadArgument, InvalidMemoryAccess, Empty, Unimplemented, SerializationFailure } = WasmResult;
+const { Ok, NotFound, BadArgument, InvalidMemoryAccess, Empty, Unimplemented, SerializationFailure, InternalFailure } = WasmResult;
+
+/** WasmResult and MapType names by number, for log lines. */
+const RESULT_NAMES: string[] = [];
+for (const [name, code] of Object.entries(WasmResult)) RESULT_NAMES[code] = name;
+const MAP_TYPE_NAMES: string[] = [];
+for (const [name, code] of Object.entries(MapType)) MAP_TYPE_NAMES[code] = name;
+
+/**
+ * The filter misused host call `call`: log why, with the status it gets back by name and
+ * number, and return that status. Only failure paths call it (the message is built there,
+ * never on a call that succeeds). Answers a filter probes with on every request (NotFound
+ * for a missing header or property, Empty, CasMismatch) are returned without it.
+ */
+export function refuse(inst: FilterInstance, call: string, status: number, reason: string): number {
+  inst.log(LogLevel.Warn, `${call} -> ${RESULT_NAMES[status] ?? 'status'} (${status}): ${reason}`);
+  return status;
+}
+
+/** `what` at guest [ptr, ptr + len) is not inside guest memory. */
+function outOfBounds(inst: FilterInstance, call: string, what: string, ptr: number, len: number): number {
+  return refuse(inst, call, InvalidMemoryAccess, `${what} [${ptr >>> 0}, +${len >>> 0}) is outside guest memory (${inst.memoryBytes} bytes)`);
+}
+
+/** A proxy_get_* answer from FilterInstance.return*: its InvalidMemoryAccess logged with why. */
+function answered(inst: FilterInstance, call: string, result: number): number {
+  return result === InvalidMemoryAccess ? refuse(inst, call, result, inst.returnFailure) : result;
+}
+
+/** A header map call named a map it cannot use here: unknown, read-only, or not in this
+ * callback (no stream in a root context, response headers before the response). */
+function badMap(inst: FilterInstance, call: string, mapType: number, writing: boolean): number {
+  const name = MAP_TYPE_NAMES[mapType];
+  let why: string;
+  if (name === undefined) why = `unknown map type ${mapType}`;
+  else if (writing && !isWritableMap(mapType)) why = `map type ${mapType} (${name}) cannot be written`;
+  else why = `map type ${mapType} (${name}) is not available ${inst.stream === null ? 'outside a stream' : 'in this callback'}`;
+  return refuse(inst, call, BadArgument, why);
+}
+
+function unknownBufferType(inst: FilterInstance, call: string, type: number): number {
+  return refuse(inst, call, BadArgument, `unknown buffer type ${type}`);
+}
+
+/** A metric call SharedState refused: NotFound for an id proxy_define_metric never gave,
+ * BadArgument for a histogram incremented. */
+function badMetric(inst: FilterInstance, call: string, status: number, id: number): number {
+  return refuse(inst, call, status, status === NotFound ? `no metric has id ${id}` : `metric ${id} is a histogram: record values into it`);
+}
 
 /** Which header list of the current stream a map type refers to; null when not available. */
 function headerList(inst: FilterInstance, mapType: number): string[] | null {
@@ -58,7 +107,7 @@ function isWritableMap(mapType: number): boolean {
 function acceptHeader(inst: FilterInstance, call: string, name: string, value: string | null): boolean {
   const err = headerNameError(name) ?? (value === null ? null : headerValueError(value));
   if (err === null) return true;
-  inst.log(LogLevel.Warn, `${call} refused: ${err}`);
+  refuse(inst, call, BadArgument, err);
   return false;
 }
 
@@ -85,8 +134,7 @@ function skipPhases(inst: FilterInstance, value: Uint8Array): number {
     if (p === 'response_headers') inst.declaredNoResponseHeaders = true;
     else if (p === 'response_trailers') inst.declaredNoResponseTrailers = true;
     else if (p.length > 0) {
-      inst.log(LogLevel.Warn, `${SKIP_PHASES}: unknown phase "${p}" (known: response_headers, response_trailers)`);
-      return BadArgument;
+      return refuse(inst, 'proxy_set_property', BadArgument, `${SKIP_PHASES}: unknown phase "${p}" (known: response_headers, response_trailers)`);
     }
   }
   return Ok;
@@ -101,10 +149,7 @@ const RESPONSE_HEADERS_STATUSES = 'wisp.response_headers_statuses';
 
 function responseHeadersStatuses(inst: FilterInstance, value: Uint8Array): number {
   const set = parseStatusSet(Buffer.from(value).toString('utf8'));
-  if (typeof set === 'string') {
-    inst.log(LogLevel.Warn, `${RESPONSE_HEADERS_STATUSES}: ${set}`);
-    return BadArgument;
-  }
+  if (typeof set === 'string') return refuse(inst, 'proxy_set_property', BadArgument, `${RESPONSE_HEADERS_STATUSES}: ${set}`);
   inst.responseHeadersStatuses = set;
   return Ok;
 }
@@ -312,7 +357,7 @@ function returnAddress(inst: FilterInstance, s: StreamState, retPtrPtr: number, 
   const bracket = v6 ? 1 : 0;
   const len = bracket + ipLength + bracket + 1 + digits;
   const ptr = inst.reserveReturn(len, retPtrPtr, retSizePtr);
-  if (ptr < 0) return InvalidMemoryAccess;
+  if (ptr < 0) return InvalidMemoryAccess; // logged by proxy_get_property (answered)
   const mem = inst.memoryAt(ptr, len)!;
   if (v6) mem[ptr] = 91; // [
   for (let i = 0; i < ipLength; i++) mem[ptr + bracket + i] = text.charCodeAt(start + i);
@@ -362,17 +407,17 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     // --- logging, time ------------------------------------------------------------------
     proxy_log(level: number, ptr: number, len: number): number {
       const msg = inst.readString(ptr, len);
-      if (msg === null) return InvalidMemoryAccess;
-      if (level < 0 || level > 5) return BadArgument;
+      if (msg === null) return outOfBounds(inst, 'proxy_log', 'message', ptr, len);
+      if (level < 0 || level > 5) return refuse(inst, 'proxy_log', BadArgument, `log level ${level} is not 0-5 (trace-critical)`);
       inst.log(level, msg);
       return Ok;
     },
     proxy_get_log_level(retPtr: number): number {
-      return inst.writeU32(retPtr, inst.deps.log.level) ? Ok : InvalidMemoryAccess;
+      return inst.writeU32(retPtr, inst.deps.log.level) ? Ok : outOfBounds(inst, 'proxy_get_log_level', 'return slot', retPtr, 4);
     },
     proxy_get_current_time_nanoseconds(retPtr: number): number {
-      if (nowNs === undefined) return writeWallClockNs(inst, retPtr) ? Ok : InvalidMemoryAccess;
-      return inst.writeU64(retPtr, nowNs()) ? Ok : InvalidMemoryAccess;
+      if (nowNs === undefined ? writeWallClockNs(inst, retPtr) : inst.writeU64(retPtr, nowNs())) return Ok;
+      return outOfBounds(inst, 'proxy_get_current_time_nanoseconds', 'return slot', retPtr, 8);
     },
     proxy_set_tick_period_milliseconds(period: number): number {
       const ms = period >>> 0;
@@ -392,11 +437,11 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       else if (type === BufferType.HttpCallResponseBody && inst.httpResponse !== null) buf = inst.httpResponse.body;
       else if (inst.stream !== null && inst.stream.body !== null && type === inst.stream.bodyType) buf = inst.stream.body;
       else if (type >= 0 && type <= 5) return NotFound;
-      else return BadArgument;
+      else return unknownBufferType(inst, 'proxy_get_buffer_bytes', type);
       start >>>= 0;
-      if (start > buf.length) return BadArgument;
+      if (start > buf.length) return refuse(inst, 'proxy_get_buffer_bytes', BadArgument, `start ${start} is past the end of the buffer (${buf.length} bytes)`);
       const end = Math.min(buf.length, start + (maxSize >>> 0));
-      return inst.returnBytes(buf.subarray(start, end), retPtrPtr, retSizePtr);
+      return answered(inst, 'proxy_get_buffer_bytes', inst.returnBytes(buf.subarray(start, end), retPtrPtr, retSizePtr));
     },
     proxy_get_buffer_status(type: number, retSizePtr: number, retFlagsPtr: number): number {
       let n: number;
@@ -405,19 +450,20 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       else if (type === BufferType.HttpCallResponseBody && inst.httpResponse !== null) n = inst.httpResponse.body.length;
       else if (inst.stream !== null && inst.stream.body !== null && type === inst.stream.bodyType) n = inst.stream.body.length;
       else if (type >= 0 && type <= 5) return NotFound;
-      else return BadArgument;
-      return inst.writeU32(retSizePtr, n) && inst.writeU32(retFlagsPtr, 0) ? Ok : InvalidMemoryAccess;
+      else return unknownBufferType(inst, 'proxy_get_buffer_status', type);
+      if (!inst.writeU32(retSizePtr, n)) return outOfBounds(inst, 'proxy_get_buffer_status', 'return slot', retSizePtr, 4);
+      return inst.writeU32(retFlagsPtr, 0) ? Ok : outOfBounds(inst, 'proxy_get_buffer_status', 'return slot', retFlagsPtr, 4);
     },
     /** Replace `size` bytes at `start` of the body being filtered with the given bytes
      * (start 0 and size >= length replaces it all; start at the end appends). */
     proxy_set_buffer_bytes(type: number, start: number, size: number, dataPtr: number, dataLen: number): number {
       const s = inst.stream;
-      if (s === null || s.body === null || type !== s.bodyType) return type >= 0 && type <= 7 ? NotFound : BadArgument;
+      if (s === null || s.body === null || type !== s.bodyType) return type >= 0 && type <= 7 ? NotFound : unknownBufferType(inst, 'proxy_set_buffer_bytes', type);
       const data = inst.readBytes(dataPtr, dataLen);
-      if (data === null) return InvalidMemoryAccess;
+      if (data === null) return outOfBounds(inst, 'proxy_set_buffer_bytes', 'data', dataPtr, dataLen);
       const body = s.body;
       start >>>= 0;
-      if (start > body.length) return BadArgument;
+      if (start > body.length) return refuse(inst, 'proxy_set_buffer_bytes', BadArgument, `start ${start} is past the end of the body (${body.length} bytes)`);
       const cut = Math.min(body.length, start + (size >>> 0));
       if (start === 0 && cut === body.length) {
         s.body = data;
@@ -432,29 +478,29 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     },
     proxy_get_configuration(retPtrPtr: number, retSizePtr: number): number {
       const buf = inst.configPhase === BufferType.VmConfiguration ? inst.vmConfig : inst.pluginConfig;
-      return inst.returnBytes(buf, retPtrPtr, retSizePtr);
+      return answered(inst, 'proxy_get_configuration', inst.returnBytes(buf, retPtrPtr, retSizePtr));
     },
 
     // --- header maps --------------------------------------------------------------------
     proxy_get_header_map_size(mapType: number, retSizePtr: number): number {
       const list = headerList(inst, mapType);
-      if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : BadArgument;
+      if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : badMap(inst, 'proxy_get_header_map_size', mapType, false);
       let size = 4;
       for (let i = 0; i < list.length; i++) size += 4 + Buffer.byteLength(list[i], 'utf8') + 1;
-      return inst.writeU32(retSizePtr, size) ? Ok : InvalidMemoryAccess;
+      return inst.writeU32(retSizePtr, size) ? Ok : outOfBounds(inst, 'proxy_get_header_map_size', 'return slot', retSizePtr, 4);
     },
     proxy_get_header_map_pairs(mapType: number, retPtrPtr: number, retSizePtr: number): number {
       const list = headerList(inst, mapType);
-      if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : BadArgument;
-      return inst.returnBytes(serializeHeaderMap(list), retPtrPtr, retSizePtr);
+      if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : badMap(inst, 'proxy_get_header_map_pairs', mapType, false);
+      return answered(inst, 'proxy_get_header_map_pairs', inst.returnBytes(serializeHeaderMap(list), retPtrPtr, retSizePtr));
     },
     proxy_set_header_map_pairs(mapType: number, ptr: number, len: number): number {
       const list = headerList(inst, mapType);
-      if (list === null || !isWritableMap(mapType)) return BadArgument;
+      if (list === null || !isWritableMap(mapType)) return badMap(inst, 'proxy_set_header_map_pairs', mapType, true);
       const bytes = inst.viewBytes(ptr, len);
-      if (bytes === null) return InvalidMemoryAccess;
+      if (bytes === null) return outOfBounds(inst, 'proxy_set_header_map_pairs', 'header map', ptr, len);
       const pairs = deserializeHeaderMap(bytes);
-      if (pairs === null) return SerializationFailure;
+      if (pairs === null) return refuse(inst, 'proxy_set_header_map_pairs', SerializationFailure, `${len} bytes are not a serialized header map`);
       for (let i = 0; i < pairs.length; i += 2) {
         pairs[i] = lowerAscii(pairs[i]);
         if (!acceptHeader(inst, 'proxy_set_header_map_pairs', pairs[i], pairs[i + 1])) return BadArgument;
@@ -469,28 +515,29 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       if (s !== null && (mapType === MapType.RequestHeaders || (mapType === MapType.ResponseHeaders && s.responseStatus > 0))) {
         // Straight from the heads as the batch carried them: no decoding of the whole list.
         const lower = inst.headerName(keyPtr, keyLen);
-        if (lower === null) return InvalidMemoryAccess;
+        if (lower === null) return outOfBounds(inst, 'proxy_get_header_map_value', 'key', keyPtr, keyLen);
         if (mapType === MapType.RequestHeaders) {
           const info = s.packedRequestPseudoInfo(lower);
-          if (info >= 0) return returnInfo(inst, s, info, retPtrPtr, retSizePtr);
+          if (info >= 0) return answered(inst, 'proxy_get_header_map_value', returnInfo(inst, s, info, retPtrPtr, retSizePtr));
         }
         const value = mapType === MapType.RequestHeaders ? s.requestHeaderValue(lower) : s.responseHeaderValue(lower);
-        return value === null ? NotFound : inst.returnString(value, retPtrPtr, retSizePtr);
+        return value === null ? NotFound : answered(inst, 'proxy_get_header_map_value', inst.returnString(value, retPtrPtr, retSizePtr));
       }
       const list = headerList(inst, mapType);
-      if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : BadArgument;
+      if (list === null) return mapType >= 0 && mapType <= 7 ? NotFound : badMap(inst, 'proxy_get_header_map_value', mapType, false);
       const key = inst.headerName(keyPtr, keyLen);
-      if (key === null) return InvalidMemoryAccess;
+      if (key === null) return outOfBounds(inst, 'proxy_get_header_map_value', 'key', keyPtr, keyLen);
       const value = mapValue(list, key);
       if (value === null) return NotFound;
-      return inst.returnString(value, retPtrPtr, retSizePtr);
+      return answered(inst, 'proxy_get_header_map_value', inst.returnString(value, retPtrPtr, retSizePtr));
     },
     proxy_add_header_map_value(mapType: number, keyPtr: number, keyLen: number, valPtr: number, valLen: number): number {
       const list = headerList(inst, mapType);
-      if (list === null || !isWritableMap(mapType)) return BadArgument;
+      if (list === null || !isWritableMap(mapType)) return badMap(inst, 'proxy_add_header_map_value', mapType, true);
       const key = inst.readString(keyPtr, keyLen);
+      if (key === null) return outOfBounds(inst, 'proxy_add_header_map_value', 'key', keyPtr, keyLen);
       const value = inst.readString(valPtr, valLen);
-      if (key === null || value === null) return InvalidMemoryAccess;
+      if (value === null) return outOfBounds(inst, 'proxy_add_header_map_value', 'value', valPtr, valLen);
       const name = lowerAscii(key);
       if (!acceptHeader(inst, 'proxy_add_header_map_value', name, value)) return BadArgument;
       list.push(name, value);
@@ -500,10 +547,11 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     },
     proxy_replace_header_map_value(mapType: number, keyPtr: number, keyLen: number, valPtr: number, valLen: number): number {
       const list = headerList(inst, mapType);
-      if (list === null || !isWritableMap(mapType)) return BadArgument;
+      if (list === null || !isWritableMap(mapType)) return badMap(inst, 'proxy_replace_header_map_value', mapType, true);
       const key = inst.readString(keyPtr, keyLen);
+      if (key === null) return outOfBounds(inst, 'proxy_replace_header_map_value', 'key', keyPtr, keyLen);
       const value = inst.readString(valPtr, valLen);
-      if (key === null || value === null) return InvalidMemoryAccess;
+      if (value === null) return outOfBounds(inst, 'proxy_replace_header_map_value', 'value', valPtr, valLen);
       const name = lowerAscii(key);
       if (!acceptHeader(inst, 'proxy_replace_header_map_value', name, value)) return BadArgument;
       let found = -1;
@@ -532,13 +580,12 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     },
     proxy_remove_header_map_value(mapType: number, keyPtr: number, keyLen: number): number {
       const list = headerList(inst, mapType);
-      if (list === null || !isWritableMap(mapType)) return BadArgument;
+      if (list === null || !isWritableMap(mapType)) return badMap(inst, 'proxy_remove_header_map_value', mapType, true);
       const key = inst.readString(keyPtr, keyLen);
-      if (key === null) return InvalidMemoryAccess;
+      if (key === null) return outOfBounds(inst, 'proxy_remove_header_map_value', 'key', keyPtr, keyLen);
       const name = lowerAscii(key);
       if (name.charCodeAt(0) === 58 /* : */) {
-        inst.log(LogLevel.Warn, `proxy_remove_header_map_value refused: pseudo-header ${name} cannot be removed`);
-        return BadArgument;
+        return refuse(inst, 'proxy_remove_header_map_value', BadArgument, `pseudo-header ${name} cannot be removed`);
       }
       removeKey(list, name);
       markDirty(inst, mapType);
@@ -548,20 +595,20 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     // --- properties ---------------------------------------------------------------------
     proxy_get_property(pathPtr: number, pathLen: number, retPtrPtr: number, retSizePtr: number): number {
       const mem = inst.memoryAt(pathPtr, pathLen);
-      if (mem === null) return InvalidMemoryAccess;
+      if (mem === null) return outOfBounds(inst, 'proxy_get_property', 'path', pathPtr, pathLen);
       const id = knownPropertyId(mem, pathPtr, pathLen);
-      if (id >= 0) return returnKnownProperty(inst, id, retPtrPtr, retSizePtr);
-      const raw = inst.readString(pathPtr, pathLen);
-      if (raw === null) return InvalidMemoryAccess;
+      if (id >= 0) return answered(inst, 'proxy_get_property', returnKnownProperty(inst, id, retPtrPtr, retSizePtr));
+      const raw = inst.readString(pathPtr, pathLen)!; // in bounds: checked above
       const value = customProperty(inst, propertyPath(raw));
       if (value === null) return NotFound;
-      if (typeof value === 'string') return inst.returnString(value, retPtrPtr, retSizePtr);
-      return inst.returnBytes(value, retPtrPtr, retSizePtr);
+      const r = typeof value === 'string' ? inst.returnString(value, retPtrPtr, retSizePtr) : inst.returnBytes(value, retPtrPtr, retSizePtr);
+      return answered(inst, 'proxy_get_property', r);
     },
     proxy_set_property(pathPtr: number, pathLen: number, valPtr: number, valLen: number): number {
       const raw = inst.readString(pathPtr, pathLen);
+      if (raw === null) return outOfBounds(inst, 'proxy_set_property', 'path', pathPtr, pathLen);
       const value = inst.readBytes(valPtr, valLen);
-      if (raw === null || value === null) return InvalidMemoryAccess;
+      if (value === null) return outOfBounds(inst, 'proxy_set_property', 'value', valPtr, valLen);
       const s = inst.stream;
       const path = raw.split('\0').filter((p) => p.length > 0).join('.');
       if (s === null) return inst.configuring ? setConfigureProperty(inst, path, value) : NotFound;
@@ -582,17 +629,16 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       _grpcStatus: number,
     ): number {
       const s = inst.stream;
-      if (s === null) return BadArgument;
-      if (status < 200 || status > 599) {
-        inst.log(LogLevel.Warn, `proxy_send_local_response refused: status ${status} is outside 200-599`);
-        return BadArgument;
-      }
+      if (s === null) return refuse(inst, 'proxy_send_local_response', BadArgument, 'no stream to answer outside a stream callback');
+      if (status < 200 || status > 599) return refuse(inst, 'proxy_send_local_response', BadArgument, `status ${status} is outside 200-599`);
       const details = inst.readString(detailsPtr, detailsLen);
+      if (details === null) return outOfBounds(inst, 'proxy_send_local_response', 'details', detailsPtr, detailsLen);
       const body = inst.readBytes(bodyPtr, bodyLen);
+      if (body === null) return outOfBounds(inst, 'proxy_send_local_response', 'body', bodyPtr, bodyLen);
       const hbytes = inst.viewBytes(headersPtr, headersLen);
-      if (details === null || body === null || hbytes === null) return InvalidMemoryAccess;
+      if (hbytes === null) return outOfBounds(inst, 'proxy_send_local_response', 'headers', headersPtr, headersLen);
       const headers = deserializeHeaderMap(hbytes);
-      if (headers === null) return SerializationFailure;
+      if (headers === null) return refuse(inst, 'proxy_send_local_response', SerializationFailure, `${headersLen} header bytes are not a serialized header map`);
       for (let i = 0; i < headers.length; i += 2) {
         headers[i] = lowerAscii(headers[i]);
         if (!acceptHeader(inst, 'proxy_send_local_response', headers[i], headers[i + 1])) return BadArgument;
@@ -616,7 +662,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     proxy_close_stream(streamType: number): number {
       const s = inst.stream;
       if (s === null || !s.network) return closeHttpStream();
-      if (streamType < 0 || streamType > 3) return BadArgument;
+      if (streamType < 0 || streamType > 3) return refuse(inst, 'proxy_close_stream', BadArgument, `unknown stream type ${streamType}`);
       s.local = { status: 503, headers: [], body: EMPTY_BYTES, details: `closed_by_filter:${inst.spec.name}` };
       return Ok;
     },
@@ -626,13 +672,13 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     proxy_get_status(retCodePtr: number, retMsgPtrPtr: number, retMsgSizePtr: number): number {
       const r = inst.httpResponse;
       if (r === null) return NotFound;
-      if (!inst.writeU32(retCodePtr, r.status)) return InvalidMemoryAccess;
-      return inst.returnBytes(EMPTY_BYTES, retMsgPtrPtr, retMsgSizePtr);
+      if (!inst.writeU32(retCodePtr, r.status)) return outOfBounds(inst, 'proxy_get_status', 'return slot', retCodePtr, 4);
+      return answered(inst, 'proxy_get_status', inst.returnBytes(EMPTY_BYTES, retMsgPtrPtr, retMsgSizePtr));
     },
     proxy_set_effective_context(ctx: number): number {
       if (ctx === 1 || ctx === inst.contextId) return Ok;
       for (const [, id] of inst.contexts.entries()) if (id === ctx) return Ok;
-      return BadArgument;
+      return refuse(inst, 'proxy_set_effective_context', BadArgument, `context ${ctx} does not exist`);
     },
     proxy_done(): number {
       return NotFound;
@@ -641,7 +687,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     // --- shared data and queues ---------------------------------------------------------
     proxy_get_shared_data(keyPtr: number, keyLen: number, retPtrPtr: number, retSizePtr: number, retCasPtr: number): number {
       const mem = inst.memoryAt(keyPtr, keyLen);
-      if (mem === null) return InvalidMemoryAccess;
+      if (mem === null) return outOfBounds(inst, 'proxy_get_shared_data', 'key', keyPtr, keyLen);
       const length = shared.readData(mem, keyPtr, keyLen);
       if (length < 0) {
         // Hand out the create-if-absent CAS (see SharedState.writeData); SDKs that ignore the
@@ -651,70 +697,68 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       }
       const cas = shared.readCas;
       const r = inst.returnBytes(shared.readBuf, retPtrPtr, retSizePtr, length);
-      if (r !== Ok) return r;
-      return inst.writeU32(retCasPtr, cas) ? Ok : InvalidMemoryAccess;
+      if (r !== Ok) return answered(inst, 'proxy_get_shared_data', r);
+      return inst.writeU32(retCasPtr, cas) ? Ok : outOfBounds(inst, 'proxy_get_shared_data', 'cas return slot', retCasPtr, 4);
     },
     proxy_set_shared_data(keyPtr: number, keyLen: number, valPtr: number, valLen: number, cas: number): number {
       const mem = inst.memoryAt(keyPtr, keyLen);
-      if (mem === null || inst.memoryAt(valPtr, valLen) === null) return InvalidMemoryAccess;
+      if (mem === null) return outOfBounds(inst, 'proxy_set_shared_data', 'key', keyPtr, keyLen);
+      if (inst.memoryAt(valPtr, valLen) === null) return outOfBounds(inst, 'proxy_set_shared_data', 'value', valPtr, valLen);
       const r = shared.writeData(mem, keyPtr, keyLen, mem, valPtr, valLen, cas >>> 0);
-      if (shared.writeError !== null) inst.log(LogLevel.Warn, `proxy_set_shared_data: ${shared.writeError}`);
-      return r;
+      // CasMismatch (a lost race, retried by the filter) comes without a writeError.
+      return shared.writeError === null ? r : refuse(inst, 'proxy_set_shared_data', r, shared.writeError);
     },
     proxy_register_shared_queue(namePtr: number, nameLen: number, retIdPtr: number): number {
       const name = inst.viewBytes(namePtr, nameLen);
-      if (name === null) return InvalidMemoryAccess;
+      if (name === null) return outOfBounds(inst, 'proxy_register_shared_queue', 'name', namePtr, nameLen);
       const r = shared.registerQueue(name);
-      if (r.error !== undefined) {
-        inst.log(LogLevel.Warn, `proxy_register_shared_queue: ${r.error}`);
-        return BadArgument;
-      }
+      if (r.error !== undefined) return refuse(inst, 'proxy_register_shared_queue', BadArgument, r.error);
       inst.deps.onQueueRegistered(inst, r.id);
-      return inst.writeU32(retIdPtr, r.id) ? Ok : InvalidMemoryAccess;
+      return inst.writeU32(retIdPtr, r.id) ? Ok : outOfBounds(inst, 'proxy_register_shared_queue', 'return slot', retIdPtr, 4);
     },
     proxy_resolve_shared_queue(_vmPtr: number, _vmLen: number, namePtr: number, nameLen: number, retIdPtr: number): number {
       const name = inst.viewBytes(namePtr, nameLen);
-      if (name === null) return InvalidMemoryAccess;
+      if (name === null) return outOfBounds(inst, 'proxy_resolve_shared_queue', 'name', namePtr, nameLen);
       const id = shared.resolveQueue(name);
       if (id === 0) return NotFound;
-      return inst.writeU32(retIdPtr, id) ? Ok : InvalidMemoryAccess;
+      return inst.writeU32(retIdPtr, id) ? Ok : outOfBounds(inst, 'proxy_resolve_shared_queue', 'return slot', retIdPtr, 4);
     },
     proxy_enqueue_shared_queue(id: number, valPtr: number, valLen: number): number {
       const value = inst.viewBytes(valPtr, valLen);
-      if (value === null) return InvalidMemoryAccess;
+      if (value === null) return outOfBounds(inst, 'proxy_enqueue_shared_queue', 'value', valPtr, valLen);
       const r = shared.enqueue(id, value);
       if (r === Ok) inst.deps.onEnqueue(id);
-      else if (r === WasmResult.InternalFailure) inst.log(LogLevel.Warn, `proxy_enqueue_shared_queue: queue ${id} is full`);
+      else if (r === InternalFailure) return refuse(inst, 'proxy_enqueue_shared_queue', r, `queue ${id} is full`);
+      else if (r === NotFound) return refuse(inst, 'proxy_enqueue_shared_queue', r, `no queue has id ${id}`);
       return r;
     },
     proxy_dequeue_shared_queue(id: number, retPtrPtr: number, retSizePtr: number): number {
       const r = shared.dequeue(id);
-      if (typeof r === 'number') return r;
+      if (typeof r === 'number') return r === NotFound ? refuse(inst, 'proxy_dequeue_shared_queue', r, `no queue has id ${id}`) : r;
       if (r === null) return Empty;
-      return inst.returnBytes(r, retPtrPtr, retSizePtr);
+      return answered(inst, 'proxy_dequeue_shared_queue', inst.returnBytes(r, retPtrPtr, retSizePtr));
     },
 
     // --- metrics -----------------------------------------------------------------------
     proxy_define_metric(type: number, namePtr: number, nameLen: number, retIdPtr: number): number {
       const name = inst.readString(namePtr, nameLen);
-      if (name === null) return InvalidMemoryAccess;
+      if (name === null) return outOfBounds(inst, 'proxy_define_metric', 'name', namePtr, nameLen);
       const r = shared.defineMetric(type, inst.spec.name, name);
-      if (r.error !== undefined) {
-        inst.log(LogLevel.Warn, `proxy_define_metric: ${r.error}`);
-        return BadArgument;
-      }
-      return inst.writeU32(retIdPtr, r.id) ? Ok : InvalidMemoryAccess;
+      if (r.error !== undefined) return refuse(inst, 'proxy_define_metric', BadArgument, r.error);
+      return inst.writeU32(retIdPtr, r.id) ? Ok : outOfBounds(inst, 'proxy_define_metric', 'return slot', retIdPtr, 4);
     },
     proxy_increment_metric(id: number, delta: bigint): number {
-      return shared.incrementMetric(id, BigInt.asIntN(64, BigInt(delta)));
+      const r = shared.incrementMetric(id, BigInt.asIntN(64, BigInt(delta)));
+      return r === Ok ? Ok : badMetric(inst, 'proxy_increment_metric', r, id);
     },
     proxy_record_metric(id: number, value: bigint): number {
-      return shared.recordMetric(id, BigInt.asIntN(64, BigInt(value)));
+      const r = shared.recordMetric(id, BigInt.asIntN(64, BigInt(value)));
+      return r === Ok ? Ok : badMetric(inst, 'proxy_record_metric', r, id);
     },
     proxy_get_metric(id: number, retPtr: number): number {
       const v = shared.getMetric(id);
-      if (v === null) return NotFound;
-      return inst.writeU64(retPtr, BigInt.asUintN(64, v)) ? Ok : InvalidMemoryAccess;
+      if (v === null) return badMetric(inst, 'proxy_get_metric', NotFound, id);
+      return inst.writeU64(retPtr, BigInt.asUintN(64, v)) ? Ok : outOfBounds(inst, 'proxy_get_metric', 'return slot', retPtr, 8);
     },
 
     // --- not (yet) supported -----------------------------------------------------------
@@ -736,13 +780,16 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
         return Unimplemented;
       }
       const cluster = inst.readString(upPtr, upLen);
-      const hbytes = inst.viewBytes(hPtr, hLen);
+      if (cluster === null) return outOfBounds(inst, 'proxy_http_call', 'cluster', upPtr, upLen);
+      if (sink.knowsCluster !== undefined && !sink.knowsCluster(cluster)) return refuse(inst, 'proxy_http_call', BadArgument, `unknown cluster "${cluster}"`);
       const body = inst.readBytes(bPtr, bLen);
-      if (cluster === null || hbytes === null || body === null || !inst.inBounds(tPtr, tLen) || !inst.inBounds(retTokenPtr, 4)) {
-        return InvalidMemoryAccess;
-      }
+      if (body === null) return outOfBounds(inst, 'proxy_http_call', 'body', bPtr, bLen);
+      if (!inst.inBounds(tPtr, tLen)) return outOfBounds(inst, 'proxy_http_call', 'trailers', tPtr, tLen);
+      if (!inst.inBounds(retTokenPtr, 4)) return outOfBounds(inst, 'proxy_http_call', 'token return slot', retTokenPtr, 4);
+      const hbytes = inst.viewBytes(hPtr, hLen);
+      if (hbytes === null) return outOfBounds(inst, 'proxy_http_call', 'headers', hPtr, hLen);
       const headers = deserializeHeaderMap(hbytes);
-      if (headers === null) return SerializationFailure;
+      if (headers === null) return refuse(inst, 'proxy_http_call', SerializationFailure, `${hLen} header bytes are not a serialized header map`);
       let hasMethod = false;
       let hasPath = false;
       for (let i = 0; i < headers.length; i += 2) {
@@ -751,10 +798,7 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
         if (headers[i] === ':method') hasMethod = true;
         else if (headers[i] === ':path') hasPath = true;
       }
-      if (!hasMethod || !hasPath) {
-        inst.log(LogLevel.Warn, 'proxy_http_call refused: headers need :method and :path');
-        return BadArgument;
-      }
+      if (!hasMethod || !hasPath) return refuse(inst, 'proxy_http_call', BadArgument, 'headers need :method and :path');
       const token = sink.issue(inst, cluster, headers, body, timeoutMs >>> 0);
       inst.writeU32(retTokenPtr, token);
       return Ok;

@@ -48,6 +48,9 @@ export class WorkerLog {
 export interface HttpCallSink {
   /** Returns the call's token. */
   issue(inst: FilterInstance, cluster: string, headers: string[], body: Uint8Array, timeoutMs: number): number;
+  /** Whether a call may name `cluster` (the config defines it); absent: any name goes out.
+   * proxy_http_call refuses other names with BadArgument, logged, at the call. */
+  knowsCluster?(cluster: string): boolean;
 }
 
 /** The response an http call callback may read. */
@@ -409,17 +412,30 @@ export class FilterInstance {
     return this.memView.getUint32(ptr, true);
   }
 
+  /** Why the last reserveReturn failed (set only when it does): the host logs it with the
+   * InvalidMemoryAccess the call returns. */
+  returnFailure = '';
+
   /** The first step of every proxy_get_* answer: `length` bytes allocated by the guest, their
    * (ptr, size) written to the return slots. Returns the guest pointer (0 for length 0), or -1
    * when a slot or the allocation is out of bounds. Write the bytes through memoryAt(ptr,
    * length) right after (the allocation may have grown memory: views from before are stale). */
   reserveReturn(length: number, retPtrPtr: number, retSizePtr: number): number {
-    if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) return -1;
+    if (!this.inBounds(retPtrPtr, 4) || !this.inBounds(retSizePtr, 4)) {
+      this.returnFailure = `return slots ${retPtrPtr >>> 0}, ${retSizePtr >>> 0} are outside guest memory (${this.memBuf.length} bytes)`;
+      return -1;
+    }
     let ptr = 0;
     if (length > 0) {
       ptr = this.allocFn(length) >>> 0;
       // Refreshes the views when the allocation grew memory (the old buffer reads length 0).
-      if (ptr === 0 || !this.inBounds(ptr, length)) return -1;
+      if (ptr === 0 || !this.inBounds(ptr, length)) {
+        this.returnFailure =
+          ptr === 0
+            ? `the guest's allocator returned 0 for ${length} bytes`
+            : `the guest's allocator returned ${ptr} for ${length} bytes, outside guest memory (${this.memBuf.length} bytes)`;
+        return -1;
+      }
     }
     this.memView.setUint32(retPtrPtr, ptr, true);
     this.memView.setUint32(retSizePtr, length, true);

@@ -153,7 +153,7 @@ test('wisp.skip_phases while configuring: the chain reports the response phase s
   assert.deepEqual(headerValues(t.responseHeaders, 'x-probe-response'), ['A']);
   mixed.done(t);
   await waitFor(() => logs.some((l) => l.includes('skip_phases bogus -> 2')), 5000, 'the filter saw BadArgument');
-  assert.ok(logs.some((l) => l.includes('wisp.skip_phases: unknown phase "bogus"')), logs.join('\n'));
+  assert.ok(logs.some((l) => l.includes('proxy_set_property -> BadArgument (2): wisp.skip_phases: unknown phase "bogus"')), logs.join('\n'));
 });
 
 test('wisp.response_headers_statuses while configuring: the response waits only for the statuses named; other text is refused', async () => {
@@ -191,7 +191,7 @@ test('wisp.response_headers_statuses while configuring: the response waits only 
   assert.deepEqual(headerValues(u.responseHeaders, 'x-probe-response').sort(), ['A', 'statuses-5xx']);
   mixed.done(u);
   await waitFor(() => logs.some((l) => l.includes('statuses bogus -> 2')), 5000, 'the filter saw BadArgument');
-  assert.ok(logs.some((l) => l.includes('wisp.response_headers_statuses: "5xx" is not a status')), logs.join('\n'));
+  assert.ok(logs.some((l) => l.includes('proxy_set_property -> BadArgument (2): wisp.response_headers_statuses: "5xx" is not a status')), logs.join('\n'));
 });
 
 test('invalid mutations are refused with BadArgument (2) and logged', async () => {
@@ -205,8 +205,8 @@ test('invalid mutations are refused with BadArgument (2) and logged', async () =
     assert.equal(s.header('x-bad'), undefined);
     chain.done(s);
   }
-  assert.ok(logs.some((l) => l.includes('header value contains CR')), logs.join('\n'));
-  assert.ok(logs.some((l) => l.includes('status 99 is outside 200-599')));
+  assert.ok(logs.some((l) => l.includes('proxy_add_header_map_value -> BadArgument (2): header value contains CR')), logs.join('\n'));
+  assert.ok(logs.some((l) => l.includes('proxy_send_local_response -> BadArgument (2): status 99 is outside 200-599')));
 });
 
 test('proxy_log lines reach the main thread log with the filter name', () => {
