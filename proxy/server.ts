@@ -123,6 +123,7 @@ export class Wisp {
     // 4. Commit. Clusters first (unchanged ones keep their pools): requests look their
     //    cluster up by name when they start, so routes and clusters switch together.
     this.clusters.apply(next.clusters);
+    this.filters?.setHttpCallClusters(next.clusters.map((c) => c.name));
     for (const l of opened) {
       const old = this.listeners.get(l.config.name);
       if (old !== undefined) old.close();

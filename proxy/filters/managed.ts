@@ -22,6 +22,8 @@ export interface ManagedFilterRuntime extends FilterRuntime {
   loadBytes(name: string, wasm: Uint8Array): Promise<unknown>;
   reload(name: string): Promise<unknown>;
   list(): FilterInfo[];
+  /** The clusters proxy_http_call may name: the config's, set when a config is committed. */
+  setHttpCallClusters(names: readonly string[]): void;
   metricsSnapshot(): FilterMetricSample[];
   close(): Promise<void>;
 }

@@ -116,6 +116,8 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
   private closed = false;
   private readonly watchdogIntervalMs: number;
   private readonly httpCall: ((call: FilterHttpCall) => Promise<FilterHttpResponse>) | null;
+  /** setHttpCallClusters' names; null until called. */
+  private httpCallClusters: string[] | null = null;
   private lastWatchdogTick = Date.now();
 
   constructor(opts: WasmRuntimeOptions = {}) {
@@ -430,8 +432,17 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     else this.continueStream(entry, request ? 'request_headers' : 'response_headers');
   }
 
+  /** The clusters a filter's proxy_http_call may name (the config's): any other name is
+   * refused at the call with BadArgument, as Envoy does, instead of failing later. */
+  setHttpCallClusters(names: readonly string[]): void {
+    this.httpCallClusters = [...names];
+    for (const h of this.handles) h.post({ op: 'clusters', names: this.httpCallClusters });
+  }
+
   resyncOps(): ControlOp[] {
     const ops: ControlOp[] = [];
+    // A replacement worker starts knowing no clusters (any name goes out) until told.
+    if (this.httpCallClusters !== null) ops.push({ op: 'clusters', names: this.httpCallClusters });
     for (const gen of this.registry.generations.values()) ops.push({ op: 'load', spec: gen.spec, module: gen.module });
     return ops;
   }

@@ -329,7 +329,9 @@ export type ControlOp =
   /** Run a network filter over a TCP connection's first bytes (proxy_on_new_connection +
    * proxy_on_downstream_data with them as the DownstreamData buffer); the answer's `props`
    * are what it set with proxy_set_property. */
-  | { op: 'sniff'; genId: number; data: Uint8Array; end: boolean };
+  | { op: 'sniff'; genId: number; data: Uint8Array; end: boolean }
+  /** The clusters proxy_http_call may name (the config's); null: any (no config, e.g. tests). */
+  | { op: 'clusters'; names: string[] | null };
 
 export interface ControlResult {
   ok: boolean;

@@ -126,6 +126,8 @@ export class FilterWorker implements HttpCallSink {
   /** Out-of-band calls by token (increasing ids, one per call: an IdTable, see id-table.ts). */
   private readonly calls = new IdTable<PendingCall>();
   private nextToken = 1;
+  /** What proxy_http_call may name; null until the runtime says (then any name goes out). */
+  private clusterNames: Set<string> | null = null;
   /** Sniff contexts use negative stream ids, apart from the main thread's request streams. */
   private nextSniffStream = -1;
   private readonly outTokens: number[] = [];
@@ -193,6 +195,10 @@ export class FilterWorker implements HttpCallSink {
   }
 
   // --- http calls -----------------------------------------------------------------------
+
+  knowsCluster(cluster: string): boolean {
+    return this.clusterNames === null || this.clusterNames.has(cluster);
+  }
 
   issue(inst: FilterInstance, cluster: string, headers: string[], body: Uint8Array, timeoutMs: number): number {
     const token = this.nextToken;
@@ -372,6 +378,10 @@ export class FilterWorker implements HttpCallSink {
       return { ok: true };
     }
     if (op.op === 'sniff') return this.sniff(op.genId, op.data, op.end);
+    if (op.op === 'clusters') {
+      this.clusterNames = op.names === null ? null : new Set(op.names);
+      return { ok: true };
+    }
     const gen = new Generation(op.spec, op.module);
     try {
       const inst = new FilterInstance(op.spec, op.module, this.deps);

@@ -160,6 +160,23 @@ test('properties: destination.address / destination.port are the listener\'s; co
   assert.equal(await prop('connection.id', true), '(none)');
 });
 
+test('proxy_http_call to a cluster the config does not define gets BadArgument (2) at the call', async () => {
+  // probe's callout asks cluster "authz"; this Wisp has only "up".
+  const w = await startWispWithFilters({
+    file: 'filters.test (no authz)',
+    filters: [{ name: 'gate', wasm: path.join(FIXTURES, 'probe.wasm'), config: 'gate' }],
+    chain: ['gate'],
+  });
+  try {
+    const r = await httpGet(w.port, '/call', { headers: { 'x-action': 'callout' } });
+    assert.equal(r.status, 200);
+    const seen = w.upstream.requests.find((q) => q.url === '/call')!;
+    assert.equal(seen.headers['x-callout-error'], '2', 'BadArgument went back to the filter at the call');
+  } finally {
+    await w.stop();
+  }
+});
+
 test('properties: the request, the filter, the route, the cluster and the listener as Envoy names them', async () => {
   const prop = async (name: string, extra: Record<string, string> = {}): Promise<string | undefined> => {
     const before = up.requests.length;

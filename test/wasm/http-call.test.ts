@@ -148,3 +148,42 @@ test('without an httpCall handler proxy_http_call is Unimplemented (12)', async 
     await bare.close();
   }
 });
+
+test('a call to a cluster the config does not define is refused at the call: BadArgument (2), logged with the reason', async () => {
+  const logs: string[] = [];
+  const handled: FilterHttpCall[] = [];
+  const gated = new WasmFilterRuntime({
+    workers: 2,
+    log: (level, filter, msg) => logs.push(`${level} ${filter} ${msg}`),
+    httpCall: (call) => {
+      handled.push(call);
+      return Promise.resolve({ status: 200, headers: [], body: new Uint8Array(0) });
+    },
+  });
+  try {
+    await gated.load(filterConfig('gate', fixture('probe.wasm'), { config: 'G' }));
+    // The probe calls "authz"; this config knows only "api" and "web".
+    gated.setHttpCallClusters(['api', 'web']);
+    const chain = gated.chain(['gate']);
+    for (let i = 0; i < 4; i++) {
+      const s = new TestStream(['x-action', 'callout']);
+      chain.requestHeaders(s);
+      assert.equal((await s.next()).kind, 'continue', 'the filter goes on without a call');
+      assert.equal(s.header('x-callout-error'), '2');
+      chain.done(s);
+    }
+    assert.equal(handled.length, 0, 'nothing went out');
+    assert.ok(logs.some((l) => l.includes('gate') && l.includes('proxy_http_call') && l.includes('BadArgument') && l.includes('unknown cluster "authz"')), logs.join('\n'));
+    // Once the config defines it, the same call goes out.
+    gated.setHttpCallClusters(['api', 'authz']);
+    const s = new TestStream(['x-action', 'callout']);
+    chain.requestHeaders(s);
+    await s.next();
+    assert.equal(s.header('x-callout-error'), undefined);
+    chain.done(s);
+    assert.equal(handled.length, 1);
+    assert.equal(handled[0]!.cluster, 'authz');
+  } finally {
+    await gated.close();
+  }
+});
