@@ -468,10 +468,8 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
         continue;
       }
       if (call !== 0 && now - h.timedSince > h.watch[Watch.DeadlineMs]) {
-        const genId = h.watch[Watch.GenId];
-        const gen = this.registry.generations.get(genId);
-        const name = gen?.name ?? `generation ${genId}`;
-        h.abort(genId, `filter "${name}": call ran past its deadline of ${h.watch[Watch.DeadlineMs]} ms; worker ${h.index} replaced`);
+        // The reason is logged under the filter's name (filterFault) or prefixed with it (a load).
+        h.abort(h.watch[Watch.GenId], `call ran past its deadline of ${h.watch[Watch.DeadlineMs]} ms; worker ${h.index} replaced`);
       }
     }
   }
@@ -585,6 +583,9 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     const reason = gen !== undefined ? gen.symbolize(trapReason) : trapReason;
     this.log('warn', name, `fault: ${reason}`);
     if (gen === undefined || kind === FaultKind.NotLoaded || this.registry.current(name) === null) return;
+    // A generation still being loaded (neither current nor retired) is refused, not faulted:
+    // its failure must not count toward quarantining the one that serves.
+    if (!gen.retired && this.registry.current(name) !== gen) return;
     if (this.registry.recordFault(name, reason)) {
       this.log('error', name, `quarantined: too many faults; its failure policy (${gen.cfg.failure}) applies without calling it`);
     }
@@ -693,7 +694,8 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     if (bad !== undefined) {
       this.dropEverywhere(gen);
       this.registry.discard(gen);
-      throw new FilterLoadError(cfg.name, bad.error ?? 'load failed');
+      await gen.sourceMapRead;
+      throw new FilterLoadError(cfg.name, gen.symbolize(bad.error ?? 'load failed'));
     }
     gen.skipsResponseHeaders = results.every((r) => r.skipsResponseHeaders === true);
     gen.skipsResponseTrailers = results.every((r) => r.skipsResponseTrailers === true);

@@ -536,7 +536,8 @@ export class WorkerHandle {
     for (const b of lost) {
       for (const c of b.ctl) {
         // A sniff that ran past its deadline is answered (as a failure) rather than sent again.
-        if ((c.op.op === 'load' && c.op.spec.id === culprit) || (c.op.op === 'sniff' && c.op.genId === culprit)) c.resolve?.({ ok: false, error: reason });
+        if (c.op.op === 'load' && c.op.spec.id === culprit) c.resolve?.({ ok: false, error: `while starting: ${reason}` });
+        else if (c.op.op === 'sniff' && c.op.genId === culprit) c.resolve?.({ ok: false, error: reason });
         else if (c.resolve !== null) requeue.push(c);
       }
     }

@@ -93,3 +93,27 @@ test('through a running Wisp: PUT /filters/NAME of a module trapping in proxy_on
     await stop();
   }
 });
+
+test('a module that loops in proxy_on_vm_start: refused past its deadline, said once, and not counted as a fault of the filter it would replace', async () => {
+  const wat = `(module
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (loop $l (br $l)) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+)`;
+  const mod = binaryen.parseText(wat);
+  const looping = mod.emitBinary();
+  mod.dispose();
+  const before = rt.list().find((f) => f.name === 't')!;
+  await assert.rejects(rt.loadBytes('t', looping, { config: 'v3' }), (err: Error) => {
+    assert.match(err.message, /^filter "t": while starting: call ran past its deadline of \d+ ms; worker \d+ replaced$/);
+    return true;
+  });
+  const s = await requestThrough(rt, ['t']);
+  assert.equal(s.header('x-probe'), 'v1', 'the previous generation answered, on the replacement worker');
+  const now = rt.list().find((f) => f.name === 't')!;
+  assert.equal(now.generation, before.generation);
+  assert.equal(now.faults, before.faults, 'the refused module is not a fault of the serving filter');
+});
