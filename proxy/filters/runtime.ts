@@ -64,6 +64,8 @@ export interface WasmRuntimeOptions {
   /** How long a stream's done call (on_done, on_log, on_delete) waits for other calls to go
    * with when nothing else is waiting, ms. Default 10. */
   doneDelayMs?: number;
+  /** How long a filter that faulted 5 times in 10 s is quarantined, ms. Default 30,000. */
+  quarantineMs?: number;
 }
 
 export interface ApplyResult {
@@ -96,7 +98,7 @@ function sameConfig(a: FilterConfig, b: FilterConfig): boolean {
 }
 
 export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChainHost, BatchSink, ReplyHandler {
-  readonly registry = new ModuleRegistry();
+  readonly registry: ModuleRegistry;
   private readonly handles: WorkerHandle[];
   /** Not a Map: see id-table.ts (a Map here promoted every filtered request's objects). */
   private readonly streams = new IdTable<StreamEntry>();
@@ -124,6 +126,7 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     // 0: no worker threads, the filters run on the event loop (wasm/inline-channel.ts).
     const inline = opts.workers === 0;
     this.inline = inline;
+    this.registry = new ModuleRegistry(opts.quarantineMs);
     const workers = inline ? 1 : Math.max(1, opts.workers ?? Math.max(1, os.availableParallelism() - 1));
     const level = LOG_LEVEL_NAMES.indexOf(opts.logLevel ?? 'info');
     this.log = opts.log ?? defaultLog;

@@ -235,6 +235,9 @@ export class FilterRecord {
 }
 
 export class ModuleRegistry {
+  /** How long a filter stays quarantined (QUARANTINE_MS; tests shorten it). */
+  constructor(private readonly quarantineMs = QUARANTINE_MS) {}
+
   private nextGenId = 1;
   readonly records = new Map<string, FilterRecord>();
   /** Every generation some worker holds: current ones, retired ones still in use, and ones
@@ -310,7 +313,7 @@ export class ModuleRegistry {
     times.push(now);
     while (times.length > 0 && times[0] <= now - FAULT_WINDOW_MS) times.shift();
     if (times.length >= FAULTS_TO_QUARANTINE) {
-      rec.quarantinedUntil = now + QUARANTINE_MS;
+      rec.quarantinedUntil = now + this.quarantineMs;
       times.length = 0;
       this.quarantineVersion++;
       this.nextQuarantineExpiry = Math.min(this.nextQuarantineExpiry, rec.quarantinedUntil);

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
+import { waitFor } from '../helpers/net.js';
 import { filterConfig, fixture, requestThrough, TestStream } from './helpers.js';
 
 const logs: string[] = [];
@@ -130,4 +131,26 @@ test('5 faults in 10 s quarantine the filter: policy applies without calling it'
   if (o.kind === 'local') assert.equal(o.status, 503);
   assert.equal(rt.list().find((f) => f.name === 'flaky')!.faults, 5, 'quarantined calls are not faults');
   assert.ok(logs.some((l) => l.startsWith('error flaky quarantined')));
+});
+
+test('a quarantine ends: after it the filter is called again, and new faults count again', async () => {
+  // Long enough that the request below surely lands inside it on a busy machine, short enough to wait out.
+  const short = new WasmFilterRuntime({ workers: 1, quarantineMs: 2000, log: () => {} });
+  try {
+    await short.load(filterConfig('flaky', fixture('probe.wasm'), { config: 'Q', failure: 'closed' }));
+    const info = () => short.list().find((f) => f.name === 'flaky')!;
+    for (let i = 0; i < 5; i++) await requestThrough(short, ['flaky'], ['x-action', 'trap']);
+    assert.equal(info().quarantined, true);
+    const during = await requestThrough(short, ['flaky'], []);
+    assert.equal(during.outcomes[0].kind, 'local', 'the policy answers while quarantined');
+    await waitFor(() => !info().quarantined, 15_000, 'the quarantine to end');
+    const after = await requestThrough(short, ['flaky'], []);
+    assert.equal(after.outcomes[0].kind, 'continue');
+    assert.equal(after.header('x-probe'), 'Q', 'the filter itself answered');
+    await requestThrough(short, ['flaky'], ['x-action', 'trap']);
+    assert.equal(info().faults, 6, 'a fault after the quarantine counts');
+    assert.equal(info().quarantined, false, 'one fault does not quarantine again');
+  } finally {
+    await short.close();
+  }
 });
