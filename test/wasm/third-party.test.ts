@@ -4,6 +4,8 @@ import { after, before, test } from 'node:test';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import fs from 'node:fs';
 import path from 'node:path';
+import { httpGet } from '../helpers/net.js';
+import { startWispWithFilters } from '../helpers/wisp.js';
 import { filterConfig, fixture, TestStream } from './helpers.js';
 
 // Modules built by other projects are not committed here (only our own code and builds are):
@@ -77,4 +79,27 @@ test('WASI: fd_write logs, clock, random, empty environment; proc_exit traps', a
   assert.equal(o.kind, 'local');
   if (o.kind === 'local') assert.equal(o.status, 503);
   assert.ok(logs.some((l) => l.includes('proc_exit(3)')));
+});
+
+test('through a running Wisp: the Go SDK modules set Wasm-Context on requests reaching the upstream', { skip: GO_V1.skip || GO_V2.skip }, async () => {
+  const { port, upstream, stop } = await startWispWithFilters({
+    file: 'third-party.test',
+    routes: [
+      { match: { prefix: '/v1/' }, filters: ['go-v1'] },
+      { match: { prefix: '/v2/' }, filters: ['go-v2'] },
+    ],
+    filters: [
+      { name: 'go-v1', wasm: GO_V1.path, config: '' },
+      { name: 'go-v2', wasm: GO_V2.path, config: '' },
+    ],
+  });
+  try {
+    for (const url of ['/v1/a', '/v2/a', '/v2/b']) assert.equal((await httpGet(port, url)).status, 200, url);
+    const ctx = (url: string): string => String(upstream.requests.find((r) => r.url === url)!.headers['wasm-context'] ?? '');
+    assert.match(ctx('/v1/a'), /^\d+$/);
+    assert.match(ctx('/v2/a'), /^\d+$/);
+    assert.notEqual(ctx('/v2/a'), ctx('/v2/b'), 'each request has its own context id');
+  } finally {
+    await stop();
+  }
 });
