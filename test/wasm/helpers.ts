@@ -1,6 +1,8 @@
 // A FilterStream for tests: records what the chain answers and lets a test await it; fixtures
 // and filter configs; one request through a chain.
+import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
+import binaryen from 'binaryen';
 import type { FilterConfig } from '../../proxy/config/types.js';
 import type { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import type { FilterPhase, FilterStream } from '../../proxy/filters/types.js';
@@ -113,4 +115,37 @@ export async function requestThrough(rt: WasmFilterRuntime, names: string[], hea
   await s.next();
   chain.done(s);
   return s;
+}
+
+/** A module from WebAssembly text, compiled with binaryen (a devDependency through
+ * AssemblyScript): for modules no toolchain would emit (wrong types, traps in odd places). */
+export function wasmFromText(wat: string): Uint8Array {
+  const mod = binaryen.parseText(wat);
+  try {
+    return mod.emitBinary();
+  } finally {
+    mod.dispose();
+  }
+}
+
+/** Loading `bytes` as `name` is refused (`check` looks at the error), and the generation that
+ * served `name` before still does: same generation and version, and it answers a request
+ * with `x-probe: <probeConfig>` (the serving module is probe.wasm). */
+export async function assertRefusedKeepsServing(
+  rt: WasmFilterRuntime,
+  name: string,
+  bytes: Uint8Array,
+  probeConfig: string,
+  check: (err: Error) => void,
+): Promise<void> {
+  const before = rt.list().find((f) => f.name === name)!;
+  await assert.rejects(rt.loadBytes(name, bytes, { config: `${probeConfig}-next` }), (err: Error) => {
+    check(err);
+    return true;
+  });
+  const s = await requestThrough(rt, [name]);
+  assert.equal(s.header('x-probe'), probeConfig, 'the previous generation answered');
+  const now = rt.list().find((f) => f.name === name)!;
+  assert.equal(now.generation, before.generation);
+  assert.equal(now.version, before.version);
 }

@@ -4,10 +4,9 @@
 // not logged: filters probe with those on every request.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import binaryen from 'binaryen';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import { waitFor } from '../helpers/net.js';
-import { filterConfig, fixture, requestThrough } from './helpers.js';
+import { filterConfig, fixture, requestThrough, wasmFromText } from './helpers.js';
 
 const logs: string[] = [];
 let rt: WasmFilterRuntime;
@@ -78,12 +77,7 @@ function misusingModule(): Uint8Array {
     ${body}
     (i32.const 0))
 )`;
-  const mod = binaryen.parseText(wat);
-  try {
-    return mod.emitBinary();
-  } finally {
-    mod.dispose();
-  }
+  return wasmFromText(wat);
 }
 
 before(async () => {
