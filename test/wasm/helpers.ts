@@ -2,7 +2,6 @@
 // and filter configs; one request through a chain.
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import binaryen from 'binaryen';
 import type { FilterConfig } from '../../proxy/config/types.js';
 import type { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import type { FilterPhase, FilterStream } from '../../proxy/filters/types.js';
@@ -115,17 +114,6 @@ export async function requestThrough(rt: WasmFilterRuntime, names: string[], hea
   await s.next();
   chain.done(s);
   return s;
-}
-
-/** A module from WebAssembly text, compiled with binaryen (a devDependency through
- * AssemblyScript): for modules no toolchain would emit (wrong types, traps in odd places). */
-export function wasmFromText(wat: string): Uint8Array {
-  const mod = binaryen.parseText(wat);
-  try {
-    return mod.emitBinary();
-  } finally {
-    mod.dispose();
-  }
 }
 
 /** Loading `bytes` as `name` is refused (`check` looks at the error), and the generation that

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import { waitFor } from '../helpers/net.js';
-import { filterConfig, fixture, requestThrough, wasmFromText } from './helpers.js';
+import { filterConfig, fixture, requestThrough } from './helpers.js';
+import { wasmFromText } from './wat.js';
 
 const logs: string[] = [];
 let rt: WasmFilterRuntime;

@@ -13,7 +13,8 @@ import { checkModule } from '../../proxy/wasm/module-registry.js';
 import { formatSignature, readFunctionImports, WasmBinaryError } from '../../proxy/wasm/wasm-binary.js';
 import { httpGet, waitFor } from '../helpers/net.js';
 import { startWispWithFilters } from '../helpers/wisp.js';
-import { assertRefusedKeepsServing, filterConfig, fixture, wasmFromText } from './helpers.js';
+import { assertRefusedKeepsServing, filterConfig, fixture } from './helpers.js';
+import { wasmFromText } from './wat.js';
 
 /** The smallest proxy-wasm module that loads, plus `imports` (WAT import fields) and
  * `configure` (instructions run in proxy_on_configure, before it returns true). */

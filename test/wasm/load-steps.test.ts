@@ -7,7 +7,8 @@ import { after, before, test } from 'node:test';
 import { WasmFilterRuntime } from '../../proxy/filters/runtime.js';
 import { httpGet } from '../helpers/net.js';
 import { startWispWithFilters } from '../helpers/wisp.js';
-import { assertRefusedKeepsServing, filterConfig, fixture, requestThrough, wasmFromText } from './helpers.js';
+import { assertRefusedKeepsServing, filterConfig, fixture, requestThrough } from './helpers.js';
+import { wasmFromText } from './wat.js';
 
 /** Where the module traps ('none': nowhere). */
 type Step = 'none' | 'start-section' | '_start' | 'proxy_on_vm_start' | 'proxy_on_configure';
