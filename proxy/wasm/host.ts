@@ -35,7 +35,7 @@ for (const [name, code] of Object.entries(MapType)) MAP_TYPE_NAMES[code] = name;
  * for a missing header or property, Empty, CasMismatch) are returned without it.
  */
 export function refuse(inst: FilterInstance, call: string, status: number, reason: string): number {
-  inst.log(LogLevel.Warn, `${call} -> ${RESULT_NAMES[status] ?? 'status'} (${status}): ${reason}`);
+  if (inst.mayLogRefusal()) inst.log(LogLevel.Warn, `${call} -> ${RESULT_NAMES[status] ?? 'status'} (${status}): ${reason}`);
   return status;
 }
 

@@ -121,6 +121,9 @@ export class GuestNameCache {
 /** Longest header name GuestNameCache keeps. */
 const CACHED_NAME_MAX = 64;
 
+/** Host-call refusal lines an instance may log per second (see mayLogRefusal). */
+const REFUSALS_PER_SECOND = 10;
+
 export const ROOT_CONTEXT_ID = 1;
 /** Instantiation, _initialize and configure may legitimately take longer than a request call. */
 const START_DEADLINE_FLOOR_MS = 2000;
@@ -198,6 +201,10 @@ export class FilterInstance {
   readonly contexts = new IdTable<number>();
   private nextContextId = ROOT_CONTEXT_ID + 1;
   private warnedOnce = new Set<string>();
+  /** mayLogRefusal's window: when it started, lines logged in it, refusals left out. */
+  private refusalWindowStart = 0;
+  private refusalsLogged = 0;
+  private refusalsSuppressed = 0;
   private readonly headerNames = new GuestNameCache();
 
   constructor(spec: GenerationSpec, module: WebAssembly.Module, deps: InstanceDeps) {
@@ -321,6 +328,25 @@ export class FilterInstance {
     if (ab !== null && ab.byteLength > 0) return ab.byteLength;
     this.refresh();
     return this.memAb!.byteLength;
+  }
+
+  /** Whether a host-call refusal may be logged now: at most REFUSALS_PER_SECOND a second per
+   * instance, so a filter that misuses a call on every request does not flood the log; the
+   * first line of the next second says how many were left out. Only on the failure path. */
+  mayLogRefusal(): boolean {
+    const now = Date.now();
+    if (now - this.refusalWindowStart >= 1000) {
+      if (this.refusalsSuppressed > 0) this.log(LogLevel.Warn, `${this.refusalsSuppressed} more host-call refusals in the last second were not logged`);
+      this.refusalWindowStart = now;
+      this.refusalsLogged = 0;
+      this.refusalsSuppressed = 0;
+    }
+    if (this.refusalsLogged < REFUSALS_PER_SECOND) {
+      this.refusalsLogged++;
+      return true;
+    }
+    this.refusalsSuppressed++;
+    return false;
   }
 
   warnOnce(key: string, message: string): void {

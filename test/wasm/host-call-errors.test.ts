@@ -142,3 +142,30 @@ test('a module misusing calls: each status it got back is the one logged, with w
   assert.equal(mine.length, 6, mine.join('\n'));
   assert.ok(!mine.some((l) => l.includes('NotFound') && !l.includes('proxy_increment_metric')), mine.join('\n'));
 });
+
+test('a filter misusing a call on every request: at most 10 refusal lines a second, the next line says how many were left out', async () => {
+  const line = (l: string): boolean => l.startsWith('warn probe proxy_add_header_map_value -> BadArgument (2)');
+  const summary = /^warn probe (\d+) more host-call refusals in the last second were not logged$/;
+  const from = logs.length;
+  let refusals = 0;
+  const misuse = async (): Promise<void> => {
+    const s = await requestThrough(rt, ['probe'], ['x-action', 'bad-header']);
+    assert.equal(s.header('x-bad-result'), '2', 'every call is still refused with BadArgument');
+    refusals++;
+  };
+  // 40 at once: one batch, so one or at most two of the worker's one-second windows.
+  await Promise.all(Array.from({ length: 40 }, misuse));
+  const burstLines = logs.slice(from).filter(line).length;
+  assert.ok(burstLines >= 1 && burstLines <= 20, `${burstLines} lines for 40 refusals`);
+  // Keep misusing until a new second opens and reports what was left out (bounded).
+  await waitFor(async () => {
+    if (logs.slice(from).some((l) => summary.test(l))) return true;
+    await misuse();
+    return false;
+  }, 10_000, 'the left-out count');
+  const since = logs.slice(from);
+  const logged = since.filter(line).length;
+  const leftOut = since.map((l) => summary.exec(l)).reduce((n, m) => n + (m === null ? 0 : Number(m[1])), 0);
+  assert.ok(leftOut > 0);
+  assert.equal(logged + leftOut, refusals, 'every refusal is either logged or counted');
+});
