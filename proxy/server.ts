@@ -274,8 +274,13 @@ export class Wisp {
     m.register('wisp_filter_streams', 'Streams using any generation of a filter', 'gauge', () =>
       this.filterList().map((f) => ({ labels: { filter: f.name }, value: f.streams })),
     );
-    m.register('wisp_filter_metric', 'Metrics defined by wasm filters (proxy_define_metric)', 'gauge', () =>
+    m.register('wisp_filter_metric', 'Metrics defined by wasm filters (proxy_define_metric); for a histogram, the sum of its values', 'gauge', () =>
       this.filters === null ? [] : this.filters.metricsSnapshot().map((s) => ({ labels: { filter: s.filter, name: s.name, type: s.type }, value: s.value })),
+    );
+    m.register('wisp_filter_metric_count', 'How many values a wasm filter recorded into each of its histograms', 'counter', () =>
+      this.filters === null
+        ? []
+        : this.filters.metricsSnapshot().flatMap((s) => (s.count === undefined ? [] : [{ labels: { filter: s.filter, name: s.name }, value: s.count }])),
     );
   }
 }

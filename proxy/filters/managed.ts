@@ -13,7 +13,10 @@ export interface FilterMetricSample {
   filter: string;
   name: string;
   type: string;
+  /** Histograms: the sum of the values recorded. */
   value: number;
+  /** Histograms: how many values were recorded. */
+  count?: number;
 }
 
 export interface ManagedFilterRuntime extends FilterRuntime {
