@@ -103,6 +103,21 @@ function isWritableMap(mapType: number): boolean {
   return mapType >= MapType.RequestHeaders && mapType <= MapType.ResponseTrailers; // headers and trailers, both ways
 }
 
+/** The serialized header map a filter passed at [ptr, ptr + len) as a [name, value, ...] list,
+ * names lower-cased and every pair checked (acceptHeader); the status when it is out of
+ * bounds, not a header map, or holds a pair Wisp refuses (each logged). */
+function readHeaderMap(inst: FilterInstance, call: string, what: string, ptr: number, len: number): string[] | number {
+  const bytes = inst.viewBytes(ptr, len);
+  if (bytes === null) return outOfBounds(inst, call, what, ptr, len);
+  const pairs = deserializeHeaderMap(bytes);
+  if (pairs === null) return refuse(inst, call, SerializationFailure, `${len} header bytes are not a serialized header map`);
+  for (let i = 0; i < pairs.length; i += 2) {
+    pairs[i] = lowerAscii(pairs[i]);
+    if (!acceptHeader(inst, call, pairs[i], pairs[i + 1])) return BadArgument;
+  }
+  return pairs;
+}
+
 /** Validates a header pair a filter wants to write; logs and returns false when refused. */
 function acceptHeader(inst: FilterInstance, call: string, name: string, value: string | null): boolean {
   const err = headerNameError(name) ?? (value === null ? null : headerValueError(value));
@@ -497,14 +512,8 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
     proxy_set_header_map_pairs(mapType: number, ptr: number, len: number): number {
       const list = headerList(inst, mapType);
       if (list === null || !isWritableMap(mapType)) return badMap(inst, 'proxy_set_header_map_pairs', mapType, true);
-      const bytes = inst.viewBytes(ptr, len);
-      if (bytes === null) return outOfBounds(inst, 'proxy_set_header_map_pairs', 'header map', ptr, len);
-      const pairs = deserializeHeaderMap(bytes);
-      if (pairs === null) return refuse(inst, 'proxy_set_header_map_pairs', SerializationFailure, `${len} bytes are not a serialized header map`);
-      for (let i = 0; i < pairs.length; i += 2) {
-        pairs[i] = lowerAscii(pairs[i]);
-        if (!acceptHeader(inst, 'proxy_set_header_map_pairs', pairs[i], pairs[i + 1])) return BadArgument;
-      }
+      const pairs = readHeaderMap(inst, 'proxy_set_header_map_pairs', 'header map', ptr, len);
+      if (typeof pairs === 'number') return pairs;
       list.length = 0;
       for (let i = 0; i < pairs.length; i++) list.push(pairs[i]);
       markDirty(inst, mapType);
@@ -635,14 +644,8 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       if (details === null) return outOfBounds(inst, 'proxy_send_local_response', 'details', detailsPtr, detailsLen);
       const body = inst.readBytes(bodyPtr, bodyLen);
       if (body === null) return outOfBounds(inst, 'proxy_send_local_response', 'body', bodyPtr, bodyLen);
-      const hbytes = inst.viewBytes(headersPtr, headersLen);
-      if (hbytes === null) return outOfBounds(inst, 'proxy_send_local_response', 'headers', headersPtr, headersLen);
-      const headers = deserializeHeaderMap(hbytes);
-      if (headers === null) return refuse(inst, 'proxy_send_local_response', SerializationFailure, `${headersLen} header bytes are not a serialized header map`);
-      for (let i = 0; i < headers.length; i += 2) {
-        headers[i] = lowerAscii(headers[i]);
-        if (!acceptHeader(inst, 'proxy_send_local_response', headers[i], headers[i + 1])) return BadArgument;
-      }
+      const headers = readHeaderMap(inst, 'proxy_send_local_response', 'headers', headersPtr, headersLen);
+      if (typeof headers === 'number') return headers;
       s.local = { status, headers, body, details };
       return Ok;
     },
@@ -786,19 +789,9 @@ export function createEnvImports(inst: FilterInstance): Record<string, (...args:
       if (body === null) return outOfBounds(inst, 'proxy_http_call', 'body', bPtr, bLen);
       if (!inst.inBounds(tPtr, tLen)) return outOfBounds(inst, 'proxy_http_call', 'trailers', tPtr, tLen);
       if (!inst.inBounds(retTokenPtr, 4)) return outOfBounds(inst, 'proxy_http_call', 'token return slot', retTokenPtr, 4);
-      const hbytes = inst.viewBytes(hPtr, hLen);
-      if (hbytes === null) return outOfBounds(inst, 'proxy_http_call', 'headers', hPtr, hLen);
-      const headers = deserializeHeaderMap(hbytes);
-      if (headers === null) return refuse(inst, 'proxy_http_call', SerializationFailure, `${hLen} header bytes are not a serialized header map`);
-      let hasMethod = false;
-      let hasPath = false;
-      for (let i = 0; i < headers.length; i += 2) {
-        headers[i] = lowerAscii(headers[i]);
-        if (!acceptHeader(inst, 'proxy_http_call', headers[i], headers[i + 1])) return BadArgument;
-        if (headers[i] === ':method') hasMethod = true;
-        else if (headers[i] === ':path') hasPath = true;
-      }
-      if (!hasMethod || !hasPath) return refuse(inst, 'proxy_http_call', BadArgument, 'headers need :method and :path');
+      const headers = readHeaderMap(inst, 'proxy_http_call', 'headers', hPtr, hLen);
+      if (typeof headers === 'number') return headers;
+      if (mapValue(headers, ':method') === null || mapValue(headers, ':path') === null) return refuse(inst, 'proxy_http_call', BadArgument, 'headers need :method and :path');
       const token = sink.issue(inst, cluster, headers, body, timeoutMs >>> 0);
       inst.writeU32(retTokenPtr, token);
       return Ok;
