@@ -8,8 +8,29 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { httpGet, metricIn } from '../helpers/net.js';
-import { startWispWithFilters } from '../helpers/wisp.js';
+import { type RunningWisp, startWispWithFilters } from '../helpers/wisp.js';
 import { wasmFromText } from '../wasm/wat.js';
+
+/** Wisp with one route through filter `name`, built from `wat` into a temporary file; stop()
+ * also removes the file. `options` go into the filter's config entry. */
+async function startWithWatFilter(name: string, wat: string, options: Record<string, unknown> = {}, workers = 1): Promise<RunningWisp> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wisp-wat-filter-'));
+  const wasm = path.join(dir, `${name}.wasm`);
+  fs.writeFileSync(wasm, wasmFromText(wat));
+  try {
+    const w = await startWispWithFilters({ file: `wat-filters.test (${name})`, workers, chain: [name], filters: [{ name, wasm, ...options }] });
+    return {
+      ...w,
+      stop: async () => {
+        await w.stop();
+        fs.rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
 
 // Records 21 into histogram "req_sizes" on every request's headers.
 const HISTOGRAM_FILTER = `(module
@@ -32,15 +53,7 @@ const HISTOGRAM_FILTER = `(module
 )`;
 
 test('a filter histogram on /metrics: its sum, and how many values were recorded', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wisp-filter-metrics-'));
-  const wasm = path.join(dir, 'sizes.wasm');
-  fs.writeFileSync(wasm, wasmFromText(HISTOGRAM_FILTER));
-  const { port, adminPort, stop } = await startWispWithFilters({
-    file: 'wat-filters.test',
-    workers: 2,
-    chain: ['sizes'],
-    filters: [{ name: 'sizes', wasm }],
-  });
+  const { port, adminPort, stop } = await startWithWatFilter('sizes', HISTOGRAM_FILTER, {}, 2);
   try {
     for (let i = 0; i < 3; i++) assert.equal((await httpGet(port, `/r${i}`)).status, 200);
     const page = (await httpGet(adminPort, '/metrics')).body;
@@ -49,7 +62,6 @@ test('a filter histogram on /metrics: its sum, and how many values were recorded
     assert.match(page, /# TYPE wisp_filter_metric_count counter/);
   } finally {
     await stop();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -77,19 +89,11 @@ const VM_CONFIG_FILTER = `(module
 )`;
 
 test('a filter\'s vm_config reaches proxy_on_vm_start through a running Wisp', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wisp-vm-config-'));
-  const wasm = path.join(dir, 'vmc.wasm');
-  fs.writeFileSync(wasm, wasmFromText(VM_CONFIG_FILTER));
-  const { port, upstream, stop } = await startWispWithFilters({
-    file: 'wat-filters.test (vm_config)',
-    chain: ['vmc'],
-    filters: [{ name: 'vmc', wasm, vm_config: 'vm-hello' }],
-  });
+  const { port, upstream, stop } = await startWithWatFilter('vmc', VM_CONFIG_FILTER, { vm_config: 'vm-hello' });
   try {
     assert.equal((await httpGet(port, '/vm')).status, 200);
     assert.equal(upstream.requests.find((r) => r.url === '/vm')!.headers['x-vm-config'], 'vm-hello');
   } finally {
     await stop();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
