@@ -585,10 +585,11 @@ export class WasmFilterRuntime implements FilterRuntime, ChainHost, NetworkChain
     const name = gen?.name ?? `generation ${genId}`;
     const reason = gen !== undefined ? gen.symbolize(trapReason) : trapReason;
     this.log('warn', name, `fault: ${reason}`);
-    if (gen === undefined || kind === FaultKind.NotLoaded || this.registry.current(name) === null) return;
+    const current = this.registry.current(name);
+    if (gen === undefined || kind === FaultKind.NotLoaded || current === null) return;
     // A generation still being loaded (neither current nor retired) is refused, not faulted:
     // its failure must not count toward quarantining the one that serves.
-    if (!gen.retired && this.registry.current(name) !== gen) return;
+    if (!gen.retired && current !== gen) return;
     if (this.registry.recordFault(name, reason)) {
       this.log('error', name, `quarantined: too many faults; its failure policy (${gen.cfg.failure}) applies without calling it`);
     }

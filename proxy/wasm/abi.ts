@@ -172,12 +172,7 @@ export const WASI_IMPORT_SIGNATURES: ReadonlyMap<string, readonly FunctionSignat
   ['poll_oneoff', [i32s(4)]],
 ]);
 
-/** Host functions a filter may import from module "env" (the names of ENV_IMPORT_SIGNATURES). */
-export const KNOWN_ENV_IMPORTS: ReadonlySet<string> = new Set(ENV_IMPORT_SIGNATURES.keys());
-
-export const KNOWN_WASI_MODULES: ReadonlySet<string> = new Set(['wasi_snapshot_preview1', 'wasi_unstable']);
-/** The names of WASI_IMPORT_SIGNATURES. */
-export const KNOWN_WASI_IMPORTS: ReadonlySet<string> = new Set(WASI_IMPORT_SIGNATURES.keys());
+const KNOWN_WASI_MODULES: ReadonlySet<string> = new Set(['wasi_snapshot_preview1', 'wasi_unstable']);
 
 /** The signatures Wisp accepts for a function import, or null when it provides no such function. */
 export function hostFunctionSignatures(module: string, name: string): readonly FunctionSignature[] | null {
